@@ -1,0 +1,171 @@
+// Package attestation is the one model of TEE evidence that Enclave-TLS, inclavared and shelter use.
+//
+// Each TEE lives in its own sub-package that parses its bytes, verifies signatures and certificate chains
+// to a pinned root, and registers a Verifier (and, where it can produce evidence, an Attester) here.
+// This package never touches a TEE's bytes itself; it must never report Verified for evidence that a
+// TEE package did not check all the way to a root of trust.
+package attestation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// TEE names a kind of trusted execution environment, spelled as in ENCLAVE_TYPE.
+type TEE string
+
+const (
+	SGX TEE = "intelSgx"
+	TDX TEE = "tdx"
+	SNP TEE = "snp"
+	// Sim is the software TEE: evidence signed by a simulated platform key. It proves nothing about
+	// confidentiality and is accepted only where a policy allows it.
+	Sim TEE = "sim"
+)
+
+// ReportDataSize is the size of the caller-chosen data every TEE binds into its evidence.
+const ReportDataSize = 64
+
+// Options are what a verification depends on besides the evidence itself.
+type Options struct {
+	// Now is the time at which certificates and collateral must be valid; zero means time.Now().
+	Now time.Time
+	// Roots are trust anchors added to the built-in, key-pinned roots (Intel SGX Root CA, AMD ARKs,
+	// the local sim platform key).
+	Roots []*x509.Certificate
+	// Collateral holds raw files (TCB info, QE identity, CRLs, certificate chains, VCEK …); each
+	// verifier picks what it recognises by content and ignores the rest.
+	Collateral [][]byte
+	// AllowTrailingData accepts bytes after the end of the evidence structure. Off by default:
+	// strict parsing is the safe choice.
+	AllowTrailingData bool
+}
+
+// Time returns the verification time.
+func (o Options) Time() time.Time {
+	if o.Now.IsZero() {
+		return time.Now()
+	}
+	return o.Now
+}
+
+// Result is what a verifier established. A TEE package fills Measurements with lower-case hex values
+// under its own names (for example "mrenclave", "mrsigner", "mrtd", "rtmr0", "measurement").
+type Result struct {
+	TEE TEE `json:"tee"`
+	// Verified is true only when every signature and chain up to a trusted root checked out.
+	Verified bool `json:"verified"`
+	// TCBStatus is the platform TCB status from collateral ("UpToDate", "SWHardeningNeeded", …), or
+	// "" when no collateral decided it.
+	TCBStatus    string            `json:"tcb_status"`
+	Advisories   []string          `json:"advisories,omitempty"`
+	Measurements map[string]string `json:"measurements"`
+	ReportData   []byte            `json:"report_data"`
+	// Debug reports whether the TEE allows debugging of the workload (its memory is then not secret).
+	Debug bool `json:"debug"`
+	// ProductID and SVN are the signer-assigned product and security version, where the TEE has them.
+	ProductID *uint64 `json:"product_id,omitempty"`
+	SVN       *uint64 `json:"svn,omitempty"`
+	// Signer is the hex identity of who signed the workload (MRSIGNER for SGX), where the TEE has one.
+	Signer string `json:"signer,omitempty"`
+	// Details holds TEE-specific facts worth showing to a human (FMSPC, firmware versions, …).
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// Verifier checks one TEE's evidence.
+type Verifier interface {
+	TEE() TEE
+	// Match reports whether evidence looks like this TEE's format. It must be cheap and must not
+	// imply anything about validity.
+	Match(evidence []byte) bool
+	// Verify parses and verifies evidence. It returns an error unless the evidence verified.
+	Verify(ctx context.Context, evidence []byte, opts Options) (*Result, error)
+}
+
+// Attester produces evidence binding reportData on this machine.
+type Attester interface {
+	TEE() TEE
+	// Available reports whether the TEE is usable here, and if not why (for example the missing device).
+	Available() error
+	Evidence(ctx context.Context, reportData [ReportDataSize]byte) ([]byte, error)
+}
+
+// ErrUnknownFormat is returned when no registered verifier recognises the evidence.
+var ErrUnknownFormat = errors.New("evidence format not recognised")
+
+var (
+	mu        sync.RWMutex
+	verifiers = map[TEE]Verifier{}
+	attesters = map[TEE]Attester{}
+)
+
+// RegisterVerifier makes v available to Verify and VerifierFor. TEE packages call it from init.
+func RegisterVerifier(v Verifier) {
+	mu.Lock()
+	defer mu.Unlock()
+	verifiers[v.TEE()] = v
+}
+
+// RegisterAttester makes a available to AttesterFor.
+func RegisterAttester(a Attester) {
+	mu.Lock()
+	defer mu.Unlock()
+	attesters[a.TEE()] = a
+}
+
+// VerifierFor returns the verifier registered for tee.
+func VerifierFor(tee TEE) (Verifier, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	v, ok := verifiers[tee]
+	if !ok {
+		return nil, fmt.Errorf("no verifier for TEE %q (known: %v)", tee, knownLocked(verifiers))
+	}
+	return v, nil
+}
+
+// AttesterFor returns the attester registered for tee.
+func AttesterFor(tee TEE) (Attester, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	a, ok := attesters[tee]
+	if !ok {
+		return nil, fmt.Errorf("no attester for TEE %q (known: %v)", tee, knownLocked(attesters))
+	}
+	return a, nil
+}
+
+// Detect returns the verifier whose format matches evidence.
+func Detect(evidence []byte) (Verifier, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	for _, tee := range knownLocked(verifiers) {
+		if v := verifiers[tee]; v.Match(evidence) {
+			return v, nil
+		}
+	}
+	return nil, ErrUnknownFormat
+}
+
+// Verify detects the format of evidence and verifies it.
+func Verify(ctx context.Context, evidence []byte, opts Options) (*Result, error) {
+	v, err := Detect(evidence)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(ctx, evidence, opts)
+}
+
+func knownLocked[T any](m map[TEE]T) []TEE {
+	out := make([]TEE, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,95 @@
+// Package enclave holds what an enclave container is made of: its settings (from env or annotations)
+// and the Runtime interface through which the init-runelet drives an enclave runtime, whether a C PAL
+// (package pal) or a built-in Go runtime (packages under enclave/).
+//
+// It must never run a workload outside the runtime it was configured with.
+package enclave
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+)
+
+// Config is what pal_init receives, plus what a built-in runtime needs to find its workload.
+type Config struct {
+	// Type is the TEE type (ENCLAVE_TYPE): "intelSgx", "tdx", "snp" or "sim".
+	Type string
+	// RuntimePath is ENCLAVE_RUNTIME_PATH: a PAL library path, or "builtin:wasm" / "builtin:native".
+	RuntimePath string
+	// Args are ENCLAVE_RUNTIME_ARGS split at commas.
+	Args []string
+	// LogLevel is ENCLAVE_RUNTIME_LOGLEVEL.
+	LogLevel string
+	// Rootfs is the root of the workload's file system as the runtime sees it ("/" inside a container).
+	Rootfs string
+	// CacheDir, when set, is where a runtime may keep host-prepared artefacts (compiled modules).
+	CacheDir string
+}
+
+// Process is one program to run inside the enclave.
+type Process struct {
+	// Path is the program inside Rootfs (argv[0] resolved against PATH by the caller).
+	Path string
+	Args []string
+	Env  []string
+	Dir  string
+
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Proc is a running enclave process.
+type Proc interface {
+	// Wait blocks until the process exits and returns its exit status (128+signal when killed).
+	Wait() (int, error)
+	// Signal delivers sig to the process (pal_kill).
+	Signal(sig syscall.Signal) error
+}
+
+// Runtime is an enclave runtime. The runelet calls Init once at container create, Spawn for the
+// entrypoint at start and for every exec, and Destroy once when the entrypoint has exited.
+type Runtime interface {
+	// Init creates the enclave (pal_get_version + pal_init for a PAL).
+	Init(ctx context.Context, cfg Config) error
+	// Spawn starts p inside the enclave (pal_create_process + pal_exec).
+	Spawn(ctx context.Context, p Process) (Proc, error)
+	// Measurement is the hex digest identifying what Init loaded and Spawn will run for p, as the
+	// runtime's written measurement spec defines it; "" when the runtime cannot measure.
+	Measurement(p Process) (string, error)
+	// Destroy tears the enclave down (pal_destroy).
+	Destroy() error
+}
+
+// Factory makes a fresh Runtime.
+type Factory func() Runtime
+
+var (
+	mu       sync.RWMutex
+	builtins = map[string]Factory{}
+)
+
+// RegisterBuiltin makes a Go runtime available as ENCLAVE_RUNTIME_PATH "builtin:<name>".
+func RegisterBuiltin(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	builtins[name] = f
+}
+
+// Builtin returns a new instance of the built-in runtime name.
+func Builtin(name string) (Runtime, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := builtins[name]
+	if !ok {
+		known := make([]string, 0, len(builtins))
+		for k := range builtins {
+			known = append(known, "builtin:"+k)
+		}
+		sort.Strings(known)
+		return nil, fmt.Errorf("unknown built-in enclave runtime %q (known: %v)", "builtin:"+name, known)
+	}
+	return f(), nil
+}

@@ -1,0 +1,3 @@
+module github.com/inclavare-containers/inclavare-go
+
+go 1.26.8
