@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/inclavare-containers/inclavare-go/launcher"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/urfave/cli"
+)
+
+type action int
+
+const (
+	actionCreate action = iota
+	actionRun
+	actionRestore
+)
+
+func absPath(p string) (string, error) { return filepath.Abs(p) }
+
+// startContainer is create, run and restore: load the bundle, create the container, start its init.
+func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) (int, error) {
+	pidFile, err := absPidFile(c)
+	if err != nil {
+		return -1, err
+	}
+	id := c.Args().First()
+	if id == "" {
+		return -1, errEmptyID
+	}
+	bundle := c.String("bundle")
+	if bundle != "" {
+		// specconv records the working directory as the bundle and resolves relative paths from it.
+		if err := os.Chdir(bundle); err != nil {
+			return -1, err
+		}
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return -1, err
+	}
+	spec, err := launcher.LoadSpec(cwd)
+	if err != nil {
+		return -1, err
+	}
+	rootless, err := rootlessCgroups(c)
+	if err != nil {
+		return -1, err
+	}
+	container, err := launcher.CreateContainer(spec, launcher.CreateOptions{
+		Root:            c.GlobalString("root"),
+		ID:              id,
+		SystemdCgroup:   c.GlobalBool("systemd-cgroup"),
+		NoPivotRoot:     c.Bool("no-pivot"),
+		NoNewKeyring:    c.Bool("no-new-keyring"),
+		RootlessCgroups: rootless,
+	})
+	if err != nil {
+		return -1, err
+	}
+	r := &launcher.Runner{
+		Container:     container,
+		Init:          true,
+		Subreaper:     !c.Bool("no-subreaper"),
+		DestroyOnExit: !c.Bool("keep"),
+		ListenFDs:     launcher.ListenFDs(),
+		ConsoleSocket: c.String("console-socket"),
+		PidfdSocket:   c.String("pidfd-socket"),
+		Detach:        c.Bool("detach"),
+		PidFile:       pidFile,
+		PreserveFDs:   c.Int("preserve-fds"),
+		LogLevel:      logLevelString(),
+	}
+	switch act {
+	case actionCreate:
+		r.Action = launcher.Create
+	case actionRun:
+		r.Action = launcher.Run
+	case actionRestore:
+		r.Action = launcher.Restore
+		if len(criu) > 0 {
+			r.CriuOpts = criu[0]
+		}
+	default:
+		return -1, fmt.Errorf("unknown action %d", act)
+	}
+	return r.Run(spec.Process)
+}
