@@ -1,0 +1,234 @@
+// Package dcap verifies Intel DCAP ECDSA quotes (SGX quote v3, TDX quote v4/v5) from the pieces
+// the sgx and tdx packages parse: it runs the signature and certificate checks of package verify
+// and, when collateral is given, the TCB decisions of package validate, in Intel's order.
+//
+// Sub-packages keep the concerns apart: abi parses bytes, verify checks cryptography and
+// validity times to the key-pinned Intel SGX Root CA, validate decides TCB status. This package
+// must never report a quote as verified unless every signature and chain checked out, and never
+// report a TCB status that collateral did not decide.
+package dcap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"crypto/x509"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap/validate"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
+)
+
+// ErrRevokedTCB is returned when collateral says the platform, QE or TDX module TCB is revoked.
+var ErrRevokedTCB = errors.New("TCB status Revoked")
+
+// ErrIncompleteCollateral is returned when collateral for this quote has a TCB info but no QE
+// identity or the reverse: a TCB status needs both.
+var ErrIncompleteCollateral = errors.New("incomplete collateral")
+
+// Quote is the parsed evidence to verify.
+type Quote struct {
+	Header abi.Header
+	// Signed is the region the attestation key signed (header and body, as the quote version defines).
+	Signed    []byte
+	Signature *abi.SignatureData
+	// TDX is set for TDX quotes.
+	TDX *validate.TDXTCB
+}
+
+// Outcome is what Verify established.
+type Outcome struct {
+	PCK *verify.PCK
+	// TCB is nil when no collateral for this platform was given.
+	TCB *validate.Decision
+	// Details are human-facing facts (FMSPC, PCK CA, collateral used, …).
+	Details map[string]string
+}
+
+// Verify checks the quote's signatures and PCK chain at opts.Time() to the pinned root (plus
+// opts.Roots), then evaluates its TCB with whatever collateral in opts.Collateral concerns it.
+func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := opts.Time()
+	if q.Signature == nil {
+		return nil, errors.New("quote has no signature data")
+	}
+	certs, err := q.Signature.Certification.PCKChain()
+	if err != nil {
+		return nil, err
+	}
+	roots, err := verify.TrustAnchors(opts.Roots)
+	if err != nil {
+		return nil, err
+	}
+	pck, err := verify.PCKChain(certs, roots, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
+		return nil, err
+	}
+	out := &Outcome{PCK: pck, Details: pckDetails(pck, q)}
+	if len(opts.Collateral) == 0 {
+		out.Details["collateral"] = "none: signatures and PCK chain verified, TCB status not evaluated"
+		return out, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := evaluateCollateral(out, q, opts.Collateral, roots, now); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func pckDetails(pck *verify.PCK, q *Quote) map[string]string {
+	ext := pck.Extension
+	d := map[string]string{
+		"fmspc":         fmt.Sprintf("%X", ext.FMSPC),
+		"pceid":         fmt.Sprintf("%X", ext.PCEID),
+		"pcesvn":        strconv.Itoa(int(ext.PCESVN)),
+		"cpusvn":        fmt.Sprintf("%x", ext.CPUSVN),
+		"pck_ca":        pck.CA,
+		"pck_serial":    fmt.Sprintf("%X", pck.Certificate.SerialNumber),
+		"pck_not_after": pck.Certificate.NotAfter.UTC().Format(time.RFC3339),
+		"sgx_type":      sgxTypeName(ext.SGXType),
+		"qe_vendor_id":  fmt.Sprintf("%x", q.Header.QEVendorID),
+		"qe_svn":        strconv.Itoa(int(q.Signature.QEReport.ISVSVN)),
+		"qe_mrsigner":   fmt.Sprintf("%x", q.Signature.QEReport.MRSIGNER),
+		"quote_version": strconv.Itoa(int(q.Header.Version)),
+	}
+	return d
+}
+
+func sgxTypeName(t int) string {
+	switch t {
+	case abi.SGXTypeStandard:
+		return "Standard"
+	case abi.SGXTypeScalable:
+		return "Scalable"
+	case abi.SGXTypeScalableWithIntegrity:
+		return "ScalableWithIntegrity"
+	}
+	return strconv.Itoa(t)
+}
+
+func evaluateCollateral(out *Outcome, q *Quote, files [][]byte, roots *x509.CertPool, now time.Time) error {
+	col, err := abi.ParseCollateral(files)
+	if err != nil {
+		return err
+	}
+	tcbID, qeID := abi.TCBInfoIDSGX, abi.QEIdentityIDSGX
+	if q.TDX != nil {
+		tcbID, qeID = abi.TCBInfoIDTDX, abi.QEIdentityIDTDX
+	}
+	ext := out.PCK.Extension
+	var tcbInfos []*abi.TCBInfo
+	for _, ti := range col.TCBInfos {
+		if ti.ID == tcbID && ti.FMSPC == ext.FMSPC && ti.PCEID == ext.PCEID {
+			tcbInfos = append(tcbInfos, ti)
+		}
+	}
+	var qeIdentities []*abi.QEIdentity
+	for _, qi := range col.QEIdentities {
+		if qi.ID == qeID {
+			qeIdentities = append(qeIdentities, qi)
+		}
+	}
+
+	// QE identity first: the quoting enclave vouches for everything else in the quote.
+	chains := [][]*x509.Certificate{out.PCK.Chain}
+	var qi *abi.QEIdentity
+	if len(qeIdentities) > 0 {
+		var chain []*x509.Certificate
+		qi, chain, err = newestValid(qeIdentities, func(qi *abi.QEIdentity) ([]*x509.Certificate, error) {
+			return verify.QEIdentity(qi, col.Certificates, roots, now)
+		}, func(qi *abi.QEIdentity) uint32 { return qi.TCBEvaluationDataNumber })
+		if err != nil {
+			return err
+		}
+		chains = append(chains, chain)
+	}
+	var ti *abi.TCBInfo
+	if len(tcbInfos) > 0 {
+		var chain []*x509.Certificate
+		ti, chain, err = newestValid(tcbInfos, func(ti *abi.TCBInfo) ([]*x509.Certificate, error) {
+			return verify.TCBInfo(ti, col.Certificates, roots, now)
+		}, func(ti *abi.TCBInfo) uint32 { return ti.TCBEvaluationDataNumber })
+		if err != nil {
+			return err
+		}
+		chains = append(chains, chain)
+	}
+
+	applied, err := verify.Revocation(chains, col.CRLs, now)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		out.Details["crl_checked"] = strings.Join(applied, ", ")
+	} else {
+		out.Details["crl_checked"] = "none"
+	}
+
+	switch {
+	case ti == nil && qi == nil:
+		out.Details["collateral"] = fmt.Sprintf("no %s TCB info for FMSPC %X and no %s identity: TCB status not evaluated", tcbID, ext.FMSPC, qeID)
+		return nil
+	case ti == nil:
+		return fmt.Errorf("%w: %s identity given but no %s TCB info for FMSPC %X", ErrIncompleteCollateral, qeID, tcbID, ext.FMSPC)
+	case qi == nil:
+		return fmt.Errorf("%w: %s TCB info for FMSPC %X given but no %s identity", ErrIncompleteCollateral, tcbID, ext.FMSPC, qeID)
+	}
+
+	d, err := validate.TCB(ti, qi, validate.Platform{PCK: ext, QEReport: q.Signature.QEReport, TDX: q.TDX})
+	if err != nil {
+		return err
+	}
+	out.TCB = d
+	out.Details["collateral"] = "TCB info and QE identity verified"
+	out.Details["tcb_date"] = d.TCBDate.UTC().Format(time.RFC3339)
+	out.Details["tcb_evaluation_data_number"] = strconv.Itoa(int(d.TCBEvaluationDataNumber))
+	out.Details["platform_tcb_status"] = d.PlatformStatus
+	out.Details["qe_tcb_status"] = d.QEStatus
+	if d.ModuleStatus != "" {
+		out.Details["tdx_module_tcb_status"] = d.ModuleStatus
+	}
+	if d.Status == validate.Revoked {
+		return fmt.Errorf("%w (platform %s, QE %s, TDX module %q)", ErrRevokedTCB, d.PlatformStatus, d.QEStatus, d.ModuleStatus)
+	}
+	return nil
+}
+
+// newestValid verifies every candidate and returns the valid one with the highest TCB evaluation
+// data number, or the errors of all of them when none verifies.
+func newestValid[T any](candidates []T, check func(T) ([]*x509.Certificate, error), number func(T) uint32) (T, []*x509.Certificate, error) {
+	type valid struct {
+		v     T
+		chain []*x509.Certificate
+	}
+	var ok []valid
+	var errs []error
+	for _, c := range candidates {
+		chain, err := check(c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ok = append(ok, valid{c, chain})
+	}
+	if len(ok) == 0 {
+		var zero T
+		return zero, nil, errors.Join(errs...)
+	}
+	sort.SliceStable(ok, func(i, j int) bool { return number(ok[i].v) > number(ok[j].v) })
+	return ok[0].v, ok[0].chain, nil
+}

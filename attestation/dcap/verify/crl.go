@@ -1,0 +1,71 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrRevoked is wrapped when a certificate in a verified chain is on its issuer's CRL.
+var ErrRevoked = errors.New("certificate revoked")
+
+// Revocation checks certificates of verified chains against the CRLs whose issuer is a CA of one
+// of those chains. Such a CRL must be signed by that CA and current at now; CRLs from other
+// issuers do not concern these chains and are skipped. It returns the common names of the CAs
+// whose CRL was applied.
+func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) ([]string, error) {
+	var applied []string
+	for _, crl := range crls {
+		issuer := findIssuer(chains, crl)
+		if issuer == nil {
+			continue
+		}
+		name := issuer.Subject.CommonName
+		if err := crl.CheckSignatureFrom(issuer); err != nil {
+			return nil, fmt.Errorf("CRL of %q: signature: %w", name, err)
+		}
+		if now.Before(crl.ThisUpdate) {
+			return nil, fmt.Errorf("CRL of %q: not yet valid: thisUpdate %s is after %s", name, crl.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		if crl.NextUpdate.IsZero() || now.After(crl.NextUpdate) {
+			return nil, fmt.Errorf("CRL of %q: expired: nextUpdate %s is before %s", name, crl.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		for _, chain := range chains {
+			for i := 0; i+1 < len(chain); i++ {
+				if chain[i+1] != issuer && !chain[i+1].Equal(issuer) {
+					continue
+				}
+				for _, entry := range crl.RevokedCertificateEntries {
+					if entry.SerialNumber != nil && entry.SerialNumber.Cmp(chain[i].SerialNumber) == 0 {
+						return nil, fmt.Errorf("%w: %q serial %X is on the CRL of %q (revoked %s)", ErrRevoked,
+							chain[i].Subject.CommonName, chain[i].SerialNumber, name, entry.RevocationTime.UTC().Format(time.RFC3339))
+					}
+				}
+			}
+		}
+		applied = appendUnique(applied, name)
+	}
+	return applied, nil
+}
+
+func findIssuer(chains [][]*x509.Certificate, crl *x509.RevocationList) *x509.Certificate {
+	for _, chain := range chains {
+		for _, c := range chain {
+			if c.IsCA && bytes.Equal(c.RawSubject, crl.RawIssuer) {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, v := range list {
+		if v == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
