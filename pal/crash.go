@@ -1,0 +1,107 @@
+package pal
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Crash describes a process that died inside a PAL, as read from the Go
+// runtime's crash report on its stderr (or the file given to
+// runtime/debug.SetCrashOutput).
+//
+// A PAL runs in the process that loads it, so a fault in PAL code kills that
+// process: the Go runtime catches the signal, prints "SIGSEGV: segmentation
+// violation ... signal arrived during cgo execution" with the crashing
+// goroutine's stack, and exits with status 2 (with GOTRACEBACK=crash it
+// aborts instead). rune therefore loads PALs only in the runelet, a separate
+// process, and reads its crash report with ParseCrash.
+type Crash struct {
+	// Signal is the signal's name, e.g. "SIGSEGV".
+	Signal string
+	// Description is the runtime's text for it, e.g. "segmentation violation".
+	Description string
+	// InCgo is true when the signal arrived while C code (the PAL) ran.
+	InCgo bool
+	// Call is the PAL function that was running (e.g. "pal_init"), "dlopen"
+	// for a crash in the library's constructors, or "" when the stack does
+	// not show one.
+	Call string
+}
+
+func (c *Crash) Error() string {
+	switch {
+	case c.Call != "":
+		return fmt.Sprintf("enclave runtime crashed in %s: %s: %s", c.Call, c.Signal, c.Description)
+	case c.InCgo:
+		return fmt.Sprintf("enclave runtime crashed in C code: %s: %s", c.Signal, c.Description)
+	}
+	return fmt.Sprintf("runelet crashed: %s: %s", c.Signal, c.Description)
+}
+
+var (
+	// The first line of the runtime's report for a fatal signal.
+	crashHeader = regexp.MustCompile(`^(SIG[A-Z0-9]{2,10}): ([ -~]{1,200})$`)
+	// A frame of one of this package's C trampolines (see cgo.go).
+	crashFrame = regexp.MustCompile(`\._Cfunc_palcall_([a-z0-9_]{1,64})\(`)
+)
+
+// maxCrashReport bounds how much of a report is read; the crashing
+// goroutine's frames come first.
+const maxCrashReport = 1 << 20
+
+// ParseCrash finds a fatal-signal crash report in output. It returns false
+// when output holds none (a clean exit, a Go panic without a signal, or
+// unrelated text).
+func ParseCrash(output []byte) (*Crash, bool) {
+	if len(output) > maxCrashReport {
+		output = output[:maxCrashReport]
+	}
+	var c *Crash
+	inStack := false
+	sc := bufio.NewScanner(bytes.NewReader(output))
+	sc.Buffer(make([]byte, 0, 4096), maxCrashReport)
+	for sc.Scan() {
+		line := sc.Text()
+		if c == nil {
+			if m := crashHeader.FindStringSubmatch(line); m != nil {
+				c = &Crash{Signal: m[1], Description: m[2]}
+			}
+			continue
+		}
+		if strings.TrimSpace(line) == "signal arrived during cgo execution" {
+			c.InCgo = true
+		}
+		// The first goroutine printed is the one that took the signal; the
+		// others (possibly blocked in other PAL calls) do not count.
+		if strings.HasPrefix(line, "goroutine ") {
+			inStack = true
+			continue
+		}
+		if inStack && line == "" {
+			break
+		}
+		if m := crashFrame.FindStringSubmatch(line); m != nil && inStack {
+			c.Call = palCallName(m[1])
+			break
+		}
+	}
+	return c, c != nil
+}
+
+// palCallName maps a trampoline name to the PAL function it calls.
+func palCallName(trampoline string) string {
+	switch trampoline {
+	case "dlopen", "dlsym", "dlclose":
+		return "dlopen"
+	}
+	if !strings.HasPrefix(trampoline, "pal_") {
+		return ""
+	}
+	for _, suffix := range []string{"_v1", "_v3"} {
+		trampoline = strings.TrimSuffix(trampoline, suffix)
+	}
+	return trampoline
+}

@@ -1,0 +1,154 @@
+// Package paltest builds the reference PAL (pal/reference/reference_pal.c)
+// with the system C compiler, for tests of rune, the runelet and package pal.
+//
+// It is test support: it must never be imported by a program that ships.
+package paltest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Options select a reference PAL build.
+type Options struct {
+	// Version is the PAL API version implemented: 1, 2 or 3.
+	Version int
+	// ReportedVersion, when non-zero, is what pal_get_version returns
+	// instead of Version (e.g. 4, to test that loaders refuse it).
+	ReportedVersion int
+	// Omit leaves these PAL symbols out (e.g. "pal_kill").
+	Omit []string
+	// Fail, "CALL:ERRNO", makes CALL return -ERRNO (build-time default of
+	// the fail= init arg).
+	Fail string
+	// Crash, a PAL call name, makes that call dereference NULL.
+	Crash string
+}
+
+var callName = regexp.MustCompile(`^pal_[a-z_]{1,40}$`)
+
+func (o Options) defines() ([]string, error) {
+	if o.Version < 1 || o.Version > 3 {
+		return nil, fmt.Errorf("reference PAL: version %d is not 1, 2 or 3", o.Version)
+	}
+	d := []string{"-DPAL_VERSION=" + strconv.Itoa(o.Version)}
+	if o.ReportedVersion != 0 {
+		d = append(d, "-DREFERENCE_PAL_REPORTED_VERSION="+strconv.Itoa(o.ReportedVersion))
+	}
+	omit := append([]string(nil), o.Omit...)
+	sort.Strings(omit)
+	for _, s := range omit {
+		if !callName.MatchString(s) {
+			return nil, fmt.Errorf("reference PAL: %q is not a PAL symbol name", s)
+		}
+		d = append(d, "-DREFERENCE_PAL_OMIT_"+strings.ToUpper(s))
+	}
+	if o.Fail != "" {
+		call, errno, ok := strings.Cut(o.Fail, ":")
+		if _, err := strconv.Atoi(errno); !ok || err != nil || !callName.MatchString(call) {
+			return nil, fmt.Errorf("reference PAL: fail %q is not CALL:ERRNO", o.Fail)
+		}
+		d = append(d, `-DREFERENCE_PAL_FAIL="`+o.Fail+`"`)
+	}
+	if o.Crash != "" {
+		if !callName.MatchString(o.Crash) {
+			return nil, fmt.Errorf("reference PAL: crash %q is not a PAL call name", o.Crash)
+		}
+		d = append(d, `-DREFERENCE_PAL_CRASH="`+o.Crash+`"`)
+	}
+	return d, nil
+}
+
+// SourceDir is the pal/ directory of this module: $INCLAVARE_PAL_SOURCE_DIR
+// when set, else found from this file's location at build time.
+func SourceDir() (string, error) {
+	if d := os.Getenv("INCLAVARE_PAL_SOURCE_DIR"); d != "" {
+		return d, nil
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return "", errors.New("reference PAL: cannot locate the pal/ sources (built with -trimpath?); set INCLAVARE_PAL_SOURCE_DIR")
+	}
+	return filepath.Dir(filepath.Dir(file)), nil
+}
+
+// Builder compiles reference PALs into a directory, each distinct Options
+// once.
+type Builder struct {
+	dir   string
+	mu    sync.Mutex
+	built map[string]string
+}
+
+// NewBuilder keeps its builds in dir.
+func NewBuilder(dir string) *Builder {
+	return &Builder{dir: dir, built: map[string]string{}}
+}
+
+// Build returns the path of the reference PAL built with o.
+func (b *Builder) Build(o Options) (string, error) {
+	defs, err := o.defines()
+	if err != nil {
+		return "", err
+	}
+	key := strings.Join(defs, " ")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p, ok := b.built[key]; ok {
+		return p, nil
+	}
+	src, err := SourceDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(key))
+	out := filepath.Join(b.dir, "libpal-reference-"+hex.EncodeToString(sum[:8])+".so")
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	args := append([]string{
+		"-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11",
+		"-shared", "-fPIC", "-fvisibility=hidden",
+		"-I", filepath.Join(src, "include"),
+	}, defs...)
+	args = append(args, "-o", out, filepath.Join(src, "reference", "reference_pal.c"))
+	cmd := exec.Command(cc, args...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build reference PAL (%s): %w\n%s", key, err, msg)
+	}
+	b.built[key] = out
+	return out, nil
+}
+
+// Copy copies the library at src into dir under name, as a new file: a
+// process can load a given PAL file only once, so each test loads a copy.
+func Copy(src, dir, name string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, name)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", err
+	}
+	return dst, out.Close()
+}
