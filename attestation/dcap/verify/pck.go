@@ -48,7 +48,12 @@ func PCKChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) (*
 	if err != nil {
 		return nil, fmt.Errorf("PCK chain at %s: %w", now.UTC().Format(time.RFC3339), err)
 	}
-	chain := chains[0]
+	// Every certificate the quote carries must be on the path we verified: an unverifiable extra
+	// (say a tampered copy of the root) means the chain is not what the platform produced.
+	chain := pathCovering(chains, certs)
+	if chain == nil {
+		return nil, fmt.Errorf("PCK chain: the quote's %d certificates are not all on a verified path to a trust anchor", len(certs))
+	}
 	if len(chain) != 3 {
 		return nil, fmt.Errorf("PCK chain: verified path has %d certificates, want 3 (PCK, PCK CA, root)", len(chain))
 	}
@@ -68,4 +73,27 @@ func PCKChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) (*
 		return nil, fmt.Errorf("PCK chain: %w", err)
 	}
 	return p, nil
+}
+
+func pathCovering(chains [][]*x509.Certificate, certs []*x509.Certificate) []*x509.Certificate {
+	for _, chain := range chains {
+		covered := true
+		for _, c := range certs {
+			found := false
+			for _, p := range chain {
+				if p.Equal(c) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				covered = false
+				break
+			}
+		}
+		if covered {
+			return chain
+		}
+	}
+	return nil
 }
