@@ -156,6 +156,18 @@ func digestFile(f *os.File) ([sha256.Size]byte, error) {
 // palVersion asks the PAL its version; no pal_get_version means v1.
 func palVersion(s symbols) (int, error) {
 	if s.getVersion == nil {
+		// Absent means v1, whose pal_init and pal_exec differ from v2's.
+		// A library exporting v2/v3 calls without pal_get_version is
+		// broken, and calling its pal_exec as v1's would corrupt memory.
+		for name, sym := range map[string]unsafe.Pointer{
+			"pal_create_process":   s.createProcess,
+			"pal_kill":             s.kill,
+			"pal_get_local_report": s.getLocalReport,
+		} {
+			if sym != nil {
+				return 0, fmt.Errorf("library exports %s (PAL API v2 and later) but no pal_get_version, which would make it v1; refusing to guess its ABI", name)
+			}
+		}
 		return 1, nil
 	}
 	v := callGetVersion(s.getVersion)
