@@ -1,0 +1,136 @@
+package snp
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"embed"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// ProductLines are the AMD EPYC product lines whose roots are built in.
+var ProductLines = []string{"Milan", "Genoa", "Turin"}
+
+// arkPins are SHA-256 fingerprints of the DER of AMD's root keys (ARK), one per product line.
+// They are what makes the embedded PEM files trustworthy: a changed file fails the pin.
+var arkPins = map[string]string{
+	"Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+	"Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+	"Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+}
+
+// amdroots holds AMD's public KDS cert_chain files: ASK (or ASVK) then ARK, for each product line.
+//
+//go:embed amdroots/*.pem
+var amdroots embed.FS
+
+// productRoots is one product line's built-in trust.
+type productRoots struct {
+	line string
+	ark  *x509.Certificate
+	// ask signs VCEKs, asvk signs VLEKs.
+	ask, asvk *x509.Certificate
+}
+
+var builtinRoots = sync.OnceValues(loadBuiltinRoots)
+
+func loadBuiltinRoots() (map[string]*productRoots, error) {
+	out := map[string]*productRoots{}
+	for _, line := range ProductLines {
+		pr := &productRoots{line: line}
+		for _, kind := range []string{"vcek", "vlek"} {
+			name := "amdroots/" + strings.ToLower(line) + "_" + kind + ".pem"
+			data, err := amdroots.ReadFile(name)
+			if err != nil {
+				return nil, fmt.Errorf("built-in AMD roots: %w", err)
+			}
+			certs, err := parsePEMCerts(data)
+			if err != nil || len(certs) != 2 {
+				return nil, fmt.Errorf("built-in AMD roots %s: want ASK and ARK certificates (%v)", name, err)
+			}
+			ica, ark := certs[0], certs[1]
+			if err := checkARK(ark, line); err != nil {
+				return nil, fmt.Errorf("built-in AMD roots %s: %w", name, err)
+			}
+			wantCN := "SEV-" + line
+			if kind == "vlek" {
+				wantCN = "SEV-VLEK-" + line
+			}
+			if ica.Subject.CommonName != wantCN {
+				return nil, fmt.Errorf("built-in AMD roots %s: intermediate is %q, want %q", name, ica.Subject.CommonName, wantCN)
+			}
+			if err := ica.CheckSignatureFrom(ark); err != nil {
+				return nil, fmt.Errorf("built-in AMD roots %s: %s not signed by ARK: %w", name, wantCN, err)
+			}
+			pr.ark = ark
+			if kind == "vcek" {
+				pr.ask = ica
+			} else {
+				pr.asvk = ica
+			}
+		}
+		out[line] = pr
+	}
+	return out, nil
+}
+
+// checkARK verifies that ark is AMD's root for line: pinned fingerprint, name and self-signature.
+func checkARK(ark *x509.Certificate, line string) error {
+	sum := sha256.Sum256(ark.Raw)
+	if got, want := hex.EncodeToString(sum[:]), arkPins[line]; got != want {
+		return fmt.Errorf("ARK-%s fingerprint %s does not match the pinned %s", line, got, want)
+	}
+	if ark.Subject.CommonName != "ARK-"+line {
+		return fmt.Errorf("ARK for %s is named %q", line, ark.Subject.CommonName)
+	}
+	if err := ark.CheckSignatureFrom(ark); err != nil {
+		return fmt.Errorf("ARK-%s self-signature: %w", line, err)
+	}
+	return nil
+}
+
+// parsePEMCerts decodes every CERTIFICATE block of data and rejects anything else that is not whitespace.
+func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parse PEM certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, fmt.Errorf("%d bytes after the last PEM block are not PEM", len(rest))
+	}
+	return out, nil
+}
+
+// parseCertBlob reads a collateral blob as PEM (one or more certificates) or DER (one or more
+// concatenated certificates). A blob that is neither yields no certificates: collateral for other
+// TEEs travels in the same list.
+func parseCertBlob(b []byte) []*x509.Certificate {
+	if trimmed := strings.TrimSpace(string(b[:min(len(b), 64)])); strings.HasPrefix(trimmed, "-----BEGIN") {
+		certs, err := parsePEMCerts(b)
+		if err != nil {
+			return nil
+		}
+		return certs
+	}
+	certs, err := x509.ParseCertificates(b)
+	if err != nil {
+		return nil
+	}
+	return certs
+}
