@@ -46,6 +46,11 @@ type Runner struct {
 	SubCgroupPaths map[string]string
 	CriuOpts       *libcontainer.CriuOpts
 	LogLevel       string
+	// BeforeStart may add files and environment to the process after all of runc's descriptors
+	// (stdio, LISTEN_FDS, preserved fds) are placed, so the descriptor numbers it sees are final.
+	BeforeStart func(p *libcontainer.Process) error
+	// AfterStart runs once the process runs; an error kills the process and fails the command.
+	AfterStart func(p *libcontainer.Process) error
 }
 
 func (r *Runner) detached() bool { return r.Detach || r.Action == Create }
@@ -77,6 +82,11 @@ func (r *Runner) Run(spec *specs.Process) (status int, retErr error) {
 			return -1, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", fd-base, r.PreserveFDs, err)
 		}
 		process.ExtraFiles = append(process.ExtraFiles, os.NewFile(uintptr(fd), "PreserveFD:"+strconv.Itoa(fd)))
+	}
+	if r.BeforeStart != nil {
+		if err := r.BeforeStart(process); err != nil {
+			return -1, err
+		}
 	}
 	detach := r.detached()
 	relayC := newSignalRelay(r.Subreaper)
@@ -117,6 +127,12 @@ func (r *Runner) Run(spec *specs.Process) (status int, retErr error) {
 		return -1, err
 	}
 	io.closeAfterRun()
+	if r.AfterStart != nil {
+		if err := r.AfterStart(process); err != nil {
+			terminate(process)
+			return -1, err
+		}
+	}
 	if r.PidFile != "" {
 		if err := writePidFile(r.PidFile, process); err != nil {
 			terminate(process)

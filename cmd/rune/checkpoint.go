@@ -55,6 +55,11 @@ checkpointed.`,
 		if err != nil {
 			return err
 		}
+		if est, err := loadEnclaveState(c.GlobalString("root"), container.ID()); err != nil {
+			return err
+		} else if est != nil {
+			return errors.New("checkpoint of enclave containers is not supported: enclave memory cannot be dumped")
+		}
 		status, err := container.Status()
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,12 +46,20 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 	if err != nil {
 		return -1, err
 	}
+	root := c.GlobalString("root")
+	enc, err := prepareEnclave(spec, root, id, cwd)
+	if err != nil {
+		return -1, err
+	}
+	if enc != nil && act == actionRestore {
+		return -1, errors.New("restore of enclave containers is not supported: enclave memory cannot be checkpointed")
+	}
 	rootless, err := rootlessCgroups(c)
 	if err != nil {
 		return -1, err
 	}
 	container, err := launcher.CreateContainer(spec, launcher.CreateOptions{
-		Root:            c.GlobalString("root"),
+		Root:            root,
 		ID:              id,
 		SystemdCgroup:   c.GlobalBool("systemd-cgroup"),
 		NoPivotRoot:     c.Bool("no-pivot"),
@@ -76,6 +85,10 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 	switch act {
 	case actionCreate:
 		r.Action = launcher.Create
+		if enc != nil {
+			// The runelet must run now to initialise the enclave; it waits for start by itself.
+			r.Action, r.Detach = launcher.Run, true
+		}
 	case actionRun:
 		r.Action = launcher.Run
 	case actionRestore:
@@ -83,8 +96,13 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 		if len(criu) > 0 {
 			r.CriuOpts = criu[0]
 		}
+
 	default:
 		return -1, fmt.Errorf("unknown action %d", act)
+	}
+	if enc != nil {
+		r.BeforeStart = enc.beforeStart
+		r.AfterStart = enc.afterStart(act == actionRun)
 	}
 	return r.Run(spec.Process)
 }

@@ -50,6 +50,7 @@ Where "<container-id>" is the name for the instance of the container.`,
 		if err != nil {
 			return err
 		}
+		s = enclaveStatus(c.GlobalString("root"), container, s)
 		switch s {
 		case libcontainer.Stopped:
 			return container.Destroy()

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/launcher"
+	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -79,6 +80,14 @@ func execProcess(c *cli.Context) (int, error) {
 	p, err := execSpec(c, container)
 	if err != nil {
 		return -1, err
+	}
+	est, err := loadEnclaveState(c.GlobalString("root"), container.ID())
+	if err != nil {
+		return -1, err
+	}
+	if est != nil {
+		// The exec'd runelet asks PID 1 to run the command inside the enclave runtime.
+		p.Args = runelet.ExecArgs(p.Args)
 	}
 	cgPaths, err := subCgroupPaths(c.StringSlice("cgroup"))
 	if err != nil {

@@ -80,7 +80,7 @@ func listContainers(c *cli.Context) ([]containerState, error) {
 			fmt.Fprintf(os.Stderr, "load container %s: %v\n", e.Name(), err)
 			continue
 		}
-		s, err := describe(container, ownerOf(fi))
+		s, err := describe(root, container, ownerOf(fi))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "state for %s: %v\n", e.Name(), err)
 			continue

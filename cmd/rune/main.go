@@ -54,6 +54,7 @@ func main() {
 		cli.StringFlag{Name: "rootless", Value: "auto", Usage: "ignore cgroup permission errors ('true', 'false', or 'auto')"},
 	}
 	app.Commands = []cli.Command{
+		attestCommand,
 		checkpointCommand,
 		createCommand,
 		deleteCommand,

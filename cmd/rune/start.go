@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
 )
@@ -29,8 +30,23 @@ your host.`,
 		if err != nil {
 			return err
 		}
+		root := c.GlobalString("root")
+		est, err := loadEnclaveState(root, container.ID())
+		if err != nil {
+			return err
+		}
+		if est != nil {
+			status = enclaveStatus(root, container, status)
+		}
 		switch status {
 		case libcontainer.Created:
+			if est != nil {
+				if _, err := runelet.Start(runeletSocket(root, container.ID())); err != nil {
+					return err
+				}
+				est.Phase = phaseRunning
+				return est.save(root, container.ID())
+			}
 			return container.Exec()
 		case libcontainer.Stopped:
 			return errors.New("cannot start a container that has stopped")

@@ -42,7 +42,7 @@ instance of a container.`,
 		if err != nil {
 			return err
 		}
-		cs, err := describe(container, "")
+		cs, err := describe(c.GlobalString("root"), container, "")
 		if err != nil {
 			return err
 		}
@@ -56,11 +56,12 @@ instance of a container.`,
 }
 
 // describe reads a container's state; a stopped container reports pid 0, as runc does.
-func describe(container *libcontainer.Container, owner string) (*containerState, error) {
+func describe(root string, container *libcontainer.Container, owner string) (*containerState, error) {
 	status, err := container.Status()
 	if err != nil {
 		return nil, err
 	}
+	status = enclaveStatus(root, container, status)
 	st, err := container.State()
 	if err != nil {
 		return nil, err

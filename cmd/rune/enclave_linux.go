@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/pal"
+	"github.com/inclavare-containers/inclavare-go/runelet"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// Phases of an enclave container as rune records them. libcontainer sees the runelet running from
+// create on; "created" keeps runc's view until start runs the workload.
+const (
+	phaseCreated = "created"
+	phaseRunning = "running"
+)
+
+// enclaveState is <root>/<id>/enclave.json.
+type enclaveState struct {
+	Settings    enclave.Settings `json:"settings"`
+	Measurement string           `json:"measurement"`
+	Phase       string           `json:"phase"`
+}
+
+func enclaveStatePath(root, id string) string { return filepath.Join(root, id, runelet.StateFile) }
+func runeletSocket(root, id string) string   { return filepath.Join(root, id, runelet.HostSocket) }
+
+// loadEnclaveState returns nil, nil for an ordinary container.
+func loadEnclaveState(root, id string) (*enclaveState, error) {
+	data, err := os.ReadFile(enclaveStatePath(root, id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st enclaveState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("enclave state of %s: %w", id, err)
+	}
+	return &st, nil
+}
+
+func (st *enclaveState) save(root, id string) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	path := enclaveStatePath(root, id)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// enclaveStatus is libcontainer's status corrected for an enclave container that was created but
+// not started: its runelet runs, but the workload does not.
+func enclaveStatus(root string, c *libcontainer.Container, status libcontainer.Status) libcontainer.Status {
+	if status != libcontainer.Running {
+		return status
+	}
+	st, err := loadEnclaveState(root, c.ID())
+	if err == nil && st != nil && st.Phase == phaseCreated {
+		return libcontainer.Created
+	}
+	return status
+}
+
+// enclaveLaunch is an enclave container between its spec rewrite and its runelet reporting ready.
+type enclaveLaunch struct {
+	root, id string
+	prep     *runelet.Prepared
+	ln       *net.UnixListener
+}
+
+// prepareEnclave validates the enclave settings of spec and rewrites it to run the runelet. It returns
+// nil for an ordinary container. Nothing is created on the host before the settings are known good.
+func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, error) {
+	s, err := enclave.FromSpec(spec)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	if err := s.CheckHost(); err != nil {
+		return nil, err
+	}
+	if err := s.CheckRuntimePath(); err != nil {
+		return nil, err
+	}
+	bin, err := runelet.FindRunelet()
+	if err != nil {
+		return nil, err
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	launch := runelet.Launch{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd}
+	cacheDir := ""
+	if name, _ := s.Builtin(); name == "wasm" {
+		cacheDir = wasmCacheDir()
+	}
+	measurement, err := measureOnHost(s, rootfs, launch, cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: cacheDir})
+	if err != nil {
+		return nil, err
+	}
+	prep.Config.ID = id
+	prep.Config.Measurement = measurement
+	if s.Type == enclave.TypeSim {
+		key, err := endorseSimEnclave(measurement, s.RuntimePath)
+		if err != nil {
+			return nil, err
+		}
+		prep.Config.EnclaveKey = key
+	}
+	return &enclaveLaunch{root: root, id: id, prep: prep}, nil
+}
+
+// measureOnHost measures the entrypoint as the enclave runtime will, from the host's view of the
+// rootfs; for wasm it also checks the module and fills the compilation cache.
+func measureOnHost(s *enclave.Settings, rootfs string, l runelet.Launch, cacheDir string) (string, error) {
+	if len(l.Args) == 0 {
+		return "", errors.New("args must not be empty")
+	}
+	path, err := lookPathInRootfs(rootfs, l.Args[0], l.Env, l.Cwd)
+	if err != nil {
+		return "", err
+	}
+	p := enclave.Process{Path: path, Args: l.Args, Env: l.Env, Dir: l.Cwd}
+	cfg := enclave.Config{Type: s.Type, RuntimePath: s.RuntimePath, Args: s.Args, LogLevel: s.LogLevel, Rootfs: rootfs}
+	name, builtin := s.Builtin()
+	if !builtin {
+		return pal.Measure(s.RuntimePath, cfg, p)
+	}
+	if name == "wasm" {
+		if err := prepareWasm(rootfs, path, cacheDir); err != nil {
+			return "", err
+		}
+	}
+	rt, err := enclave.Builtin(name)
+	if err != nil {
+		return "", err
+	}
+	if err := rt.Init(context.Background(), cfg); err != nil {
+		return "", err
+	}
+	defer rt.Destroy()
+	return rt.Measurement(p)
+}
+
+// lookPathInRootfs resolves name as the runelet will inside the container, but from the host,
+// never leaving rootfs (symlinks are resolved inside it). It returns the in-container path.
+func lookPathInRootfs(rootfs, name string, env []string, cwd string) (string, error) {
+	exists := func(p string) bool {
+		hp, err := securePath(rootfs, p)
+		if err != nil {
+			return false
+		}
+		fi, err := os.Stat(hp)
+		return err == nil && fi.Mode().IsRegular()
+	}
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
+		}
+		if !exists(p) {
+			return "", fmt.Errorf("entrypoint %s: no such file in the container's rootfs %s", name, rootfs)
+		}
+		return p, nil
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		p := filepath.Join(dir, name)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
+		}
+		if exists(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH of the container's rootfs %s", name, rootfs)
+}
+
+func wasmCacheDir() string {
+	if d := os.Getenv("RUNE_CACHE_DIR"); d != "" {
+		return filepath.Join(d, "wasm")
+	}
+	return "/var/cache/rune/wasm"
+}
+
+// beforeStart hands PID 1 its host socket and its config, after runc's descriptors.
+func (e *enclaveLaunch) beforeStart(p *libcontainer.Process) error {
+	sock := runeletSocket(e.root, e.id)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("runelet socket: %w", err)
+	}
+	// PID 1 keeps serving on this path after rune closes its copy of the listener.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	lnFile, err := ln.File()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	e.ln = ln
+	cfg := e.prep.Config
+	cfg.HostListenFD = 3 + len(p.ExtraFiles)
+	cfgFile, err := runelet.ConfigFile(&cfg)
+	if err != nil {
+		lnFile.Close()
+		return err
+	}
+	p.ExtraFiles = append(p.ExtraFiles, lnFile, cfgFile)
+	p.Env = append(p.Env, runelet.EnvConfigFD+"="+strconv.Itoa(cfg.HostListenFD+1))
+	return nil
+}
+
+// afterStart waits for the enclave to be initialised and records the container as created; in the
+// foreground (run) it also starts the workload.
+func (e *enclaveLaunch) afterStart(startNow bool) func(p *libcontainer.Process) error {
+	return func(p *libcontainer.Process) error {
+		// Only PID 1 may hold the listener now, so a dead runelet refuses instead of hanging.
+		for _, f := range p.ExtraFiles[len(p.ExtraFiles)-2:] {
+			f.Close()
+		}
+		e.ln.Close()
+		resp, err := runelet.Ready(runeletSocket(e.root, e.id), 2*time.Minute)
+		if err != nil {
+			return fmt.Errorf("enclave runtime %s: %w%s", e.prep.Config.Settings.RuntimePath, err, exitNote(p))
+		}
+		st := &enclaveState{Settings: e.prep.Config.Settings, Measurement: resp.Measurement, Phase: phaseCreated}
+		if startNow {
+			if _, err := runelet.Start(runeletSocket(e.root, e.id)); err != nil {
+				return err
+			}
+			st.Phase = phaseRunning
+		}
+		logrus.WithFields(logrus.Fields{"id": e.id, "tee": st.Settings.Type, "runtime": st.Settings.RuntimePath, "measurement": st.Measurement}).Debug("enclave ready")
+		return st.save(e.root, e.id)
+	}
+}
+
+// exitNote describes how PID 1 ended, when it did, so a PAL crash is reported as one.
+func exitNote(p *libcontainer.Process) string {
+	pid, err := p.Pid()
+	if err != nil {
+		return ""
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if err != nil {
+			return ""
+		}
+		if got == pid {
+			if ws.Signaled() {
+				return fmt.Sprintf(" (init-runelet killed by %s: the enclave runtime crashed)", unix.SignalName(ws.Signal()))
+			}
+			return fmt.Sprintf(" (init-runelet exited with status %d)", ws.ExitStatus())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ""
+}

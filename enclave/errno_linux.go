@@ -1,0 +1,5 @@
+package enclave
+
+import "syscall"
+
+const errELOOP = syscall.ELOOP

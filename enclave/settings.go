@@ -1,0 +1,198 @@
+package enclave
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The enclave settings of the Inclavare Containers contract: a process env variable, else the annotation.
+const (
+	EnvType     = "ENCLAVE_TYPE"
+	EnvPath     = "ENCLAVE_RUNTIME_PATH"
+	EnvArgs     = "ENCLAVE_RUNTIME_ARGS"
+	EnvLogLevel = "ENCLAVE_RUNTIME_LOGLEVEL"
+	EnvRAType   = "ENCLAVE_RA_TYPE"
+
+	AnnotationType     = "enclave.type"
+	AnnotationPath     = "enclave.runtime.path"
+	AnnotationArgs     = "enclave.runtime.args"
+	AnnotationLogLevel = "enclave.runtime.loglevel"
+	AnnotationRAType   = "enclave.attestation.ra_type"
+)
+
+// Known TEE types (ENCLAVE_TYPE values).
+const (
+	TypeSGX = "intelSgx"
+	TypeTDX = "tdx"
+	TypeSNP = "snp"
+	TypeSim = "sim"
+)
+
+// BuiltinPrefix marks ENCLAVE_RUNTIME_PATH values that name a runtime built into the runelet.
+const BuiltinPrefix = "builtin:"
+
+// LogLevels are the accepted ENCLAVE_RUNTIME_LOGLEVEL values, as the original PAL API defines them.
+var LogLevels = []string{"off", "panic", "fatal", "error", "warning", "info", "debug", "trace"}
+
+// Settings are an enclave container's enclave configuration.
+type Settings struct {
+	Type        string   `json:"type"`
+	RuntimePath string   `json:"runtime_path"`
+	Args        []string `json:"args,omitempty"`
+	LogLevel    string   `json:"log_level"`
+	RAType      string   `json:"ra_type,omitempty"`
+}
+
+// Builtin returns the built-in runtime name when RuntimePath is "builtin:<name>".
+func (s *Settings) Builtin() (string, bool) {
+	return strings.CutPrefix(s.RuntimePath, BuiltinPrefix)
+}
+
+// FromSpec reads the enclave settings of spec and removes the ENCLAVE_* variables from the process
+// environment, so the workload does not see them. It returns nil for an ordinary container.
+func FromSpec(spec *specs.Spec) (*Settings, error) {
+	vals := map[string]string{}
+	found := map[string]bool{}
+	if spec.Process != nil {
+		kept := spec.Process.Env[:0:0]
+		for _, kv := range spec.Process.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType:
+				vals[k], found[k] = v, true
+				continue
+			}
+			kept = append(kept, kv)
+		}
+		spec.Process.Env = kept
+	}
+	for env, ann := range map[string]string{
+		EnvType: AnnotationType, EnvPath: AnnotationPath, EnvArgs: AnnotationArgs,
+		EnvLogLevel: AnnotationLogLevel, EnvRAType: AnnotationRAType,
+	} {
+		if v, ok := spec.Annotations[ann]; ok && !found[env] {
+			vals[env], found[env] = v, true
+		}
+	}
+	if !found[EnvType] {
+		for _, k := range []string{EnvPath, EnvArgs, EnvLogLevel} {
+			if found[k] {
+				return nil, fmt.Errorf("%s is set but %s is not: say which TEE the enclave runs in", k, EnvType)
+			}
+		}
+		return nil, nil
+	}
+	s := &Settings{
+		Type:        vals[EnvType],
+		RuntimePath: vals[EnvPath],
+		LogLevel:    vals[EnvLogLevel],
+		RAType:      vals[EnvRAType],
+	}
+	if a := vals[EnvArgs]; a != "" {
+		s.Args = strings.Split(a, ",")
+	}
+	if s.LogLevel == "" {
+		s.LogLevel = "info"
+	}
+	return s, s.Validate()
+}
+
+// Validate checks the settings on their own, without the host: type, runtime, log level.
+func (s *Settings) Validate() error {
+	switch s.Type {
+	case TypeSGX, TypeTDX, TypeSNP, TypeSim:
+	case "":
+		return fmt.Errorf("%s is empty", EnvType)
+	default:
+		return fmt.Errorf("unknown enclave type %q in %s (known: %s, %s, %s, %s)", s.Type, EnvType, TypeSGX, TypeTDX, TypeSNP, TypeSim)
+	}
+	if s.RuntimePath == "" {
+		return fmt.Errorf("%s is required for an enclave container (a PAL library path, or %swasm / %snative)", EnvPath, BuiltinPrefix, BuiltinPrefix)
+	}
+	if name, ok := s.Builtin(); ok {
+		switch name {
+		case "wasm":
+		case "native":
+			if s.Type != TypeSim {
+				return fmt.Errorf("%snative provides no isolation; it is only available with %s=%s, not %q", BuiltinPrefix, EnvType, TypeSim, s.Type)
+			}
+		default:
+			return fmt.Errorf("unknown built-in enclave runtime %q in %s (known: %swasm, %snative)", s.RuntimePath, EnvPath, BuiltinPrefix, BuiltinPrefix)
+		}
+	} else if !strings.HasPrefix(s.RuntimePath, "/") {
+		return fmt.Errorf("%s %q must be an absolute host path of a PAL library", EnvPath, s.RuntimePath)
+	}
+	for _, l := range LogLevels {
+		if s.LogLevel == l {
+			return nil
+		}
+	}
+	return fmt.Errorf("invalid %s %q (one of %s)", EnvLogLevel, s.LogLevel, strings.Join(LogLevels, ", "))
+}
+
+// TEEDevices are the device nodes through which each hardware TEE is reached, in order of preference.
+var TEEDevices = map[string][]string{
+	TypeSGX: {"/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx"},
+	TypeTDX: {"/dev/tdx_guest", "/dev/tdx-guest"},
+	TypeSNP: {"/dev/sev-guest"},
+}
+
+// tsmReport is the Linux configfs-tsm interface that also serves TDX and SNP guests.
+const tsmReport = "/sys/kernel/config/tsm/report"
+
+// CheckHost verifies that the TEE the settings ask for is present on this machine.
+func (s *Settings) CheckHost() error {
+	devs, hw := TEEDevices[s.Type]
+	if !hw {
+		return nil
+	}
+	for _, d := range devs {
+		if _, err := os.Stat(d); err == nil {
+			return nil
+		}
+	}
+	if s.Type != TypeSGX {
+		if _, err := os.Stat(tsmReport); err == nil {
+			return nil
+		}
+		devs = append(devs, tsmReport)
+	}
+	return fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
+		s.Type, strings.Join(devs, ", "), EnvType, TypeSim)
+}
+
+// CheckRuntimePath verifies that a PAL path names a readable regular file, following symlinks
+// with the kernel's own loop detection.
+func (s *Settings) CheckRuntimePath() error {
+	if _, ok := s.Builtin(); ok {
+		return nil
+	}
+	fi, err := os.Stat(s.RuntimePath)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && errors.Is(pe.Err, errELOOP) {
+			return fmt.Errorf("enclave runtime %s: symbolic link loop", s.RuntimePath)
+		}
+		return fmt.Errorf("enclave runtime %s: %w", s.RuntimePath, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("enclave runtime %s is a directory, not a PAL library", s.RuntimePath)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("enclave runtime %s is not a regular file", s.RuntimePath)
+	}
+	f, err := os.Open(s.RuntimePath)
+	if err != nil {
+		return fmt.Errorf("enclave runtime %s: %w", s.RuntimePath, err)
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := f.ReadAt(magic, 0); err != nil || string(magic) != "\x7fELF" {
+		return fmt.Errorf("enclave runtime %s is not an ELF shared library", s.RuntimePath)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package runelet
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside an enclave container. They live under /dev, a tmpfs of the container's own, so that
+// rune never writes into the image's root file system.
+const (
+	Dir         = "/dev/.rune"
+	Loader      = Dir + "/ld.so"
+	LibDir      = Dir + "/lib"
+	Binary      = Dir + "/init-runelet"
+	PALDir      = Dir + "/pal"
+	CacheDir    = Dir + "/cache"
+	AgentSocket = Dir + "/agent.sock"
+)
+
+// EnvConfigFD names the descriptor from which PID 1 reads its Config. It is removed from the
+// environment before anything else runs.
+const EnvConfigFD = "_RUNELET_CONFIG_FD"
+
+// Launch is a process as the container's config describes it.
+type Launch struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+	Cwd  string   `json:"cwd"`
+}
+
+// Config is everything PID 1 needs, written by rune at create.
+type Config struct {
+	ID       string           `json:"id"`
+	Settings enclave.Settings `json:"settings"`
+	// RuntimePath is the PAL's path inside the container (Settings.RuntimePath is the host's).
+	RuntimePath string `json:"runtime_path,omitempty"`
+	Entrypoint  Launch `json:"entrypoint"`
+	// Measurement is what rune measured on the host; the runelet refuses to start an entrypoint that
+	// measures differently (the file changed between create and start).
+	Measurement string `json:"measurement,omitempty"`
+	// EnclaveKey is the sim per-enclave key, endorsed by the host's platform key.
+	EnclaveKey []byte `json:"enclave_key,omitempty"`
+	// HostListenFD is the descriptor of the listening socket in rune's state directory.
+	HostListenFD int `json:"host_listen_fd"`
+	// CacheDir holds runtime artefacts rune prepared on the host (compiled modules), read-only.
+	CacheDir string `json:"cache_dir,omitempty"`
+}
+
+// ConfigFile writes cfg into a sealed memory file to hand to PID 1: nothing lands on disk, and the
+// runelet reads exactly what rune wrote.
+func ConfigFile(cfg *Config) (*os.File, error) {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.MemfdCreate("runelet-config", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd for runelet config: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "runelet-config")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write runelet config: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal runelet config: %w", err)
+	}
+	return f, nil
+}
+
+// readConfig reads the Config from the descriptor named in the environment.
+func readConfig() (*Config, error) {
+	v := os.Getenv(EnvConfigFD)
+	os.Unsetenv(EnvConfigFD)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("init-runelet runs only as the PID 1 rune sets up (%s=%q)", EnvConfigFD, v)
+	}
+	f := os.NewFile(uintptr(fd), "runelet-config")
+	defer f.Close()
+	var cfg Config
+	// pread from 0: the descriptor's offset is shared with rune's copy.
+	if err := json.NewDecoder(io.NewSectionReader(f, 0, maxMessage)).Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("read runelet config: %w", err)
+	}
+	return &cfg, nil
+}

@@ -1,0 +1,390 @@
+package runelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/enclave"
+	"golang.org/x/sys/unix"
+)
+
+// RuntimeOpener makes the enclave.Runtime for a config; cmd/init-runelet supplies one that knows the
+// built-in runtimes and the PAL loader, so this package stays free of cgo.
+type RuntimeOpener func(cfg *Config) (enclave.Runtime, error)
+
+// EvidenceSource produces evidence over 64 bytes of report data for this enclave.
+type EvidenceSource func(ctx context.Context, reportData [attestation.ReportDataSize]byte) ([]byte, error)
+
+// EvidenceOpener makes the EvidenceSource for a config (sim key, configfs-tsm, …).
+type EvidenceOpener func(cfg *Config) (EvidenceSource, error)
+
+// EvidenceHook is implemented by runtimes that let the workload ask for evidence itself (the wasm
+// host import); the runelet connects it to the enclave's EvidenceSource.
+type EvidenceHook interface {
+	SetEvidenceFunc(func(ctx context.Context, reportData [64]byte) ([]byte, error))
+}
+
+type pid1 struct {
+	cfg         *Config
+	rt          enclave.Runtime
+	evidence    EvidenceSource
+	measurement string
+	initErr     error
+
+	mu      sync.Mutex
+	started bool
+	entry   enclave.Proc
+	startC  chan struct{}
+}
+
+// Main runs PID 1 of an enclave container and returns its exit status.
+func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
+	cfg, err := readConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet:", err)
+		return 1
+	}
+	// Subscribe before anything can be signalled, so no signal for the workload is lost.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+
+	p := &pid1{cfg: cfg, startC: make(chan struct{})}
+	hostLn, err := net.FileListener(os.NewFile(uintptr(cfg.HostListenFD), "runelet-host"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet: host socket:", err)
+		return 1
+	}
+	p.initErr = p.initialise(open, openEvidence)
+	if p.initErr != nil {
+		// rune create is waiting on the host socket: tell it why, then end.
+		p.serveReadyError(hostLn.(*net.UnixListener))
+		return 1
+	}
+	go p.serve(hostLn.(*net.UnixListener), true)
+	if ln, err := listenInContainer(); err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet: agent socket:", err)
+	} else {
+		go p.serve(ln, false)
+	}
+
+	// Until start, a terminating signal ends the enclave; afterwards signals go to the workload.
+	for {
+		select {
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			if ignoredSignal(sig) {
+				continue
+			}
+			if terminating(sig) {
+				p.rt.Destroy()
+				return 128 + int(sig)
+			}
+		case <-p.startC:
+			return p.runEntrypoint(sigs)
+		}
+	}
+}
+
+func (p *pid1) runEntrypoint(sigs chan os.Signal) int {
+	done := make(chan int, 1)
+	go func() {
+		code, err := p.entry.Wait()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "init-runelet:", err)
+		}
+		done <- code
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			if ignoredSignal(sig) {
+				continue
+			}
+			if err := p.entry.Signal(sig); err != nil {
+				fmt.Fprintf(os.Stderr, "init-runelet: forward %v: %v\n", sig, err)
+			}
+		case code := <-done:
+			if err := p.rt.Destroy(); err != nil {
+				fmt.Fprintln(os.Stderr, "init-runelet: destroy:", err)
+			}
+			return code
+		}
+	}
+}
+
+// ignoredSignal filters what is the runelet's own business, not the workload's.
+func ignoredSignal(s syscall.Signal) bool {
+	return s == unix.SIGCHLD || s == unix.SIGURG || s == unix.SIGPIPE || s == unix.SIGWINCH
+}
+
+func terminating(s syscall.Signal) bool {
+	return s == unix.SIGTERM || s == unix.SIGINT || s == unix.SIGHUP || s == unix.SIGQUIT
+}
+
+func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error {
+	rt, err := open(p.cfg)
+	if err != nil {
+		return err
+	}
+	s := p.cfg.Settings
+	ecfg := enclave.Config{
+		Type: s.Type, RuntimePath: p.cfg.RuntimePath, Args: s.Args, LogLevel: s.LogLevel,
+		Rootfs: "/", CacheDir: p.cfg.CacheDir,
+	}
+	if ecfg.RuntimePath == "" {
+		ecfg.RuntimePath = s.RuntimePath
+	}
+	if err := rt.Init(context.Background(), ecfg); err != nil {
+		return err
+	}
+	p.rt = rt
+	entry, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	if err != nil {
+		rt.Destroy()
+		return err
+	}
+	m, err := rt.Measurement(entry)
+	if err != nil {
+		rt.Destroy()
+		return fmt.Errorf("measure %s: %w", entry.Path, err)
+	}
+	if p.cfg.Measurement != "" && m != p.cfg.Measurement {
+		rt.Destroy()
+		return fmt.Errorf("measurement mismatch: rune measured %s at create, the enclave runtime loaded %s (%s changed?)", p.cfg.Measurement, m, entry.Path)
+	}
+	p.measurement = m
+	if openEvidence != nil {
+		ev, err := openEvidence(p.cfg)
+		if err != nil {
+			rt.Destroy()
+			return err
+		}
+		p.evidence = ev
+		if h, ok := rt.(EvidenceHook); ok && ev != nil {
+			h.SetEvidenceFunc(func(ctx context.Context, rd [64]byte) ([]byte, error) { return ev(ctx, rd) })
+		}
+	}
+	return nil
+}
+
+// process resolves args[0] as exec(3p) would, in the container's file system.
+func (p *pid1) process(args, env []string, cwd string) (enclave.Process, error) {
+	if len(args) == 0 {
+		return enclave.Process{}, errors.New("no program to run: args are empty")
+	}
+	path, err := lookPath(args[0], env, cwd)
+	if err != nil {
+		return enclave.Process{}, err
+	}
+	return enclave.Process{Path: path, Args: args, Env: env, Dir: cwd, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, nil
+}
+
+func lookPath(name string, env []string, cwd string) (string, error) {
+	if strings.Contains(name, "/") {
+		path := name
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(cwd, path)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("entrypoint %s: %w", name, err)
+		}
+		return path, nil
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		cand := filepath.Join(dir, name)
+		if !filepath.IsAbs(cand) {
+			cand = filepath.Join(cwd, cand)
+		}
+		if fi, err := os.Stat(cand); err == nil && fi.Mode().IsRegular() {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)
+}
+
+func listenInContainer() (*net.UnixListener, error) {
+	os.Remove(AgentSocket)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: AgentSocket, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// Any user of the container may exec into it or ask for evidence, as with `docker exec`.
+	if err := os.Chmod(AgentSocket, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func (p *pid1) serveReadyError(ln *net.UnixListener) {
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	cc := newConn(c)
+	var req Request
+	files, err := cc.recv(&req)
+	closeAll(files)
+	if err != nil {
+		return
+	}
+	_ = cc.send(&Response{Error: p.initErr.Error()})
+}
+
+func (p *pid1) serve(ln *net.UnixListener, host bool) {
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		go p.handle(newConn(c), host)
+	}
+}
+
+func (p *pid1) handle(c *conn, host bool) {
+	defer c.c.Close()
+	var req Request
+	files, err := c.recv(&req)
+	if err != nil {
+		return
+	}
+	defer closeAll(files)
+	allowed := map[string]bool{OpExec: true, OpEvidence: true}
+	if host {
+		allowed = map[string]bool{OpReady: true, OpStart: true, OpExec: true, OpAttest: true, OpEvidence: true}
+	}
+	if !allowed[req.Op] {
+		_ = c.send(&Response{Error: fmt.Sprintf("operation %q is not served on this socket", req.Op)})
+		return
+	}
+	switch req.Op {
+	case OpReady:
+		_ = c.send(p.info())
+	case OpStart:
+		_ = c.send(p.start())
+	case OpExec:
+		p.exec(c, &req, files)
+	case OpAttest:
+		if len(req.Nonce) > attestation.ReportDataSize {
+			_ = c.send(&Response{Error: fmt.Sprintf("nonce of %d bytes: at most %d", len(req.Nonce), attestation.ReportDataSize)})
+			return
+		}
+		var rd [attestation.ReportDataSize]byte
+		copy(rd[:], req.Nonce)
+		_ = c.send(p.evidenceResponse(rd))
+	case OpEvidence:
+		if len(req.ReportData) != attestation.ReportDataSize {
+			_ = c.send(&Response{Error: fmt.Sprintf("report data must be exactly %d bytes, got %d", attestation.ReportDataSize, len(req.ReportData))})
+			return
+		}
+		var rd [attestation.ReportDataSize]byte
+		copy(rd[:], req.ReportData)
+		_ = c.send(p.evidenceResponse(rd))
+	}
+}
+
+func (p *pid1) info() *Response {
+	return &Response{TEE: p.cfg.Settings.Type, Runtime: p.cfg.Settings.RuntimePath, Measurement: p.measurement}
+}
+
+func (p *pid1) start() *Response {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return &Response{Error: "the enclave's entrypoint was already started"}
+	}
+	proc, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	if err != nil {
+		return &Response{Error: err.Error()}
+	}
+	entry, err := p.rt.Spawn(context.Background(), proc)
+	if err != nil {
+		return &Response{Error: fmt.Sprintf("start %s in the enclave: %v", proc.Path, err)}
+	}
+	p.started, p.entry = true, entry
+	close(p.startC)
+	r := p.info()
+	r.Started = true
+	return r
+}
+
+func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *Response {
+	r := p.info()
+	if p.evidence == nil {
+		r.Error = fmt.Sprintf("no attester for enclave type %q on this host", p.cfg.Settings.Type)
+		return r
+	}
+	ev, err := p.evidence(context.Background(), rd)
+	if err != nil {
+		r.Error = fmt.Sprintf("evidence: %v", err)
+		return r
+	}
+	r.Evidence, r.ReportData = ev, rd[:]
+	return r
+}
+
+func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
+	if len(files) != 3 {
+		_ = c.send(&Response{Error: fmt.Sprintf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files))})
+		return
+	}
+	proc, err := p.process(req.Args, req.Env, req.Cwd)
+	if err != nil {
+		_ = c.send(&Response{Error: err.Error()})
+		return
+	}
+	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
+	running, err := p.rt.Spawn(context.Background(), proc)
+	if err != nil {
+		_ = c.send(&Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})
+		return
+	}
+	if err := c.send(&Response{Started: true}); err != nil {
+		_ = running.Signal(unix.SIGKILL)
+	}
+	go func() {
+		for {
+			var sreq Request
+			fs, err := c.recv(&sreq)
+			closeAll(fs)
+			if err != nil {
+				// The exec'd runelet went away: its process must not outlive it.
+				if !errors.Is(err, net.ErrClosed) {
+					_ = running.Signal(unix.SIGKILL)
+				}
+				return
+			}
+			if sreq.Op == OpSignal && sreq.Signal > 0 && sreq.Signal < 65 {
+				_ = running.Signal(syscall.Signal(sreq.Signal))
+			}
+		}
+	}()
+	code, err := running.Wait()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet: exec:", err)
+	}
+	_ = c.send(&Response{ExitCode: &code})
+}

@@ -1,0 +1,184 @@
+package runelet
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Operations of the agent protocol.
+const (
+	// OpReady waits until the enclave runtime is initialised (pal_init) and reports its error, if any.
+	OpReady = "ready"
+	// OpStart runs the container's entrypoint in the enclave.
+	OpStart = "start"
+	// OpExec runs another process in the enclave with the caller's stdio (passed as fds).
+	OpExec = "exec"
+	// OpSignal, on an exec connection, delivers a signal to that process.
+	OpSignal = "signal"
+	// OpAttest returns evidence binding Nonce (host socket).
+	OpAttest = "attest"
+	// OpEvidence returns evidence over the caller's 64 bytes of report data (container socket).
+	OpEvidence = "evidence"
+)
+
+// Request is one message to the runelet. It is JSON on a stream socket, one object per message.
+type Request struct {
+	Op string `json:"op"`
+	// Args, Env and Cwd describe the process for OpExec, as lists: never joined into one string.
+	Args []string `json:"args,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
+	// Signal is the signal number for OpSignal.
+	Signal int `json:"signal,omitempty"`
+	// Nonce (OpAttest, at most 64 bytes) or ReportData (OpEvidence, exactly 64 bytes).
+	Nonce      []byte `json:"nonce,omitempty"`
+	ReportData []byte `json:"report_data,omitempty"`
+}
+
+// Response is the runelet's answer. An exec connection gets one response when the process started and
+// one carrying ExitCode when it ended.
+type Response struct {
+	Error       string `json:"error,omitempty"`
+	Started     bool   `json:"started,omitempty"`
+	ExitCode    *int   `json:"exit_code,omitempty"`
+	TEE         string `json:"tee,omitempty"`
+	Runtime     string `json:"runtime,omitempty"`
+	Measurement string `json:"measurement,omitempty"`
+	Evidence    []byte `json:"evidence,omitempty"`
+	ReportData  []byte `json:"report_data,omitempty"`
+}
+
+// maxMessage bounds a message so a confused or hostile peer cannot make the runelet allocate without
+// limit. Evidence with certificate chains fits well within it.
+const maxMessage = 1 << 20
+
+// conn frames JSON messages over a unix stream socket, carrying file descriptors alongside.
+type conn struct {
+	c   *net.UnixConn
+	buf []byte
+}
+
+func newConn(c *net.UnixConn) *conn { return &conn{c: c} }
+
+// send writes v as one message; files go with it as SCM_RIGHTS.
+func (c *conn) send(v any, files ...*os.File) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(data) > maxMessage {
+		return fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(data), maxMessage)
+	}
+	frame := make([]byte, 4+len(data))
+	frame[0], frame[1], frame[2], frame[3] = byte(len(data)>>24), byte(len(data)>>16), byte(len(data)>>8), byte(len(data))
+	copy(frame[4:], data)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	n, _, err := c.c.WriteMsgUnix(frame, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n < len(frame) {
+		_, err = c.c.Write(frame[n:])
+	}
+	return err
+}
+
+// recv reads one message into v and returns the files that came with it.
+func (c *conn) recv(v any) ([]*os.File, error) {
+	var files []*os.File
+	oob := make([]byte, unix.CmsgSpace(4*8))
+	for len(c.buf) < 4 || len(c.buf) < 4+frameLen(c.buf) {
+		if len(c.buf) >= 4 && frameLen(c.buf) > maxMessage {
+			closeAll(files)
+			return nil, fmt.Errorf("message of %d bytes exceeds the %d byte limit", frameLen(c.buf), maxMessage)
+		}
+		b := make([]byte, 64<<10)
+		n, oobn, _, _, err := c.c.ReadMsgUnix(b, oob)
+		if oobn > 0 {
+			fs, perr := parseRights(oob[:oobn])
+			files = append(files, fs...)
+			if perr != nil {
+				closeAll(files)
+				return nil, perr
+			}
+		}
+		if n == 0 && err == nil {
+			err = errors.New("connection closed")
+		}
+		if err != nil {
+			closeAll(files)
+			return nil, err
+		}
+		c.buf = append(c.buf, b[:n]...)
+	}
+	n := frameLen(c.buf)
+	data := c.buf[4 : 4+n]
+	c.buf = append([]byte(nil), c.buf[4+n:]...)
+	if err := json.Unmarshal(data, v); err != nil {
+		closeAll(files)
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	return files, nil
+}
+
+func frameLen(b []byte) int {
+	return int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message: %w", err)
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "passed-fd"))
+		}
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// call sends req on a fresh connection to socket and reads one response.
+func call(socket string, req *Request, files ...*os.File) (*Response, *conn, error) {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := newConn(c)
+	if err := cc.send(req, files...); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	var resp Response
+	extra, err := cc.recv(&resp)
+	closeAll(extra)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return &resp, cc, nil
+}
