@@ -17,13 +17,13 @@ import (
 // stdio owns whatever connects a container process to rune's own stdio: nothing (inherited),
 // pipes copied both ways, or a console whose master comes back over a socket.
 type stdio struct {
-	host      console.Console
-	epoller   *console.Epoller
-	cons      *console.EpollConsole
-	consoleC  chan error
-	afterRun  []io.Closer // closed once the process is running
-	atClose   []io.Closer // closed when rune is done with the process
-	copiers   sync.WaitGroup
+	host     console.Console
+	epoller  *console.Epoller
+	cons     *console.EpollConsole
+	consoleC chan error
+	afterRun []io.Closer // closed once the process is running
+	atClose  []io.Closer // closed when rune is done with the process
+	copiers  sync.WaitGroup
 }
 
 // setupStdio wires process according to runc's rules: a detached process inherits rune's stdio or

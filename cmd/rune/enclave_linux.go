@@ -36,7 +36,7 @@ type enclaveState struct {
 }
 
 func enclaveStatePath(root, id string) string { return filepath.Join(root, id, runelet.StateFile) }
-func runeletSocket(root, id string) string   { return filepath.Join(root, id, runelet.HostSocket) }
+func runeletSocket(root, id string) string    { return filepath.Join(root, id, runelet.HostSocket) }
 
 // loadEnclaveState returns nil, nil for an ordinary container.
 func loadEnclaveState(root, id string) (*enclaveState, error) {
