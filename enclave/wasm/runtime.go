@@ -1,0 +1,353 @@
+// Package wasm is the built-in WebAssembly enclave runtime ("builtin:wasm"): it runs WASI
+// preview 1 command modules from the container's rootfs on wazero, inside the init-runelet, the
+// role WAMR plays in Inclavare Containers. Each Spawn is a fresh module instance; a signal cancels
+// it; the measurement (docs/measurement.md) is the SHA-256 of the module and its launch
+// configuration; the inclavare.get_evidence import (docs/wasm-abi.md) lets a workload ask for
+// attestation evidence.
+//
+// It must never let a guest reach a file outside the rootfs (every path is resolved by the kernel
+// with openat2 RESOLVE_IN_ROOT), nor load compiled code from a cache the guest could write.
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"golang.org/x/sys/unix"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
+)
+
+func init() {
+	enclave.RegisterBuiltin("wasm", func() enclave.Runtime { return New() })
+}
+
+// Runtime is the builtin:wasm enclave runtime. Make one with New (or enclave.Builtin("wasm")).
+type Runtime struct {
+	mu          sync.Mutex
+	initialized bool
+	destroyed   bool
+	cfg         enclave.Config
+	args        runtimeArgs
+	rootfs      *rootFS
+
+	cache         wazero.CompilationCache
+	cacheReadOnly bool
+	// primary uses the compilation cache when there is one. fallback (no cache) is made only when
+	// a read-only cache lacks a module: wazero fails a compile whose result it cannot store.
+	primary, fallback *engine
+
+	evidenceMu sync.RWMutex
+	evidence   EvidenceFunc
+
+	procs map[*process]struct{}
+}
+
+// engine is one wazero runtime with the host modules and the modules compiled in it.
+type engine struct {
+	rt      wazero.Runtime
+	modules map[[sha256.Size]byte]wazero.CompiledModule
+}
+
+// New returns an uninitialized builtin:wasm runtime.
+func New() *Runtime {
+	return &Runtime{procs: map[*process]struct{}{}}
+}
+
+// SetEvidenceFunc sets the hook behind inclavare.get_evidence; nil makes the import return
+// ENOSYS. It may be called at any time, also while workloads run.
+func (r *Runtime) SetEvidenceFunc(f EvidenceFunc) {
+	r.evidenceMu.Lock()
+	defer r.evidenceMu.Unlock()
+	r.evidence = f
+}
+
+func (r *Runtime) evidenceFunc() EvidenceFunc {
+	r.evidenceMu.RLock()
+	defer r.evidenceMu.RUnlock()
+	return r.evidence
+}
+
+// Init implements enclave.Runtime: it checks the configuration, opens the rootfs and the
+// compilation cache and creates the wazero runtime every Spawn shares.
+func (r *Runtime) Init(ctx context.Context, cfg enclave.Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.initialized {
+		return errors.New("builtin:wasm: Init called twice")
+	}
+	switch cfg.Type {
+	case "sim", "tdx", "snp":
+		// sim: no TEE. tdx/snp: the whole (confidential) VM is the TEE and the runelet is in it.
+	case "intelSgx":
+		return errors.New("builtin:wasm runs in the runelet's own address space, outside any SGX enclave; " +
+			"use an SGX PAL (such as Occlum's) for ENCLAVE_TYPE=intelSgx")
+	case "":
+		return errors.New("builtin:wasm: enclave type is empty")
+	default:
+		return fmt.Errorf("builtin:wasm: unknown enclave type %q (known: sim, tdx, snp)", cfg.Type)
+	}
+	args, err := parseRuntimeArgs(cfg.Args)
+	if err != nil {
+		return err
+	}
+	if cfg.Rootfs == "" {
+		return errors.New("builtin:wasm: rootfs is empty")
+	}
+	root, err := openRootFS(cfg.Rootfs)
+	if err != nil {
+		return fmt.Errorf("builtin:wasm: %w", err)
+	}
+	cache, readOnly, err := openCache(cfg.CacheDir, cfg.Rootfs)
+	if err != nil {
+		root.Close()
+		return fmt.Errorf("builtin:wasm: %w", err)
+	}
+	r.cfg, r.args, r.rootfs, r.cache, r.cacheReadOnly = cfg, args, root, cache, readOnly
+	r.primary, err = r.newEngine(ctx, cache)
+	if err != nil {
+		r.closeLocked(ctx)
+		return fmt.Errorf("builtin:wasm: %w", err)
+	}
+	r.initialized = true
+	return nil
+}
+
+// openCache opens the compilation cache at dir ("" means none). A cache holds native code the
+// runtime executes, so a cache the guest could write would let it run code outside the wasm
+// sandbox: a cache inside the rootfs must be read-only (rune fills it with Precompile on the
+// host and mounts it read-only). A read-only cache that was never filled is simply not used.
+func openCache(dir, rootfs string) (cache wazero.CompilationCache, readOnly bool, err error) {
+	if dir == "" {
+		return nil, false, nil
+	}
+	writable := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK, unix.AT_EACCESS) == nil
+	if _, statErr := filepath.EvalSymlinks(dir); errors.Is(statErr, fs.ErrNotExist) {
+		// A cache dir that does not exist yet will be created by wazero, writable.
+		writable = true
+	}
+	inside, err := pathWithin(rootfs, dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("compilation cache %s: %w", dir, err)
+	}
+	if inside && writable {
+		return nil, false, fmt.Errorf("compilation cache %s is inside the rootfs %s and writable: a workload could plant "+
+			"native code in it; fill it on the host with wasm.Precompile and mount it read-only, or place it outside the rootfs",
+			dir, rootfs)
+	}
+	cache, err = wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		if !writable {
+			return nil, true, nil
+		}
+		return nil, false, fmt.Errorf("open compilation cache %s: %w", dir, err)
+	}
+	return cache, !writable, nil
+}
+
+// pathWithin reports whether p is root or lies beneath it, after resolving symlinks in both.
+func pathWithin(root, p string) (bool, error) {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return false, err
+	}
+	realPath, err := evalExisting(p)
+	if err != nil {
+		return false, err
+	}
+	rel, err := filepath.Rel(realRoot, realPath)
+	if err != nil {
+		return false, err
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
+}
+
+// evalExisting resolves symlinks in the longest existing prefix of p and appends the rest.
+func evalExisting(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
+}
+
+func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) (*engine, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, r.args.memoryLimitPages))
+	if err := instantiateHostModules(ctx, rt, r.evidenceFunc); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return &engine{rt: rt, modules: map[[sha256.Size]byte]wazero.CompiledModule{}}, nil
+}
+
+// compile returns the module compiled in one of the runtime's engines, compiling it at most once.
+func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazero.CompiledModule, error) {
+	sum := sha256.Sum256(wasmBytes)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.destroyed {
+		return nil, nil, errors.New("builtin:wasm: runtime destroyed")
+	}
+	for _, e := range []*engine{r.primary, r.fallback} {
+		if e != nil {
+			if cm, ok := e.modules[sum]; ok {
+				return e, cm, nil
+			}
+		}
+	}
+	e := r.primary
+	cm, err := e.rt.CompileModule(ctx, wasmBytes)
+	if err != nil && r.cache != nil && r.cacheReadOnly {
+		if r.fallback == nil {
+			if r.fallback, err = r.newEngine(ctx, nil); err != nil {
+				return nil, nil, err
+			}
+		}
+		e = r.fallback
+		cm, err = e.rt.CompileModule(ctx, wasmBytes)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid wasm module: %w", err)
+	}
+	if err := checkCommand(cm); err != nil {
+		cm.Close(ctx)
+		return nil, nil, fmt.Errorf("invalid wasm module: %w", err)
+	}
+	e.modules[sum] = cm
+	return e, cm, nil
+}
+
+// launch is what Spawn and Measurement derive from a Process.
+type launch struct {
+	modulePath string
+	module     []byte
+	Launch
+}
+
+func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
+	r.mu.Lock()
+	initialized, destroyed := r.initialized, r.destroyed
+	r.mu.Unlock()
+	if !initialized {
+		return nil, errors.New("builtin:wasm: runtime not initialized")
+	}
+	if destroyed {
+		return nil, errors.New("builtin:wasm: runtime destroyed")
+	}
+	if p.Path == "" {
+		return nil, errors.New("builtin:wasm: process path is empty")
+	}
+	dir := p.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if !path.IsAbs(dir) {
+		return nil, fmt.Errorf("builtin:wasm: working directory %q is not absolute", p.Dir)
+	}
+	modulePath := p.Path
+	if !path.IsAbs(modulePath) {
+		modulePath = path.Join(dir, modulePath)
+	}
+	module, err := r.rootfs.readFile(modulePath)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:wasm: read wasm module %s: %w", modulePath, err)
+	}
+	argv := p.Args
+	if len(argv) == 0 {
+		argv = []string{p.Path}
+	}
+	for _, kv := range p.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, fmt.Errorf("builtin:wasm: environment entry %q: want KEY=VALUE", kv)
+		}
+	}
+	return &launch{
+		modulePath: modulePath,
+		module:     module,
+		Launch: Launch{
+			Args:        slices.Clone(argv),
+			Env:         slices.Clone(p.Env),
+			Dir:         p.Dir,
+			MemoryLimit: uint64(r.args.memoryLimitPages) * pageSize,
+		},
+	}, nil
+}
+
+// Measurement implements enclave.Runtime: Measure over the module at p.Path in the rootfs and the
+// launch configuration Spawn would use.
+func (r *Runtime) Measurement(p enclave.Process) (string, error) {
+	l, err := r.prepare(p)
+	if err != nil {
+		return "", err
+	}
+	return Measure(l.module, l.Launch), nil
+}
+
+// Destroy implements enclave.Runtime: it kills what still runs, waits for it, and frees the
+// wazero runtimes, the cache and the rootfs.
+func (r *Runtime) Destroy() error {
+	r.mu.Lock()
+	if r.destroyed || !r.initialized {
+		r.destroyed = true
+		r.mu.Unlock()
+		return nil
+	}
+	r.destroyed = true
+	procs := make([]*process, 0, len(r.procs))
+	for p := range r.procs {
+		procs = append(procs, p)
+	}
+	r.mu.Unlock()
+	for _, p := range procs {
+		p.terminate(unix.SIGKILL)
+	}
+	for _, p := range procs {
+		<-p.done
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closeLocked(context.Background())
+}
+
+func (r *Runtime) closeLocked(ctx context.Context) error {
+	var errs []error
+	for _, e := range []*engine{r.primary, r.fallback} {
+		if e != nil {
+			errs = append(errs, e.rt.Close(ctx))
+		}
+	}
+	r.primary, r.fallback = nil, nil
+	if r.cache != nil {
+		errs = append(errs, r.cache.Close(ctx))
+		r.cache = nil
+	}
+	if r.rootfs != nil {
+		errs = append(errs, r.rootfs.Close())
+		r.rootfs = nil
+	}
+	return errors.Join(errs...)
+}
