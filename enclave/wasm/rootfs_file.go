@@ -114,7 +114,7 @@ func (f *rootFile) Read(buf []byte) (int, experimentalsys.Errno) {
 		if err == unix.EINTR {
 			continue
 		}
-		return max(n, 0), experimentalsys.UnwrapOSError(err)
+		return max(n, 0), f.dirError(err)
 	}
 }
 
@@ -134,13 +134,25 @@ func (f *rootFile) Pread(buf []byte, off int64) (int, experimentalsys.Errno) {
 		if err == unix.EINTR {
 			continue
 		}
-		return max(n, 0), experimentalsys.UnwrapOSError(err)
+		return max(n, 0), f.dirError(err)
 	}
 }
 
 // seekOffset is int64 under another name: wazero's Seek returns an Errno, not an error, which
 // go vet's io.Seeker signature check would otherwise report on this deliberate signature.
 type seekOffset = int64
+
+// dirError reports a failed read of a directory as EISDIR, as wazero expects, whatever the file
+// system returned (some return EINVAL).
+func (f *rootFile) dirError(err error) experimentalsys.Errno {
+	errno := experimentalsys.UnwrapOSError(err)
+	if errno != 0 {
+		if isDir, _ := f.IsDir(); isDir {
+			return experimentalsys.EISDIR
+		}
+	}
+	return errno
+}
 
 // Seek implements experimentalsys.File. Seeking a directory to 0 restarts its listing.
 func (f *rootFile) Seek(offset seekOffset, whence int) (int64, experimentalsys.Errno) {
