@@ -1,0 +1,126 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+)
+
+func init() { attestation.RegisterVerifier(&Verifier{}) }
+
+// maxClockSkew is how far in the future an endorsement's creation time may lie (host clocks drift).
+const maxClockSkew = 5 * time.Minute
+
+// Verifier checks sim evidence. It trusts exactly the platform certificates in Anchors and in
+// attestation.Options.Roots, never a key carried by the evidence; with none it fails closed.
+type Verifier struct {
+	// Anchors are platform certificates trusted in addition to Options.Roots, for callers that
+	// explicitly loaded one (LoadPlatformCertificate).
+	Anchors []*x509.Certificate
+}
+
+// TEE implements attestation.Verifier.
+func (*Verifier) TEE() attestation.TEE { return attestation.Sim }
+
+// Match implements attestation.Verifier: sim evidence starts with Magic.
+func (*Verifier) Match(evidence []byte) bool { return bytes.HasPrefix(evidence, []byte(Magic)) }
+
+// Verify implements attestation.Verifier.
+func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation.Options) (*attestation.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	w, err := parseEvidence(evidence, opts.AllowTrailingData)
+	if err != nil {
+		return nil, err
+	}
+	e, err := parseEndorsement(w.Endorsement)
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Time()
+	platform, err := v.anchor(e.PlatformKeyID, opts.Roots, now)
+	if err != nil {
+		return nil, err
+	}
+	if !verifySig(platform, endorsementLabel, w.Endorsement, w.EndorsementSig) {
+		return nil, errors.New("verify sim evidence: endorsement signature does not verify with the platform key")
+	}
+	created := time.Unix(e.Created, 0).UTC()
+	if created.After(now.Add(maxClockSkew)) {
+		return nil, fmt.Errorf("verify sim evidence: endorsement created %s, after the verification time %s", created.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	pub, err := x509.ParsePKIXPublicKey(e.EnclaveKey)
+	if err != nil {
+		return nil, fmt.Errorf("verify sim evidence: enclave key: %w", err)
+	}
+	ek, ok := pub.(*ecdsa.PublicKey)
+	if !ok || ek.Curve != elliptic.P256() {
+		return nil, errors.New("verify sim evidence: enclave key is not ECDSA P-256")
+	}
+	if !verifySig(ek, reportLabel, w.Report, w.ReportSig) {
+		return nil, errors.New("verify sim evidence: report signature does not verify with the endorsed enclave key")
+	}
+	r, err := parseReport(w.Report)
+	if err != nil {
+		return nil, err
+	}
+	if d := sha256.Sum256(w.Endorsement); !bytes.Equal(d[:], r.EndorsementDigest) {
+		return nil, errors.New("verify sim evidence: report is bound to another endorsement")
+	}
+	return &attestation.Result{
+		TEE:          attestation.Sim,
+		Verified:     true,
+		Measurements: map[string]string{"measurement": e.Measurement},
+		ReportData:   bytes.Clone(r.ReportData),
+		Details: map[string]string{
+			"simulated":       "true",
+			"confidential":    "false",
+			"runtime":         e.Runtime,
+			"platform_key_id": hex.EncodeToString(e.PlatformKeyID),
+			"endorsed_at":     created.Format(time.RFC3339),
+			"format_version":  strconv.Itoa(formatVersion),
+		},
+	}, nil
+}
+
+// anchor finds the trusted platform certificate whose key the endorsement names.
+func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time) (*ecdsa.PublicKey, error) {
+	candidates := append(append([]*x509.Certificate(nil), v.Anchors...), roots...)
+	trusted := 0
+	for _, c := range candidates {
+		if c == nil || c.Subject.CommonName != PlatformCommonName {
+			continue // other TEEs' roots travel in the same list
+		}
+		trusted++
+		pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() {
+			continue
+		}
+		id := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		if !bytes.Equal(id[:], keyID) {
+			continue
+		}
+		if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
+			return nil, fmt.Errorf("verify sim evidence: platform certificate is not self-signed: %w", err)
+		}
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return nil, fmt.Errorf("verify sim evidence: platform certificate not valid at %s", now.UTC().Format(time.RFC3339))
+		}
+		return pub, nil
+	}
+	if trusted == 0 {
+		return nil, errors.New("verify sim evidence: no trusted sim platform certificate (pass one in Options.Roots)")
+	}
+	return nil, fmt.Errorf("verify sim evidence: platform key %x is not among the %d trusted sim platform certificates", keyID, trusted)
+}
