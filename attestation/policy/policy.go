@@ -1,0 +1,382 @@
+// Package policy decides whether verified evidence is acceptable: it compares an
+// attestation.Result against reference values from a JSON policy file (used by shelter and
+// inclavared).
+//
+// A policy never makes unverified evidence acceptable: Check rejects every Result whose Verified
+// is false, and everything a policy does not allow is rejected (fail closed). It does not parse or
+// verify evidence itself; the TEE packages do.
+//
+// # Format
+//
+// A policy is one JSON object, decoded strictly (unknown fields, duplicate keys and trailing data
+// are errors). See testdata/example.json.
+//
+//	{
+//	  "tees": {                     // the allowed TEEs; a TEE not listed here is rejected.
+//	    "<tee>": { ... }            // "intelSgx", "tdx", "snp" or "sim"; "sim" is never implied.
+//	  }
+//	}
+//
+// Rules for one TEE (all optional except as noted):
+//
+//	"measurements": {"<name>": ["<hex>", ...]}
+//	    Each named measurement (as the TEE package names it: "mrenclave", "mrsigner", "mrtd",
+//	    "rtmr0".."rtmr3", "measurement", "host_data", …) must be present and equal one of the
+//	    listed values (hex, any case).
+//	"signers": ["<hex>", ...]
+//	    Result.Signer (MRSIGNER for SGX; ID or author key digest for SNP) must be one of these.
+//	"allow_any_measurement": true
+//	    Required when neither "measurements" nor "signers" is given, so that accepting any
+//	    workload is always a written decision.
+//	"product_ids": [<n>, ...]     Result.ProductID must be present and one of these.
+//	"min_svn": <n>                Result.SVN must be present and at least n.
+//	"tcb_statuses": ["UpToDate", ...]
+//	    Accepted platform TCB statuses; default ["UpToDate"].
+//	"allow_unknown_tcb": true
+//	    Accept an empty TCB status (nothing decided it: no collateral, or a TEE such as SNP or sim
+//	    that has no TCB-status service). Default false.
+//	"allow_debug": true           Accept debug-capable workloads. Default false.
+//	"report_data": "<hex>"
+//	    Expected report data, zero-padded to 64 bytes and compared exactly.
+//	"details": {"<key>": ["<value>", ...]}
+//	    Each named Result.Details entry must be present and equal one of the values
+//	    (e.g. SNP "vmpl": ["0"], "policy_migrate_ma": ["false"]).
+package policy
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+)
+
+// maxPolicySize bounds a policy file; real ones are a few KiB.
+const maxPolicySize = 1 << 20
+
+// Policy holds reference values per allowed TEE.
+type Policy struct {
+	TEEs map[attestation.TEE]*TEEPolicy `json:"tees"`
+}
+
+// TEEPolicy holds the rules for one TEE. See the package documentation for their meaning.
+type TEEPolicy struct {
+	Measurements        map[string][]string `json:"measurements,omitempty"`
+	Signers             []string            `json:"signers,omitempty"`
+	AllowAnyMeasurement bool                `json:"allow_any_measurement,omitempty"`
+	ProductIDs          []uint64            `json:"product_ids,omitempty"`
+	MinSVN              *uint64             `json:"min_svn,omitempty"`
+	TCBStatuses         []string            `json:"tcb_statuses,omitempty"`
+	AllowUnknownTCB     bool                `json:"allow_unknown_tcb,omitempty"`
+	AllowDebug          bool                `json:"allow_debug,omitempty"`
+	ReportData          string              `json:"report_data,omitempty"`
+	Details             map[string][]string `json:"details,omitempty"`
+
+	reportData []byte
+}
+
+// DefaultTCBStatuses are accepted when a TEE policy names none.
+var DefaultTCBStatuses = []string{"UpToDate"}
+
+var knownTEEs = []attestation.TEE{attestation.SGX, attestation.TDX, attestation.SNP, attestation.Sim}
+
+// Load reads and parses the policy file at path.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: %w", path, err)
+	}
+	p, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse decodes and validates a policy.
+func Parse(data []byte) (*Policy, error) {
+	if len(data) > maxPolicySize {
+		return nil, fmt.Errorf("parse policy: larger than %d bytes", maxPolicySize)
+	}
+	if err := checkDuplicateKeys(data); err != nil {
+		return nil, fmt.Errorf("parse policy: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var p Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse policy: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("parse policy: data after the policy object")
+	}
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("parse policy: %w", err)
+	}
+	return &p, nil
+}
+
+func (p *Policy) validate() error {
+	if len(p.TEEs) == 0 {
+		return errors.New(`"tees" must allow at least one TEE`)
+	}
+	var errs []error
+	for _, tee := range sortedTEEs(p.TEEs) {
+		tp := p.TEEs[tee]
+		if !slices.Contains(knownTEEs, tee) {
+			errs = append(errs, fmt.Errorf("unknown TEE %q (known: %v)", tee, knownTEEs))
+			continue
+		}
+		if tp == nil {
+			errs = append(errs, fmt.Errorf("%s: rules must be an object", tee))
+			continue
+		}
+		if err := tp.normalise(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tee, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// normalise checks a TEE policy's values and lower-cases hex so comparisons are exact.
+func (tp *TEEPolicy) normalise() error {
+	var errs []error
+	if len(tp.Measurements) == 0 && len(tp.Signers) == 0 && !tp.AllowAnyMeasurement {
+		errs = append(errs, errors.New(`give "measurements" or "signers", or set "allow_any_measurement": true`))
+	}
+	for name, vals := range tp.Measurements {
+		if len(vals) == 0 {
+			errs = append(errs, fmt.Errorf("measurement %q lists no values", name))
+		}
+		for i, v := range vals {
+			if _, err := hex.DecodeString(v); err != nil || v == "" {
+				errs = append(errs, fmt.Errorf("measurement %q value %q is not hex", name, v))
+			}
+			vals[i] = strings.ToLower(v)
+		}
+	}
+	for i, s := range tp.Signers {
+		if _, err := hex.DecodeString(s); err != nil || s == "" {
+			errs = append(errs, fmt.Errorf("signer %q is not hex", s))
+		}
+		tp.Signers[i] = strings.ToLower(s)
+	}
+	for _, s := range tp.TCBStatuses {
+		if s == "" {
+			errs = append(errs, errors.New(`an empty TCB status is allowed with "allow_unknown_tcb", not in "tcb_statuses"`))
+		}
+	}
+	if tp.ReportData != "" {
+		rd, err := hex.DecodeString(tp.ReportData)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("report_data is not hex: %w", err))
+		case len(rd) > attestation.ReportDataSize:
+			errs = append(errs, fmt.Errorf("report_data is %d bytes, at most %d", len(rd), attestation.ReportDataSize))
+		default:
+			tp.reportData = make([]byte, attestation.ReportDataSize)
+			copy(tp.reportData, rd)
+		}
+	}
+	for k, vals := range tp.Details {
+		if len(vals) == 0 {
+			errs = append(errs, fmt.Errorf("detail %q lists no values", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Violation is one failed rule.
+type Violation struct {
+	Rule    string // the policy field, e.g. "measurements.mrenclave", "allow_debug"
+	Message string
+}
+
+func (v *Violation) Error() string { return v.Rule + ": " + v.Message }
+
+// Violations returns the rules that err (from Check) reports as failed.
+func Violations(err error) []*Violation {
+	var out []*Violation
+	var walk func(error)
+	walk = func(e error) {
+		if v, ok := e.(*Violation); ok {
+			out = append(out, v)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// Check returns nil if res satisfies the policy, and otherwise an error joining one *Violation per
+// failed rule (errors.Join).
+func (p *Policy) Check(res *attestation.Result) error {
+	if res == nil {
+		return &Violation{Rule: "verified", Message: "no verification result"}
+	}
+	var errs []error
+	fail := func(rule, format string, args ...any) {
+		errs = append(errs, &Violation{Rule: rule, Message: fmt.Sprintf(format, args...)})
+	}
+	if !res.Verified {
+		fail("verified", "evidence was not verified")
+	}
+	tp, ok := p.TEEs[res.TEE]
+	if !ok || tp == nil {
+		fail("tees", "TEE %q is not allowed (allowed: %v)", res.TEE, sortedTEEs(p.TEEs))
+		return errors.Join(errs...)
+	}
+	for _, name := range sortedKeys(tp.Measurements) {
+		got, ok := res.Measurements[name]
+		switch {
+		case !ok:
+			fail("measurements."+name, "evidence has no %s", name)
+		case !slices.Contains(tp.Measurements[name], strings.ToLower(got)):
+			fail("measurements."+name, "%s %s is not an allowed value", name, got)
+		}
+	}
+	if len(tp.Signers) > 0 && !slices.Contains(tp.Signers, strings.ToLower(res.Signer)) {
+		fail("signers", "signer %q is not an allowed signer", res.Signer)
+	}
+	if len(tp.ProductIDs) > 0 {
+		switch {
+		case res.ProductID == nil:
+			fail("product_ids", "evidence has no product ID")
+		case !slices.Contains(tp.ProductIDs, *res.ProductID):
+			fail("product_ids", "product ID %d is not allowed", *res.ProductID)
+		}
+	}
+	if tp.MinSVN != nil {
+		switch {
+		case res.SVN == nil:
+			fail("min_svn", "evidence has no SVN")
+		case *res.SVN < *tp.MinSVN:
+			fail("min_svn", "SVN %d is below the minimum %d", *res.SVN, *tp.MinSVN)
+		}
+	}
+	statuses := tp.TCBStatuses
+	if len(statuses) == 0 {
+		statuses = DefaultTCBStatuses
+	}
+	switch {
+	case res.TCBStatus == "":
+		if !tp.AllowUnknownTCB {
+			fail("allow_unknown_tcb", "TCB status is unknown (no collateral decided it)")
+		}
+	case !slices.Contains(statuses, res.TCBStatus):
+		fail("tcb_statuses", "TCB status %q is not one of %v", res.TCBStatus, statuses)
+	}
+	if res.Debug && !tp.AllowDebug {
+		fail("allow_debug", "the workload is debuggable (its memory is not secret)")
+	}
+	if tp.reportData != nil && !bytes.Equal(tp.reportData, res.ReportData) {
+		fail("report_data", "report data %x is not the expected %x", res.ReportData, tp.reportData)
+	}
+	for _, k := range sortedKeys(tp.Details) {
+		got, ok := res.Details[k]
+		switch {
+		case !ok:
+			fail("details."+k, "evidence has no %s", k)
+		case !slices.Contains(tp.Details[k], got):
+			fail("details."+k, "%s %q is not one of %v", k, got, tp.Details[k])
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Allows reports whether the policy lists tee at all.
+func (p *Policy) Allows(tee attestation.TEE) bool { return p.TEEs[tee] != nil }
+
+func sortedTEEs(m map[attestation.TEE]*TEEPolicy) []attestation.TEE {
+	out := make([]attestation.TEE, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func sortedKeys(m map[string][]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkDuplicateKeys walks the JSON tokens and rejects an object that names a key twice:
+// encoding/json would silently keep the last one, letting a reviewer read a different rule
+// than the one enforced.
+func checkDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // next string token in an object is a key
+		last   string
+		path   string
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if key, isKey := tok.(string); isKey && top != nil && top.object && top.expect {
+			if top.keys[key] {
+				return fmt.Errorf("key %q appears twice in %s", key, top.path)
+			}
+			top.keys[key] = true
+			top.last = key
+			top.expect = false
+			continue
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				path := "the policy"
+				switch {
+				case top != nil && top.object:
+					path = top.path + "." + top.last
+				case top != nil:
+					path = top.path + "[]"
+				}
+				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, expect: t == '{', path: path})
+				continue
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+		}
+		// A value completed: the enclosing object expects a key next.
+		if len(stack) > 0 && stack[len(stack)-1].object {
+			stack[len(stack)-1].expect = true
+		}
+	}
+}
