@@ -13,19 +13,22 @@ import (
 	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
-// sharedCacheDir is a compilation cache shared by the tests of one run (outside every rootfs),
-// so each Go test program is compiled to native code once, not once per test.
+// sharedCacheDir is a compilation cache shared by the tests (outside every rootfs), kept in the
+// user's cache directory across runs like Go's build cache, so each test program is compiled to
+// native code once, not once per test. Tests about the cache itself use fresh directories.
 var sharedCacheDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wasm-test-cache-")
+	base, err := os.UserCacheDir()
 	if err != nil {
+		base = os.TempDir()
+	}
+	sharedCacheDir = filepath.Join(base, "inclavare-go", "wasm-test-cache")
+	if err := os.MkdirAll(sharedCacheDir, 0o700); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	sharedCacheDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
 	if programs.dir != "" {
 		os.RemoveAll(programs.dir)
 	}
