@@ -78,8 +78,6 @@ type TEEPolicy struct {
 	AllowDebug          bool                `json:"allow_debug,omitempty"`
 	ReportData          string              `json:"report_data,omitempty"`
 	Details             map[string][]string `json:"details,omitempty"`
-
-	reportData []byte
 }
 
 // DefaultTCBStatuses are accepted when a TEE policy names none.
@@ -179,15 +177,8 @@ func (tp *TEEPolicy) normalise() error {
 		}
 	}
 	if tp.ReportData != "" {
-		rd, err := hex.DecodeString(tp.ReportData)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("report_data is not hex: %w", err))
-		case len(rd) > attestation.ReportDataSize:
-			errs = append(errs, fmt.Errorf("report_data is %d bytes, at most %d", len(rd), attestation.ReportDataSize))
-		default:
-			tp.reportData = make([]byte, attestation.ReportDataSize)
-			copy(tp.reportData, rd)
+		if _, err := tp.expectedReportData(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for k, vals := range tp.Details {
@@ -196,6 +187,20 @@ func (tp *TEEPolicy) normalise() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// expectedReportData decodes ReportData, zero-padded to 64 bytes.
+func (tp *TEEPolicy) expectedReportData() ([]byte, error) {
+	rd, err := hex.DecodeString(tp.ReportData)
+	if err != nil {
+		return nil, fmt.Errorf("report_data is not hex: %w", err)
+	}
+	if len(rd) > attestation.ReportDataSize {
+		return nil, fmt.Errorf("report_data is %d bytes, at most %d", len(rd), attestation.ReportDataSize)
+	}
+	out := make([]byte, attestation.ReportDataSize)
+	copy(out, rd)
+	return out, nil
 }
 
 // Violation is one failed rule.
@@ -243,16 +248,20 @@ func (p *Policy) Check(res *attestation.Result) error {
 		fail("tees", "TEE %q is not allowed (allowed: %v)", res.TEE, sortedTEEs(p.TEEs))
 		return errors.Join(errs...)
 	}
+	// Check re-validates what Parse checked, so that a Policy built in code fails closed too.
+	if len(tp.Measurements) == 0 && len(tp.Signers) == 0 && !tp.AllowAnyMeasurement {
+		fail("allow_any_measurement", "the policy pins no measurement or signer and does not allow any")
+	}
 	for _, name := range sortedKeys(tp.Measurements) {
 		got, ok := res.Measurements[name]
 		switch {
 		case !ok:
 			fail("measurements."+name, "evidence has no %s", name)
-		case !slices.Contains(tp.Measurements[name], strings.ToLower(got)):
+		case got == "" || !containsFold(tp.Measurements[name], got):
 			fail("measurements."+name, "%s %s is not an allowed value", name, got)
 		}
 	}
-	if len(tp.Signers) > 0 && !slices.Contains(tp.Signers, strings.ToLower(res.Signer)) {
+	if len(tp.Signers) > 0 && (res.Signer == "" || !containsFold(tp.Signers, res.Signer)) {
 		fail("signers", "signer %q is not an allowed signer", res.Signer)
 	}
 	if len(tp.ProductIDs) > 0 {
@@ -286,8 +295,14 @@ func (p *Policy) Check(res *attestation.Result) error {
 	if res.Debug && !tp.AllowDebug {
 		fail("allow_debug", "the workload is debuggable (its memory is not secret)")
 	}
-	if tp.reportData != nil && !bytes.Equal(tp.reportData, res.ReportData) {
-		fail("report_data", "report data %x is not the expected %x", res.ReportData, tp.reportData)
+	if tp.ReportData != "" {
+		want, err := tp.expectedReportData()
+		switch {
+		case err != nil:
+			fail("report_data", "%v", err)
+		case !bytes.Equal(want, res.ReportData):
+			fail("report_data", "report data %x is not the expected %x", res.ReportData, want)
+		}
 	}
 	for _, k := range sortedKeys(tp.Details) {
 		got, ok := res.Details[k]
@@ -299,6 +314,10 @@ func (p *Policy) Check(res *attestation.Result) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func containsFold(list []string, v string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, v) })
 }
 
 // Allows reports whether the policy lists tee at all.

@@ -168,6 +168,28 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckBuiltInCode covers policies constructed in Go rather than parsed: Check must not rely
+// on Parse having run.
+func TestCheckBuiltInCode(t *testing.T) {
+	p := &Policy{TEEs: map[attestation.TEE]*TEEPolicy{
+		attestation.TDX: {},
+		attestation.SGX: {Measurements: map[string][]string{"mrenclave": {strings.ToUpper(sgxSample().Measurements["mrenclave"])}},
+			TCBStatuses: []string{"SWHardeningNeeded"}, ReportData: "zz"},
+	}}
+	got := Violations(p.Check(tdxSample()))
+	if len(got) != 1 || got[0].Rule != "allow_any_measurement" {
+		t.Errorf("empty TEE rules: %v", got)
+	}
+	got = Violations(p.Check(sgxSample()))
+	if len(got) != 1 || got[0].Rule != "report_data" {
+		t.Errorf("bad report_data in code: %v", got)
+	}
+	p.TEEs[attestation.SGX].ReportData = ""
+	if err := p.Check(sgxSample()); err != nil {
+		t.Errorf("upper-case reference value: %v", err)
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	tests := []struct{ name, policy, wantErr string }{
 		{"unknown top-level field", `{"tees": {"sim": {"allow_any_measurement": true}}, "extra": 1}`, "unknown field"},
