@@ -85,6 +85,7 @@ func createCert(t testing.TB, tmpl, parent *x509.Certificate, pub any, signer cr
 type testChain struct {
 	line     string
 	ark, ica *x509.Certificate
+	arkKey   *rsa.PrivateKey
 	icaKey   *rsa.PrivateKey
 }
 
@@ -92,7 +93,7 @@ func newTestChain(t testing.TB, line string, vlek bool) *testChain {
 	arkKey, askKey := testCAKeys(t)
 	ark := createCert(t, &x509.Certificate{
 		Subject: named("ARK-" + line), Issuer: named("ARK-" + line),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}, nil, &arkKey.PublicKey, arkKey)
 	icaCN := "SEV-" + line
 	if vlek {
@@ -101,7 +102,7 @@ func newTestChain(t testing.TB, line string, vlek bool) *testChain {
 	ica := createCert(t, &x509.Certificate{
 		Subject: named(icaCN), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}, ark, &askKey.PublicKey, arkKey)
-	return &testChain{line: line, ark: ark, ica: ica, icaKey: askKey}
+	return &testChain{line: line, ark: ark, ica: ica, arkKey: arkKey, icaKey: askKey}
 }
 
 // ekSpec describes a synthetic VCEK/VLEK.
@@ -202,4 +203,21 @@ func signReport(t testing.TB, r []byte, key *ecdsa.PrivateKey) {
 	if err := abi.SetSignature(rr, ss, r); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// crl issues a CRL as issuer (signed by key) revoking the given serials, valid from..until.
+func issueCRL(t testing.TB, issuer *x509.Certificate, key crypto.Signer, from, until time.Time, revoked ...*big.Int) []byte {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, s := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: from})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: from, NextUpdate: until, RevokedCertificateEntries: entries,
+		SignatureAlgorithm: x509.SHA384WithRSAPSS,
+	}, issuer, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

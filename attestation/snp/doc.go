@@ -16,10 +16,13 @@
 //     pinned by SHA-256 of their DER, or a root the caller passed in Options.Roots; intermediates
 //     come from the built-in chains or collateral;
 //   - a VCEK's hwID must equal CHIP_ID (unless the firmware masked it), the certificate's TCB must
-//     equal REPORTED_TCB, and the report signature over bytes 0x000–0x29F must verify.
+//     equal REPORTED_TCB, and the report signature over bytes 0x000–0x29F must verify;
+//   - an AMD CRL (DER or PEM) in the collateral that the chain's ARK signed is applied: a revoked
+//     ASK/ASVK, a bad CRL signature or a CRL not valid at the verification time fails.
+//     Details["crl_checked"] tells whether one was applied.
 //
 // This package never trusts a root certificate carried by the evidence, never fetches anything
-// from the network (no KDS, no CRL: pass certificates as collateral), and makes no policy
+// from the network (no KDS, no CRL download: pass certificates and CRLs as collateral), and makes no policy
 // decision: debug, measurements and TCB levels are reported in the Result for attestation/policy.
 // SNP has no TCB-status service, so Result.TCBStatus is always "".
 package snp

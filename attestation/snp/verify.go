@@ -162,10 +162,15 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates 
 	if key == abi.VlekReportSigner {
 		wantICA = "SEV-VLEK-" + line
 	}
-	if !slices.ContainsFunc(chains, func(ch []*x509.Certificate) bool {
+	i := slices.IndexFunc(chains, func(ch []*x509.Certificate) bool {
 		return len(ch) == 3 && ch[1].Subject.CommonName == wantICA && ch[2].Subject.CommonName == "ARK-"+line
-	}) {
+	})
+	if i < 0 {
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
+	}
+	crlChecked, err := checkRevocation(chains[i], opts)
+	if err != nil {
+		return nil, err
 	}
 
 	// The certificate must be for this chip (VCEK) and for the TCB the report claims.
@@ -201,7 +206,12 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates 
 	if err := verify.SnpReportSignature(ev.Raw, ek); err != nil {
 		return nil, err
 	}
-	return result(ev, line, exts)
+	res, err := result(ev, line, exts)
+	if err != nil {
+		return nil, err
+	}
+	res.Details["crl_checked"] = strconv.FormatBool(crlChecked)
+	return res, nil
 }
 
 // tcbNotAbove checks that every patch level of low is at most the one in high (the firmware never

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +126,7 @@ func TestVerifyRealSample(t *testing.T) {
 				{"snp", res.Details["reported_tcb_snp_spl"], "5"},
 				{"ucode", res.Details["reported_tcb_ucode_spl"], "68"},
 				{"chip id prefix", res.Details["chip_id"][:8], "3ac3fe21"},
+				{"crl", res.Details["crl_checked"], "false"},
 			}
 			for _, c := range checks {
 				if c.got != c.want {
@@ -345,6 +349,63 @@ func TestSyntheticChecks(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error %q does not mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRevocation(t *testing.T) {
+	milan := newTestChain(t, "Milan", false)
+	turin := newTestChain(t, "Turin", false)
+	chip := bytes.Repeat([]byte{0xc1}, 64)
+	spl := map[int]int{1: 3, 2: 0, 3: 8, 8: 115}
+	const tcb = uint64(115)<<56 | uint64(8)<<48 | 3
+	vcek, key := milan.issueEK(t, ekSpec{productName: "Milan-B1", hwID: chip, spl: spl})
+	report := buildReport(t, reportSpec{version: 2, chipID: chip, reportedTCB: tcb, currentTCB: tcb}, key)
+	from, until := sampleTime.Add(-24*time.Hour), sampleTime.Add(24*time.Hour)
+
+	forgerKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedARK := createCert(t, &x509.Certificate{Subject: named("ARK-Milan"), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, nil, &forgerKey.PublicKey, forgerKey)
+	pemCRL := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: issueCRL(t, milan.ark, milan.arkKey, from, until, big.NewInt(1))})
+
+	tests := []struct {
+		name        string
+		crl         []byte
+		wantErr     string
+		wantChecked string
+	}{
+		{name: "no CRL", wantChecked: "false"},
+		{name: "CRL without this ASK", crl: issueCRL(t, milan.ark, milan.arkKey, from, until, big.NewInt(1)), wantChecked: "true"},
+		{name: "PEM CRL", crl: pemCRL, wantChecked: "true"},
+		{name: "another product's CRL revoking the serial", crl: issueCRL(t, turin.ark, turin.arkKey, from, until, milan.ica.SerialNumber), wantChecked: "false"},
+		{name: "ASK revoked", crl: issueCRL(t, milan.ark, milan.arkKey, from, until, milan.ica.SerialNumber), wantErr: "is revoked"},
+		{name: "stale CRL", crl: issueCRL(t, milan.ark, milan.arkKey, from.Add(-48*time.Hour), from), wantErr: "CRL is valid"},
+		{name: "CRL from the future", crl: issueCRL(t, milan.ark, milan.arkKey, until, until.Add(time.Hour)), wantErr: "CRL is valid"},
+		{name: "forged CRL", crl: issueCRL(t, forgedARK, forgerKey, from, until), wantErr: "CRL naming ARK-Milan"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			collateral := [][]byte{milan.ica.Raw, vcek.Raw}
+			if tc.crl != nil {
+				collateral = append(collateral, tc.crl)
+			}
+			res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime,
+				Roots: []*x509.Certificate{milan.ark, turin.ark}, Collateral: collateral})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Details["crl_checked"] != tc.wantChecked {
+				t.Errorf("crl_checked = %q, want %q", res.Details["crl_checked"], tc.wantChecked)
 			}
 		})
 	}
