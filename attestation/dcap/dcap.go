@@ -202,6 +202,12 @@ func evaluateCollateral(out *Outcome, q *Quote, files [][]byte, roots *x509.Cert
 	if d.ModuleStatus != "" {
 		out.Details["tdx_module_tcb_status"] = d.ModuleStatus
 	}
+	return refuseRevoked(d)
+}
+
+// refuseRevoked turns a Revoked decision into an error: Intel has withdrawn its trust in that
+// platform, QE or TDX module, so no policy may accept it.
+func refuseRevoked(d *validate.Decision) error {
 	if d.Status == validate.Revoked {
 		return fmt.Errorf("%w (platform %s, QE %s, TDX module %q)", ErrRevokedTCB, d.PlatformStatus, d.QEStatus, d.ModuleStatus)
 	}
