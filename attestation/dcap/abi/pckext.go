@@ -9,21 +9,24 @@ import (
 // OIDs of the Intel SGX PCK certificate extension (Intel SGX PCK Certificate and Certificate
 // Revocation List Profile Specification).
 var (
-	OIDSGXExtension        = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1}
-	oidPPID                = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 1}
-	oidTCB                 = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 2}
-	oidPCEID               = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 3}
-	oidFMSPC               = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 4}
-	oidSGXType             = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 5}
-	oidPlatformInstanceID  = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 6}
-	oidConfiguration       = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7}
-	oidConfigDynamic       = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 1}
-	oidConfigCachedKeys    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 2}
-	oidConfigSMTEnabled    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 3}
-	tcbComponentCount      = 16
-	tcbPCESVNArc           = 17
-	tcbCPUSVNArc           = 18
-	sgxExtensionTCBArcBase = len(oidTCB)
+	OIDSGXExtension       = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1}
+	oidPPID               = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 1}
+	oidTCB                = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 2}
+	oidPCEID              = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 3}
+	oidFMSPC              = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 4}
+	oidSGXType            = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 5}
+	oidPlatformInstanceID = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 6}
+	oidConfiguration      = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7}
+	oidConfigDynamic      = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 1}
+	oidConfigCachedKeys   = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 2}
+	oidConfigSMTEnabled   = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7, 3}
+)
+
+// Arcs under the TCB entry: 1..16 are the SGX TCB component SVNs, then PCESVN and CPUSVN.
+const (
+	tcbComponentCount = 16
+	tcbPCESVNArc      = 17
+	tcbCPUSVNArc      = 18
 )
 
 // SGX types carried in the PCK certificate.
@@ -135,10 +138,10 @@ func (p *PCKExtension) parseTCB(v asn1.RawValue) error {
 	}
 	seen := map[int]bool{}
 	for _, e := range entries {
-		if len(e.ID) != sgxExtensionTCBArcBase+1 || !e.ID[:sgxExtensionTCBArcBase].Equal(oidTCB) {
+		if len(e.ID) != len(oidTCB)+1 || !e.ID[:len(oidTCB)].Equal(oidTCB) {
 			continue // not a TCB sub-entry; tolerate future additions
 		}
-		arc := e.ID[sgxExtensionTCBArcBase]
+		arc := e.ID[len(oidTCB)]
 		if seen[arc] {
 			return fmt.Errorf("TCB: duplicate entry %s", e.ID)
 		}
