@@ -1,6 +1,7 @@
 package pal_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -193,4 +194,28 @@ func mustInit(t *testing.T, lib *pal.Library, args ...string) {
 	if err := lib.Init(context.Background(), enclave.Config{Args: args, LogLevel: "debug"}); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
+}
+
+// spawnSleeper starts a program that says "started" and then sleeps, and
+// returns once it has said so: it is then surely running (past pal_exec's
+// start), whatever the PAL version.
+func spawnSleeper(t *testing.T, rt enclave.Runtime) (enclave.Proc, func() (int, error)) {
+	t.Helper()
+	outR, outW := pipe(t)
+	proc, err := rt.Spawn(context.Background(), enclave.Process{
+		Path:   "/bin/sh",
+		Args:   []string{"sh", "-c", "echo started; exec sleep 1000"},
+		Stdout: outW,
+	})
+	outW.Close()
+	if err != nil {
+		outR.Close()
+		t.Fatalf("Spawn sleeper: %v", err)
+	}
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	outR.Close()
+	if line != "started\n" {
+		t.Fatalf("sleeper said %q, %v", line, err)
+	}
+	return proc, proc.Wait
 }

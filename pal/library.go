@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,7 +113,7 @@ func (l *Library) requireInitialized(call string) error {
 // goroutine (pal_exec blocks until the process exits); for v1, pal_exec
 // alone in a goroutine. Spawn keeps its own duplicates of p's stdio files
 // (nil ones become /dev/null), so the caller may close its copies once Spawn
-// returns. p.Dir is not part of the PAL API and is ignored; v1 also has no
+// returns; like os/exec, it puts those files in blocking mode. p.Dir is not part of the PAL API and is ignored; v1 also has no
 // environment, so p.Env is dropped for a v1 PAL (its programs see whatever
 // the PAL gives them, usually the runelet's environment).
 func (l *Library) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, error) {
@@ -230,24 +231,18 @@ func dupStdio(files ...*os.File) ([]*os.File, error) {
 	return out, nil
 }
 
+// dupCloexec duplicates f's descriptor. f.Fd() first puts f in blocking
+// mode, as os/exec does for a child's stdio: the program shares the open
+// file description, and a program handed a non-blocking pipe (Go makes them
+// non-blocking for its poller) would see EAGAIN as a read error.
 func dupCloexec(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
+	fd := f.Fd()
+	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
+	runtime.KeepAlive(f)
+	if e != 0 {
+		return -1, e
 	}
-	nfd, opErr := -1, error(nil)
-	err = rc.Control(func(fd uintptr) {
-		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
-		if e != 0 {
-			opErr = e
-			return
-		}
-		nfd = int(r)
-	})
-	if err != nil {
-		return -1, err
-	}
-	return nfd, opErr
+	return int(r), nil
 }
 
 func closeAll(files []*os.File) {

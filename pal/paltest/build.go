@@ -28,7 +28,8 @@ type Options struct {
 	// ReportedVersion, when non-zero, is what pal_get_version returns
 	// instead of Version (e.g. 4, to test that loaders refuse it).
 	ReportedVersion int
-	// Omit leaves these PAL symbols out (e.g. "pal_kill").
+	// Omit leaves these PAL symbols out of the dynamic symbol table (e.g.
+	// "pal_kill"), as if the PAL did not define them.
 	Omit []string
 	// Fail, "CALL:ERRNO", makes CALL return -ERRNO (build-time default of
 	// the fail= init arg).
@@ -46,18 +47,6 @@ func (o Options) defines() ([]string, error) {
 	d := []string{"-DPAL_VERSION=" + strconv.Itoa(o.Version)}
 	if o.ReportedVersion != 0 {
 		d = append(d, "-DREFERENCE_PAL_REPORTED_VERSION="+strconv.Itoa(o.ReportedVersion))
-	}
-	omit := append([]string(nil), o.Omit...)
-	sort.Strings(omit)
-	for _, s := range omit {
-		if !callName.MatchString(s) {
-			return nil, fmt.Errorf("reference PAL: %q is not a PAL symbol name", s)
-		}
-		d = append(d, "-DREFERENCE_PAL_OMIT_"+strings.ToUpper(s))
-	}
-	if len(omit) > 0 {
-		// Leaving entry points out leaves their helpers unused.
-		d = append(d, "-Wno-unused-function")
 	}
 	if o.Fail != "" {
 		call, errno, ok := strings.Cut(o.Fail, ":")
@@ -107,46 +96,90 @@ func NewBuilder(dir string) *Builder {
 	return &Builder{dir: dir, built: map[string]*build{}}
 }
 
-// Build returns the path of the reference PAL built with o.
+// Build returns the path of the reference PAL built with o. The C file is
+// compiled once per distinct set of defines; leaving symbols out (Omit) only
+// relinks, with a version script that makes them local.
 func (b *Builder) Build(o Options) (string, error) {
 	defs, err := o.defines()
 	if err != nil {
 		return "", err
 	}
-	key := strings.Join(defs, " ")
-	b.mu.Lock()
-	bl, ok := b.built[key]
-	if !ok {
-		bl = &build{}
-		b.built[key] = bl
+	omit := append([]string(nil), o.Omit...)
+	sort.Strings(omit)
+	for _, s := range omit {
+		if !callName.MatchString(s) {
+			return "", fmt.Errorf("reference PAL: %q is not a PAL symbol name", s)
+		}
 	}
-	b.mu.Unlock()
-	// Distinct builds may run in parallel; each one runs once.
-	bl.once.Do(func() { bl.path, bl.err = b.compile(key, defs) })
-	return bl.path, bl.err
-}
-
-func (b *Builder) compile(key string, defs []string) (string, error) {
-	src, err := SourceDir()
+	obj, err := b.once("obj "+strings.Join(defs, " "), func(out string) error {
+		return b.compile(defs, out+".o")
+	})
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(key))
-	out := filepath.Join(b.dir, "libpal-reference-"+hex.EncodeToString(sum[:8])+".so")
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "cc"
+	so, err := b.once("so "+strings.Join(defs, " ")+" omit "+strings.Join(omit, " "), func(out string) error {
+		return b.link(obj+".o", omit, out+".so")
+	})
+	return so + ".so", err
+}
+
+// once runs make for key once (concurrent callers wait) and returns the
+// base path (no extension) it gave make.
+func (b *Builder) once(key string, make func(out string) error) (string, error) {
+	b.mu.Lock()
+	bl, ok := b.built[key]
+	if !ok {
+		sum := sha256.Sum256([]byte(key))
+		bl = &build{path: filepath.Join(b.dir, "libpal-reference-"+hex.EncodeToString(sum[:8]))}
+		b.built[key] = bl
+	}
+	b.mu.Unlock()
+	bl.once.Do(func() { bl.err = make(bl.path) })
+	return bl.path, bl.err
+}
+
+func cc() string {
+	if c := os.Getenv("CC"); c != "" {
+		return c
+	}
+	return "cc"
+}
+
+func (b *Builder) compile(defs []string, out string) error {
+	src, err := SourceDir()
+	if err != nil {
+		return err
 	}
 	args := append([]string{
-		"-O1", "-Wall", "-Wextra", "-Werror", "-std=gnu11",
-		"-shared", "-fPIC", "-fvisibility=hidden",
+		"-c", "-O1", "-Wall", "-Wextra", "-Werror", "-std=gnu11",
+		"-fPIC", "-fvisibility=hidden",
 		"-I", filepath.Join(src, "include"),
 	}, defs...)
 	args = append(args, "-o", out, filepath.Join(src, "reference", "reference_pal.c"))
-	if msg, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build reference PAL (%s): %w\n%s", key, err, msg)
+	if msg, err := exec.Command(cc(), args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("compile reference PAL (%s): %w\n%s", strings.Join(defs, " "), err, msg)
 	}
-	return out, nil
+	return nil
+}
+
+func (b *Builder) link(obj string, omit []string, out string) error {
+	args := []string{"-shared", "-o", out, obj}
+	if len(omit) > 0 {
+		script := out + ".map"
+		v := "{\n  local:\n"
+		for _, s := range omit {
+			v += "    " + s + ";\n"
+		}
+		v += "};\n"
+		if err := os.WriteFile(script, []byte(v), 0o644); err != nil {
+			return err
+		}
+		args = append(args, "-Wl,--version-script="+script)
+	}
+	if msg, err := exec.Command(cc(), args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("link reference PAL without %v: %w\n%s", omit, err, msg)
+	}
+	return nil
 }
 
 // Copy copies the library at src into dir under name, as a new file: a

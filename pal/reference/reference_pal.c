@@ -226,7 +226,7 @@ static void set_crash(const char *call)
 	snprintf(crash_call, sizeof(crash_call), "%s", call);
 }
 
-static void open_trace(const char *path);
+static int open_trace(const char *path);
 
 /* Called with lock held. */
 static void load_config(void)
@@ -246,7 +246,7 @@ static void load_config(void)
 		set_crash(v);
 	v = getenv("REFERENCE_PAL_TRACE");
 	if (v && *v)
-		open_trace(v);
+		open_trace(v); /* best effort: pal_get_version has no way to say */
 }
 
 /* ---- trace ---- */
@@ -266,12 +266,12 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Called with lock held. */
-static void open_trace(const char *path)
+/* Called with lock held. Returns 0 or -errno. */
+static int open_trace(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return;
+		return -errno;
 	if (trace_fd >= 0)
 		close(trace_fd);
 	trace_fd = fd;
@@ -281,6 +281,7 @@ static void open_trace(const char *path)
 		pending = NULL;
 		pending_len = 0;
 	}
+	return 0;
 }
 
 /* Record one finished line (b, without newline). Called with lock held. */
@@ -376,21 +377,30 @@ static void child_fail(int err_fd, int err)
  */
 static void child_exec(const char *path, char *const argv[], char *const envp[],
 		       const struct pal_stdio_fds *stdio, int gate_fd,
-		       int err_fd)
+		       int gate_peer, int err_fd)
 {
-	/* Dispositions and mask come from a Go thread; start the program clean. */
+	/* Our copy of the gate's other end would keep the gate from ever
+	 * reporting that the PAL went away. */
+	if (gate_peer >= 0)
+		close(gate_peer);
+
+	/*
+	 * The parent forked with every signal blocked, so no handler of the
+	 * runelet (Go's, which cannot run in this copy) has run here. Give every
+	 * signal its default action, then unblock: a signal sent to a gated
+	 * child now does what it will do to the program.
+	 */
+	for (int s = 1; s < NSIG; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigaction(s, &sa, NULL); /* fails harmlessly for glibc-reserved ones */
+	}
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int s = 1; s < NSIG; s++) {
-		struct sigaction sa;
-		if (s == SIGKILL || s == SIGSTOP)
-			continue;
-		if (sigaction(s, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
-			sa.sa_handler = SIG_DFL;
-			sigaction(s, &sa, NULL);
-		}
-	}
 
 	/* Move the three fds above 2 first so that dup2 cannot clobber one. */
 	int want[3] = { stdio->stdin, stdio->stdout, stdio->stderr };
@@ -490,9 +500,15 @@ static int spawn(const char *path, char *const argv[], char *const envp[],
 		close(err[1]);
 		return e;
 	}
+	sigset_t all, saved;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
 	pid_t pid = fork();
+	int fork_errno = errno;
+	if (pid != 0)
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	if (pid < 0) {
-		int e = -errno;
+		int e = -fork_errno;
 		close(err[0]);
 		close(err[1]);
 		if (gated) {
@@ -502,7 +518,8 @@ static int spawn(const char *path, char *const argv[], char *const envp[],
 		return e;
 	}
 	if (pid == 0)
-		child_exec(path, argv, envp, stdio, gated ? gate[0] : -1, err[1]);
+		child_exec(path, argv, envp, stdio, gated ? gate[0] : -1,
+			   gated ? gate[1] : -1, err[1]);
 
 	close(err[1]);
 	if (gated)
@@ -532,23 +549,28 @@ PAL_EXPORT int pal_get_version(void)
 }
 #endif
 
-static void parse_init_args(const char *args)
+/* Returns 0 or -errno (the trace file cannot be opened). */
+static int parse_init_args(const char *args)
 {
+	int rc = 0;
 	char *copy = strdup(args ? args : "");
 	if (!copy)
-		return;
+		return -ENOMEM;
 	char *save = NULL;
 	for (char *opt = strtok_r(copy, " ", &save); opt;
 	     opt = strtok_r(NULL, " ", &save)) {
 		if (!strncmp(opt, "trace=", 6))
-			open_trace(opt + 6);
+			rc = open_trace(opt + 6);
 		else if (!strncmp(opt, "fail=", 5))
 			set_fail(opt + 5);
 		else if (!strncmp(opt, "crash=", 6))
 			set_crash(opt + 6);
 		/* other options are the enclave runtime's business; ignored */
+		if (rc)
+			break;
 	}
 	free(copy);
+	return rc;
 }
 
 static int do_init(const struct pal_attr_t *attr, int fd, uint64_t addr,
@@ -557,8 +579,7 @@ static int do_init(const struct pal_attr_t *attr, int fd, uint64_t addr,
 	struct buf b = { 0 };
 	pthread_mutex_lock(&lock);
 	load_config();
-	if (attr)
-		parse_init_args(attr->args);
+	int arg_rc = attr ? parse_init_args(attr->args) : 0;
 	buf_printf(&b, "pal_init args=");
 	buf_quote(&b, attr ? attr->args : NULL);
 	buf_printf(&b, " log_level=");
@@ -567,6 +588,8 @@ static int do_init(const struct pal_attr_t *attr, int fd, uint64_t addr,
 		buf_printf(&b, " fd=%d addr=0x%llx", fd,
 			   (unsigned long long) addr);
 	int rc = enter(&b);
+	if (rc == 0)
+		rc = arg_rc;
 	if (rc == 0) {
 		if (!attr || !attr->args || !attr->log_level)
 			rc = -EINVAL;
