@@ -219,6 +219,9 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 			}
 		}
 	}
+	if err := checkModuleBounds(wasmBytes); err != nil {
+		return nil, nil, fmt.Errorf("invalid wasm module: %w", err)
+	}
 	e := r.primary
 	cm, err := e.rt.CompileModule(ctx, wasmBytes)
 	if err != nil && r.cache != nil && r.cacheReadOnly {

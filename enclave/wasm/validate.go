@@ -83,6 +83,9 @@ func Validate(wasmBytes []byte) (err error) {
 			err = fmt.Errorf("invalid wasm module: decoder failed: %v", p)
 		}
 	}()
+	if err := checkModuleBounds(wasmBytes); err != nil {
+		return fmt.Errorf("invalid wasm module: %w", err)
+	}
 	ctx := context.Background()
 	cm, err := rt.CompileModule(ctx, wasmBytes)
 	if err != nil {
