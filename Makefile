@@ -3,8 +3,12 @@ GO        ?= go
 TAGS      ?= seccomp
 BIN       ?= $(CURDIR)/bin
 GOFLAGS_B := -trimpath -tags "$(TAGS)"
+TEST_TIMEOUT ?= 40m
 
-.PHONY: all build test unit integration conformance demo bench fmt vet clean
+export RUNE_BINARY := $(BIN)/rune
+export RUNE_RUNELET := $(BIN)/init-runelet
+
+.PHONY: all build test vet demo clean
 
 all: build
 
@@ -14,10 +18,12 @@ build:
 
 vet:
 	$(GO) vet -tags "$(TAGS)" ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-# Every test: unit tests, then the root-only integration suites against real runc, containerd, dockerd.
+# Every test, as root: unit tests, then the integration suites against real runc, containerd, dockerd
+# and the OCI runtime-tools validation suite. -p 1: the suites start daemons and must not overlap.
 test: build vet
-	$(GO) test -tags "$(TAGS)" -count=1 ./...
+	$(GO) test -tags "$(TAGS)" -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 demo: build
 	./scripts/demo.sh
