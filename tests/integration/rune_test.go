@@ -235,4 +235,3 @@ func TestForegroundSignals(t *testing.T) {
 	}
 	assertNothingLeft(t, r, "sig", dir)
 }
-
