@@ -233,7 +233,7 @@ build_suite() {
 	log "suite: building runtime-tools validation programs into $BIN"
 	if [[ -n ${CONFORMANCE_FORCE_FALLBACK:-} ]] || ! build_into "$HERE/tools" "$partial"; then
 		log "suite: the pinned runtime-tools did not build; falling back to ${FALLBACK_REQUIRES[*]}"
-		src=$CACHE/fallback-src
+		src=$CACHE/fallback-src # a private copy: tools/go.mod is never edited
 		rm -rf "$src" "$partial"
 		mkdir -p "$src" "$partial"
 		cp "$HERE/tools/go.mod" "$HERE/tools/go.sum" "$src/"
