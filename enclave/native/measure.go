@@ -1,0 +1,55 @@
+package native
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+)
+
+// measurementDomain starts every encoded measurement; docs/measurement.md is the normative spec
+// (shared with builtin:wasm, which differs in the runtime name and its own fields).
+const measurementDomain = "inclavare-enclave-measurement/v1"
+
+// Launch is what, besides the executable's bytes, determines how a native workload starts.
+type Launch struct {
+	// Args is argv exactly as execve receives it, argv[0] included.
+	Args []string
+	// Env holds the environment exactly as execve receives it, in order, repeated keys included.
+	Env []string
+	// Dir is the working directory; "" means "/".
+	Dir string
+}
+
+// Measure returns the hex SHA-256 measurement of the executable exe started with launch, as
+// defined in docs/measurement.md. It runs nothing, so rune or the shim can compute it on the host.
+func Measure(exe []byte, launch Launch) string {
+	exeSum := sha256.Sum256(exe)
+	dir := launch.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	var buf []byte
+	str := func(s string) {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
+		buf = append(buf, s...)
+	}
+	list := func(items []string) {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(items)))
+		for _, s := range items {
+			str(s)
+		}
+	}
+	str(measurementDomain)
+	str("runtime")
+	str("native")
+	str("executable-sha256")
+	str(string(exeSum[:]))
+	str("argv")
+	list(launch.Args)
+	str("env")
+	list(launch.Env)
+	str("dir")
+	str(dir)
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
+}

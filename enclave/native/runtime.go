@@ -1,0 +1,299 @@
+// Package native is the built-in "native" enclave runtime ("builtin:native"): it runs the
+// container's unmodified Linux entrypoint as an ordinary child process of the init-runelet and
+// measures it (the SHA-256 of the executable and its launch configuration, docs/measurement.md),
+// so that the whole attestation flow can run on a machine without a TEE.
+//
+// It provides no isolation and no confidentiality: the workload is a plain process. It must
+// never run with an ENCLAVE_TYPE other than "sim", where its measurement would be mistaken for
+// hardware-backed evidence, and it must never read an executable outside the rootfs.
+package native
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
+)
+
+func init() {
+	enclave.RegisterBuiltin("native", func() enclave.Runtime { return New() })
+}
+
+// Runtime is the builtin:native enclave runtime. Make one with New (or enclave.Builtin("native")).
+type Runtime struct {
+	mu          sync.Mutex
+	initialized bool
+	destroyed   bool
+	rootfs      string
+	rootFD      int
+	procs       map[*process]struct{}
+}
+
+// New returns an uninitialized builtin:native runtime.
+func New() *Runtime {
+	return &Runtime{rootFD: -1, procs: map[*process]struct{}{}}
+}
+
+// Init implements enclave.Runtime. It refuses every TEE type but "sim" and any runtime argument.
+func (r *Runtime) Init(_ context.Context, cfg enclave.Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.initialized {
+		return errors.New("builtin:native: Init called twice")
+	}
+	if cfg.Type != "sim" {
+		return fmt.Errorf("builtin:native provides no isolation; it is only available with ENCLAVE_TYPE=sim (got %q)", cfg.Type)
+	}
+	for _, arg := range cfg.Args {
+		if strings.TrimSpace(arg) != "" {
+			return fmt.Errorf("builtin:native takes no runtime arguments, got %q", arg)
+		}
+	}
+	if cfg.Rootfs == "" {
+		return errors.New("builtin:native: rootfs is empty")
+	}
+	fd, err := unix.Open(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("builtin:native: open rootfs %s: %w", cfg.Rootfs, err)
+	}
+	r.rootfs, r.rootFD, r.initialized = cfg.Rootfs, fd, true
+	return nil
+}
+
+// openInRoot opens p (absolute, as the workload sees it) inside the rootfs the way the kernel
+// resolves it for a chrooted process: symlinks and ".." never leave the rootfs.
+func (r *Runtime) openInRoot(p string, flags int) (*os.File, error) {
+	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	for i := 0; ; i++ {
+		fd, err := unix.Openat2(r.rootFD, p, how)
+		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), p), nil
+	}
+}
+
+// launch is what Spawn and Measurement derive from a Process.
+type launch struct {
+	exePath string
+	Launch
+}
+
+func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
+	r.mu.Lock()
+	initialized, destroyed := r.initialized, r.destroyed
+	r.mu.Unlock()
+	if !initialized {
+		return nil, errors.New("builtin:native: runtime not initialized")
+	}
+	if destroyed {
+		return nil, errors.New("builtin:native: runtime destroyed")
+	}
+	if p.Path == "" {
+		return nil, errors.New("builtin:native: process path is empty")
+	}
+	dir := p.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if !path.IsAbs(dir) {
+		return nil, fmt.Errorf("builtin:native: working directory %q is not absolute", p.Dir)
+	}
+	exePath := p.Path
+	if !path.IsAbs(exePath) {
+		exePath = path.Join(dir, exePath)
+	}
+	argv := p.Args
+	if len(argv) == 0 {
+		argv = []string{p.Path}
+	}
+	return &launch{exePath: exePath, Launch: Launch{Args: argv, Env: p.Env, Dir: dir}}, nil
+}
+
+// executable reads the regular file the process would execute.
+func (r *Runtime) executable(exePath string) ([]byte, error) {
+	f, err := r.openInRoot(exePath, unix.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
+	}
+	return b, nil
+}
+
+// Measurement implements enclave.Runtime: Measure over the executable at p.Path in the rootfs
+// and the launch configuration Spawn uses.
+func (r *Runtime) Measurement(p enclave.Process) (string, error) {
+	l, err := r.prepare(p)
+	if err != nil {
+		return "", err
+	}
+	exe, err := r.executable(l.exePath)
+	if err != nil {
+		return "", err
+	}
+	return Measure(exe, l.Launch), nil
+}
+
+// Spawn implements enclave.Runtime: it starts p as a child process, chrooted into the rootfs
+// unless the rootfs is already "/". The child stays in the runelet's process group so that, with
+// a terminal, it is the foreground job and may read from it; signals reach it through Signal.
+func (r *Runtime) Spawn(_ context.Context, p enclave.Process) (enclave.Proc, error) {
+	l, err := r.prepare(p)
+	if err != nil {
+		return nil, err
+	}
+	// Fail before fork with a clear error; the kernel checks again at execve.
+	exe, err := r.openInRoot(l.exePath, unix.O_PATH)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+	}
+	info, err := exe.Stat()
+	exe.Close()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+	case !info.Mode().IsRegular():
+		return nil, fmt.Errorf("builtin:native: executable %s: not a regular file", l.exePath)
+	case info.Mode().Perm()&0o111 == 0:
+		return nil, fmt.Errorf("builtin:native: executable %s: permission denied (no execute bit)", l.exePath)
+	}
+	dir, err := r.openInRoot(l.Dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: working directory %s: %w", l.Dir, err)
+	}
+	dir.Close()
+
+	env := l.Env
+	if env == nil {
+		env = []string{} // nil would make os.StartProcess pass the runelet's own environment
+	}
+	// os.StartProcess, not os/exec: exec.Cmd drops repeated environment keys, and the process
+	// must get (and be measured with) its environment exactly as configured.
+	stdio := []*os.File{p.Stdin, p.Stdout, p.Stderr}
+	for i, f := range stdio {
+		if f == nil {
+			devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return nil, fmt.Errorf("builtin:native: %w", err)
+			}
+			defer devNull.Close()
+			stdio[i] = devNull
+		}
+	}
+	attr := &os.ProcAttr{Dir: l.Dir, Env: env, Files: stdio, Sys: &syscall.SysProcAttr{}}
+	if r.rootfs != "/" {
+		attr.Sys.Chroot = r.rootfs
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.destroyed {
+		return nil, errors.New("builtin:native: runtime destroyed")
+	}
+	osProc, err := os.StartProcess(l.exePath, l.Args, attr)
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: start %s: %w", l.exePath, err)
+	}
+	proc := &process{runtime: r, proc: osProc, done: make(chan struct{})}
+	r.procs[proc] = struct{}{}
+	go proc.wait()
+	return proc, nil
+}
+
+// Destroy implements enclave.Runtime: it kills the processes still running, waits for them and
+// closes the rootfs.
+func (r *Runtime) Destroy() error {
+	r.mu.Lock()
+	if r.destroyed || !r.initialized {
+		r.destroyed = true
+		r.mu.Unlock()
+		return nil
+	}
+	r.destroyed = true
+	procs := make([]*process, 0, len(r.procs))
+	for p := range r.procs {
+		procs = append(procs, p)
+	}
+	r.mu.Unlock()
+	for _, p := range procs {
+		p.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := unix.Close(r.rootFD)
+	r.rootFD = -1
+	return err
+}
+
+// process is one running child.
+type process struct {
+	runtime *Runtime
+	proc    *os.Process
+	done    chan struct{}
+	status  int
+	err     error
+}
+
+func (p *process) wait() {
+	defer close(p.done)
+	state, err := p.proc.Wait()
+	p.runtime.mu.Lock()
+	delete(p.runtime.procs, p)
+	p.runtime.mu.Unlock()
+	if err != nil {
+		p.err = fmt.Errorf("builtin:native: wait: %w", err)
+		return
+	}
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	switch {
+	case !ok:
+		p.err = fmt.Errorf("builtin:native: wait: unexpected status %v", state)
+	case ws.Signaled():
+		p.status = 128 + int(ws.Signal())
+	default:
+		p.status = ws.ExitStatus()
+	}
+}
+
+// Wait implements enclave.Proc: the exit status, 128+signal when a signal killed the process.
+func (p *process) Wait() (int, error) {
+	<-p.done
+	return p.status, p.err
+}
+
+// Signal implements enclave.Proc: sig goes to the child process itself.
+func (p *process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("signal %d: %w", int(sig), os.ErrProcessDone)
+	default:
+	}
+	if err := p.proc.Signal(sig); err != nil {
+		return fmt.Errorf("signal %d: %w", int(sig), err)
+	}
+	return nil
+}
