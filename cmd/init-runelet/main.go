@@ -4,9 +4,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	_ "github.com/inclavare-containers/inclavare-go/attestation/snp" // SEV-SNP attester
+	_ "github.com/inclavare-containers/inclavare-go/attestation/tdx" // TDX attester
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	_ "github.com/inclavare-containers/inclavare-go/enclave/wasm" // registers builtin:wasm
 	"github.com/inclavare-containers/inclavare-go/pal"
@@ -40,6 +46,26 @@ func openRuntime(cfg *runelet.Config) (enclave.Runtime, error) {
 	return pal.Load(cfg.RuntimePath)
 }
 
+// openEvidence gives the enclave its evidence source: the endorsed per-enclave key for sim, the
+// TEE's attester (configfs-tsm, /dev/sev-guest) for hardware. An enclave without one still runs;
+// requests for evidence then fail with the reason.
 func openEvidence(cfg *runelet.Config) (runelet.EvidenceSource, error) {
-	return nil, nil
+	if cfg.Settings.Type == enclave.TypeSim {
+		if len(cfg.EnclaveKey) == 0 {
+			return nil, errors.New("sim enclave without an endorsed enclave key")
+		}
+		key, err := sim.UnmarshalEnclaveKey(cfg.EnclaveKey)
+		if err != nil {
+			return nil, fmt.Errorf("sim enclave key: %w", err)
+		}
+		return func(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) { return key.Evidence(rd) }, nil
+	}
+	a, err := attestation.AttesterFor(attestation.TEE(cfg.Settings.Type))
+	if err != nil {
+		return nil, nil
+	}
+	if err := a.Available(); err != nil {
+		return nil, nil
+	}
+	return a.Evidence, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 )
 
@@ -40,7 +41,21 @@ func prepareWasm(rootfs, module, cacheDir string) error {
 // endorseSimEnclave creates the per-enclave key of a sim enclave, endorsed by this host's
 // simulated platform key for measurement.
 func endorseSimEnclave(measurement, runtime string) ([]byte, error) {
-	_ = measurement
-	_ = runtime
-	return nil, nil
+	platform, err := sim.LoadOrCreatePlatform(simPlatformKeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("sim platform key: %w", err)
+	}
+	key, err := platform.Endorse(measurement, runtime)
+	if err != nil {
+		return nil, fmt.Errorf("endorse sim enclave: %w", err)
+	}
+	return key.MarshalBinary()
+}
+
+// simPlatformKeyPath is $RUNE_SIM_PLATFORM_KEY, or the default host path.
+func simPlatformKeyPath() string {
+	if p := os.Getenv("RUNE_SIM_PLATFORM_KEY"); p != "" {
+		return p
+	}
+	return sim.DefaultPlatformKeyPath
 }

@@ -72,6 +72,7 @@ func main() {
 		startCommand,
 		stateCommand,
 		updateCommand,
+		platformCertCommand,
 	}
 	app.Before = func(c *cli.Context) error {
 		if c.IsSet("root") {
