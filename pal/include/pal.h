@@ -258,32 +258,37 @@ PAL_EXPORT int pal_get_local_report(void *targetinfo, int targetinfo_len,
 #endif /* PAL_API_VERSION */
 
 /* The layout rune relies on, on LP64 targets (x86_64, aarch64). */
-#if defined(__LP64__) && !defined(__cplusplus)
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define PAL_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#elif !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define PAL_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+#if defined(__LP64__) && defined(PAL_STATIC_ASSERT)
 #include <stddef.h>
-_Static_assert(sizeof(struct pal_attr_t) == 16, "pal_attr_t size");
-_Static_assert(offsetof(struct pal_attr_t, args) == 0, "pal_attr_t.args");
-_Static_assert(offsetof(struct pal_attr_t, log_level) == 8, "pal_attr_t.log_level");
+PAL_STATIC_ASSERT(sizeof(struct pal_attr_t) == 16, "pal_attr_t size");
+PAL_STATIC_ASSERT(offsetof(struct pal_attr_t, args) == 0, "pal_attr_t.args");
+PAL_STATIC_ASSERT(offsetof(struct pal_attr_t, log_level) == 8, "pal_attr_t.log_level");
 
-_Static_assert(sizeof(struct pal_attr_v3_t) == 32, "pal_attr_v3_t size");
-_Static_assert(offsetof(struct pal_attr_v3_t, attr_v1) == 0, "pal_attr_v3_t.attr_v1");
-_Static_assert(offsetof(struct pal_attr_v3_t, fd) == 16, "pal_attr_v3_t.fd");
-_Static_assert(offsetof(struct pal_attr_v3_t, addr) == 24, "pal_attr_v3_t.addr");
+PAL_STATIC_ASSERT(sizeof(struct pal_attr_v3_t) == 32, "pal_attr_v3_t size");
+PAL_STATIC_ASSERT(offsetof(struct pal_attr_v3_t, attr_v1) == 0, "pal_attr_v3_t.attr_v1");
+PAL_STATIC_ASSERT(offsetof(struct pal_attr_v3_t, fd) == 16, "pal_attr_v3_t.fd");
+PAL_STATIC_ASSERT(offsetof(struct pal_attr_v3_t, addr) == 24, "pal_attr_v3_t.addr");
 
-_Static_assert(sizeof(struct pal_stdio_fds) == 12, "pal_stdio_fds size");
-_Static_assert(offsetof(struct pal_stdio_fds, stdin) == 0, "pal_stdio_fds.stdin");
-_Static_assert(offsetof(struct pal_stdio_fds, stdout) == 4, "pal_stdio_fds.stdout");
-_Static_assert(offsetof(struct pal_stdio_fds, stderr) == 8, "pal_stdio_fds.stderr");
+PAL_STATIC_ASSERT(sizeof(struct pal_stdio_fds) == 12, "pal_stdio_fds size");
+PAL_STATIC_ASSERT(offsetof(struct pal_stdio_fds, stdin) == 0, "pal_stdio_fds.stdin");
+PAL_STATIC_ASSERT(offsetof(struct pal_stdio_fds, stdout) == 4, "pal_stdio_fds.stdout");
+PAL_STATIC_ASSERT(offsetof(struct pal_stdio_fds, stderr) == 8, "pal_stdio_fds.stderr");
 
-_Static_assert(sizeof(struct pal_create_process_args) == 40, "pal_create_process_args size");
-_Static_assert(offsetof(struct pal_create_process_args, path) == 0, "pal_create_process_args.path");
-_Static_assert(offsetof(struct pal_create_process_args, argv) == 8, "pal_create_process_args.argv");
-_Static_assert(offsetof(struct pal_create_process_args, env) == 16, "pal_create_process_args.env");
-_Static_assert(offsetof(struct pal_create_process_args, stdio) == 24, "pal_create_process_args.stdio");
-_Static_assert(offsetof(struct pal_create_process_args, pid) == 32, "pal_create_process_args.pid");
+PAL_STATIC_ASSERT(sizeof(struct pal_create_process_args) == 40, "pal_create_process_args size");
+PAL_STATIC_ASSERT(offsetof(struct pal_create_process_args, path) == 0, "pal_create_process_args.path");
+PAL_STATIC_ASSERT(offsetof(struct pal_create_process_args, argv) == 8, "pal_create_process_args.argv");
+PAL_STATIC_ASSERT(offsetof(struct pal_create_process_args, env) == 16, "pal_create_process_args.env");
+PAL_STATIC_ASSERT(offsetof(struct pal_create_process_args, stdio) == 24, "pal_create_process_args.stdio");
+PAL_STATIC_ASSERT(offsetof(struct pal_create_process_args, pid) == 32, "pal_create_process_args.pid");
 
-_Static_assert(sizeof(struct pal_exec_args) == 16, "pal_exec_args size");
-_Static_assert(offsetof(struct pal_exec_args, pid) == 0, "pal_exec_args.pid");
-_Static_assert(offsetof(struct pal_exec_args, exit_value) == 8, "pal_exec_args.exit_value");
+PAL_STATIC_ASSERT(sizeof(struct pal_exec_args) == 16, "pal_exec_args size");
+PAL_STATIC_ASSERT(offsetof(struct pal_exec_args, pid) == 0, "pal_exec_args.pid");
+PAL_STATIC_ASSERT(offsetof(struct pal_exec_args, exit_value) == 8, "pal_exec_args.exit_value");
 #endif
 
 #ifdef __cplusplus
