@@ -208,10 +208,38 @@ func checkSequence(t *testing.T, v int, calls []traceCall, trace string, sleepPI
 		if e := first.args["env"]; !reflect.DeepEqual(e, trickyEnv) {
 			t.Errorf("pal_create_process env = %q", e)
 		}
+		execs := 0
 		for _, c := range calls {
 			if c.name == "pal_kill" && (c.args["pid"] != strconv.Itoa(sleepPID) || c.args["sig"] != "15") {
 				t.Errorf("%s, want pid=%d sig=15 (order pid, sig)", c.raw, sleepPID)
 			}
+			if c.name == "pal_exec" && c.args["pid"] == strconv.Itoa(sleepPID) {
+				execs++
+			}
 		}
+		if execs != 1 {
+			t.Errorf("%d pal_exec calls for the pid pal_create_process returned (%d), want 1", execs, sleepPID)
+		}
+	}
+}
+
+// BenchmarkSpawnWait measures one program's round trip through a v2 PAL
+// (pal_create_process, pal_exec, fork, exec, wait).
+func BenchmarkSpawnWait(b *testing.B) {
+	lib := loadRef(b, paltest.Options{Version: 2})
+	if err := lib.Init(context.Background(), enclave.Config{}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		proc, err := lib.Spawn(context.Background(), enclave.Process{Path: "/bin/true"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if code, err := proc.Wait(); err != nil || code != 0 {
+			b.Fatalf("Wait = %d, %v", code, err)
+		}
+	}
+	if err := lib.Destroy(); err != nil {
+		b.Fatal(err)
 	}
 }
