@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -258,4 +259,85 @@ func WaitFor(timeout time.Duration, what string, cond func() (bool, error)) erro
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lockedBuffer collects a running command's output for polling while it runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Background is a client command running while the test does other things
+// (a foreground `ctr run` that another client signals).
+type Background struct {
+	cmd            *exec.Cmd
+	cancel         context.CancelFunc
+	stdout, stderr lockedBuffer
+	done           chan struct{}
+	res            Result
+	err            error
+}
+
+// StartBackground starts a command bounded by timeout.
+func StartBackground(timeout time.Duration, name string, args ...string) (*Background, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	b := &Background{cancel: cancel, done: make(chan struct{})}
+	b.cmd = exec.CommandContext(ctx, name, args...)
+	b.cmd.WaitDelay = 5 * time.Second
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		err := b.cmd.Wait()
+		b.res = Result{Stdout: b.stdout.String(), Stderr: b.stderr.String(), ExitCode: b.cmd.ProcessState.ExitCode()}
+		var exitErr *exec.ExitError
+		switch {
+		case ctx.Err() != nil:
+			b.err = fmt.Errorf("%s %s: timed out after %v: %s", name, strings.Join(args, " "), timeout, b.res)
+		case err != nil && !(errors.As(err, &exitErr) && b.res.ExitCode >= 0):
+			b.err = fmt.Errorf("%s %s: %w (%s)", name, strings.Join(args, " "), err, b.res)
+		}
+		cancel()
+		close(b.done)
+	}()
+	return b, nil
+}
+
+// Stdout is the output so far.
+func (b *Background) Stdout() string { return b.stdout.String() }
+
+// Exited reports whether the command has finished.
+func (b *Background) Exited() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits for the command to finish (it is bounded by its timeout).
+func (b *Background) Wait() (Result, error) {
+	<-b.done
+	return b.res, b.err
+}
+
+// Stop ends the command early (used in cleanup) and waits for it.
+func (b *Background) Stop() {
+	b.cancel()
+	<-b.done
 }

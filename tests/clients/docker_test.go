@@ -22,6 +22,9 @@ const dockerImage = "rune-clients-busybox:latest"
 // dockerNamespace is the containerd namespace dockerd runs containers in.
 const dockerNamespace = "moby"
 
+// dockerCgroupParent holds the suite's container cgroups.
+const dockerCgroupParent = "rune-clients-docker"
+
 // clientTimeout bounds every single client command.
 const clientTimeout = 90 * time.Second
 
@@ -72,6 +75,8 @@ func startDocker(t *testing.T) *dockerSuite {
 		"-H", s.host,
 		"--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false",
 		"--add-runtime", dockerRuntimeName+"="+runtime,
+		// A private cgroup parent, removed at teardown, instead of /docker.
+		"--cgroup-parent", "/"+dockerCgroupParent,
 	)
 	if err != nil {
 		t.Fatalf("start dockerd: %v", err)
@@ -235,6 +240,7 @@ func (s *dockerSuite) teardown(t *testing.T, dir string) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Errorf("teardown: remove %s: %v", dir, err)
 	}
+	RemoveEmptyCgroups(dockerCgroupParent)
 }
 
 func hasLine(out, want string) bool {
@@ -247,6 +253,8 @@ func hasLine(out, want string) bool {
 }
 
 func TestDocker(t *testing.T) {
+	// The docker and containerd suites use separate daemons.
+	t.Parallel()
 	s := startDocker(t)
 
 	t.Run("RunOutput", func(t *testing.T) {

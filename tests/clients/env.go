@@ -102,7 +102,7 @@ func LookBinary(name string) (string, error) {
 func checkExecutable(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
+		return err // already names the path
 	}
 	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("%s is not an executable file", path)

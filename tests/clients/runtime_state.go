@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -79,4 +80,24 @@ func ForceDeleteAll(ctx context.Context, runtime, root string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RemoveEmptyCgroups removes the cgroup directory name (a parent the
+// runtime created for a suite's containers, such as containerd's
+// /<namespace>) from each cgroup hierarchy, if it is empty. rmdir fails on
+// a non-empty cgroup, so nothing in use can be removed.
+func RemoveEmptyCgroups(name string) {
+	if name == "" || strings.Contains(name, "/") {
+		return
+	}
+	_ = os.Remove(filepath.Join("/sys/fs/cgroup", name)) // pure cgroup v2
+	hierarchies, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return
+	}
+	for _, h := range hierarchies {
+		if h.IsDir() {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", h.Name(), name))
+		}
+	}
 }
