@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 
+	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 )
 
 // SpecFile is the name of a bundle's configuration.
@@ -79,5 +82,25 @@ func CreateContainer(spec *specs.Spec, o CreateOptions) (*libcontainer.Container
 	if err != nil {
 		return nil, err
 	}
+	acceptIgnoredSettings(cfg)
 	return libcontainer.Create(o.Root, o.ID, cfg)
+}
+
+// acceptIgnoredSettings keeps configs that runc 1.1 and the OCI validation suite accept and that the
+// kernel ignores, instead of refusing them as libcontainer 1.5 does: filesystem options on a bind mount
+// (a bind mount has no superblock of its own to apply them to) and a device number on a FIFO (mknod
+// ignores it). Each one is logged, so that nobody believes it took effect.
+func acceptIgnoredSettings(cfg *configs.Config) {
+	for _, m := range cfg.Mounts {
+		if m.IsBind() && m.Data != "" {
+			logrus.Warnf("bind mount %s: ignoring filesystem options %q, which the kernel does not apply to bind mounts", m.Destination, m.Data)
+			m.Data = ""
+		}
+	}
+	for _, d := range cfg.Devices {
+		if d.Type == devices.FifoDevice && (d.Major != 0 || d.Minor != 0) {
+			logrus.Warnf("device %s is a FIFO: ignoring its device number %d:%d", d.Path, d.Major, d.Minor)
+			d.Major, d.Minor = 0, 0
+		}
+	}
 }
