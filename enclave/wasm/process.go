@@ -128,12 +128,10 @@ type process struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu  sync.Mutex
-	mod interface {
-		CloseWithExitCode(context.Context, uint32) error
-	}
-	sig    syscall.Signal // the first terminating signal delivered, 0 if none
-	status int
+	mu       sync.Mutex
+	sig      syscall.Signal // the first terminating signal delivered while running, 0 if none
+	finished bool           // _start has returned: later signals change nothing
+	status   int
 }
 
 func (p *process) run(e *engine, cm wazero.CompiledModule, cfg wazero.ModuleConfig, instantiated chan<- error) {
@@ -150,33 +148,29 @@ func (p *process) run(e *engine, cm wazero.CompiledModule, cfg wazero.ModuleConf
 		return
 	}
 	defer mod.Close(context.Background())
+	instantiated <- nil
+	// Signalled already? The context is cancelled and _start stops at its first check.
+	_, err = mod.ExportedFunction("_start").Call(p.ctx)
 	p.mu.Lock()
-	p.mod = mod
+	p.finished = true
 	sig := p.sig
 	p.mu.Unlock()
-	if sig != 0 {
-		// Signalled while instantiating: the instance must not start.
-		mod.CloseWithExitCode(context.Background(), uint32(128+int(sig)))
-	}
-	instantiated <- nil
-	_, err = mod.ExportedFunction("_start").Call(p.ctx)
-	p.status = p.exitStatus(err)
+	p.status = p.exitStatus(err, sig)
 }
 
-// exitStatus maps how _start ended to a process exit status.
-func (p *process) exitStatus(err error) int {
+// exitStatus maps how _start ended to a process exit status. A process signalled while it ran
+// reports the signal however its code then stopped, as a killed native process does.
+func (p *process) exitStatus(err error, sig syscall.Signal) int {
+	if sig != 0 {
+		return 128 + int(sig)
+	}
 	if err == nil {
 		return 0
 	}
-	p.mu.Lock()
-	sig := p.sig
-	p.mu.Unlock()
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		code := exit.ExitCode()
 		switch {
-		case sig != 0 && (code == uint32(128+int(sig)) || code == sys.ExitCodeContextCanceled):
-			return 128 + int(sig)
 		case code == sys.ExitCodeContextCanceled || code == sys.ExitCodeDeadlineExceeded:
 			// Only a signal cancels the instance's context; anything else is a runtime fault.
 			p.report(err)
@@ -186,9 +180,6 @@ func (p *process) exitStatus(err error) int {
 		default:
 			return int(code)
 		}
-	}
-	if sig != 0 {
-		return 128 + int(sig) // stopped while in a host call
 	}
 	p.report(err)
 	return TrapExitStatus
@@ -230,25 +221,27 @@ func (p *process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-// terminate stops the instance: CloseWithExitCode makes the running code exit at its next
-// function entry or loop back-edge (WithCloseOnContextDone), and cancelling the context ends any
-// sleep or stdin read the guest is blocked in.
+// terminate stops the instance by cancelling its context: with WithCloseOnContextDone the
+// running code exits at its next function entry or loop back-edge, and any sleep or stdin read
+// the guest is blocked in ends. It deliberately does not call the module's CloseWithExitCode from
+// here: that closes the instance's open files while a host call on this goroutine may be using
+// them (a data race, and a closed fd number can be reused by another open). Cancellation lets
+// the running goroutine close them itself.
 func (p *process) terminate(sig syscall.Signal) {
 	p.mu.Lock()
-	if p.sig == 0 {
+	if p.sig == 0 && !p.finished {
 		p.sig = sig
 	}
-	code := uint32(128 + int(p.sig))
-	mod := p.mod
 	p.mu.Unlock()
-	if mod != nil {
-		mod.CloseWithExitCode(context.Background(), code)
-	}
 	p.cancel()
 }
 
-// sleep is the guest's nanosleep (poll_oneoff on a clock): it ends early when the process is
-// signalled, so that a sleeping guest stops at once.
+// errTerminated, panicked from a host function, ends the guest at once: wazero returns a
+// *sys.ExitError panicked by a host function as the call's result (proc_exit works this way).
+func errTerminated() *sys.ExitError { return sys.NewExitError(sys.ExitCodeContextCanceled) }
+
+// sleep is the guest's nanosleep (poll_oneoff on a clock). A signal ends the sleep and the
+// guest with it, without running any more guest code.
 func (p *process) sleep(ns int64) {
 	if ns <= 0 {
 		return
@@ -258,12 +251,14 @@ func (p *process) sleep(ns int64) {
 	select {
 	case <-t.C:
 	case <-p.ctx.Done():
+		panic(errTerminated())
 	}
 }
 
 // cancelableReader is the guest's stdin. A read blocked on the real stdin cannot be interrupted,
-// so each read runs in a goroutine and the guest's read returns EOF as soon as the process is
-// signalled; the abandoned read's data is dropped, as it would be for a killed native process.
+// so each read runs in a goroutine and a signal ends the guest's read, and the guest, at once
+// (it does not see an EOF it could act on); the abandoned read's data is dropped, as it would be
+// for a killed native process.
 type cancelableReader struct {
 	r        io.Reader
 	done     <-chan struct{}
@@ -304,6 +299,6 @@ func (c *cancelableReader) Read(p []byte) (int, error) {
 		}
 		return n, res.err
 	case <-c.done:
-		return 0, io.EOF
+		panic(errTerminated())
 	}
 }
