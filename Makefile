@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 40m
 export RUNE_BINARY := $(BIN)/rune
 export RUNE_RUNELET := $(BIN)/init-runelet
 
-.PHONY: all build test vet demo clean
+.PHONY: all build test vet demo conformance bench clean
 
 all: build
 
@@ -23,10 +23,17 @@ vet:
 # Every test, as root: unit tests, then the integration suites against real runc, containerd, dockerd
 # and the OCI runtime-tools validation suite. -p 1: the suites start daemons and must not overlap.
 test: build vet
-	$(GO) test -tags "$(TAGS)" -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -tags "$(TAGS)" -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... ./internal/testdata/
 
 demo: build
 	./scripts/demo.sh
+
+# The OCI runtime-tools validation suite, rune beside runc (also part of make test).
+conformance: build
+	tests/conformance/run.sh $(BIN)/rune runc
+
+bench: build
+	bench/lifecycle/run.sh $(BIN)/rune runc crun
 
 clean:
 	rm -rf $(BIN)

@@ -14,7 +14,8 @@ import (
 	_ "github.com/inclavare-containers/inclavare-go/attestation/snp" // SEV-SNP attester
 	_ "github.com/inclavare-containers/inclavare-go/attestation/tdx" // TDX attester
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	_ "github.com/inclavare-containers/inclavare-go/enclave/wasm" // registers builtin:wasm
+	_ "github.com/inclavare-containers/inclavare-go/enclave/native" // registers builtin:native
+	_ "github.com/inclavare-containers/inclavare-go/enclave/wasm"   // registers builtin:wasm
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 )

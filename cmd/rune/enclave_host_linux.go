@@ -7,6 +7,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	_ "github.com/inclavare-containers/inclavare-go/enclave/native" // measures builtin:native on the host
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 )
 

@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+)
+
+// simPlatform points rune at a platform key of the test's own and returns its certificate.
+func simPlatform(t *testing.T, r *runtimeBin) *x509.Certificate {
+	t.Helper()
+	t.Setenv("RUNE_SIM_PLATFORM_KEY", filepath.Join(t.TempDir(), "platform-key.pem"))
+	t.Setenv("RUNE_CACHE_DIR", filepath.Join(t.TempDir(), "cache"))
+	res := r.run(t, "sim-platform-cert")
+	if res.code != 0 {
+		t.Fatalf("sim-platform-cert: %d %s", res.code, res.stderr)
+	}
+	blk, _ := pem.Decode([]byte(res.stdout))
+	if blk == nil {
+		t.Fatalf("sim-platform-cert printed no PEM: %q", res.stdout)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+func TestEnclaveWasmRun(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	for _, code := range []string{"0", "7", "255"} {
+		dir, _ := enclaveBundle(t, simWasm(), "/app/prog.wasm", "exit", code)
+		res := r.run(t, "run", "-b", dir, "wasm-run")
+		if res.stdout != "exit "+code+"\n" || res.code != atoi(code) {
+			t.Errorf("run exit %s: code %d stdout %q stderr %q", code, res.code, res.stdout, res.stderr)
+		}
+		assertNothingLeft(t, r, "wasm-run", dir)
+	}
+	// The settings are removed from the workload's environment.
+	dir, _ := enclaveBundle(t, simWasm(), "/app/prog.wasm", "env", "ENCLAVE_TYPE")
+	if res := r.run(t, "run", "-b", dir, "wasm-env"); res.stdout != "unset\n" || res.code != 0 {
+		t.Errorf("ENCLAVE_TYPE visible to the workload: %q %d %s", res.stdout, res.code, res.stderr)
+	}
+}
+
+// TestEnclaveWasmLifecycle: create initialises the enclave and reports "created"; exec runs in the
+// enclave with exact argv; attest gives sim evidence that verifies to the container's measurement and
+// binds the nonce; start runs the workload; kill reaches it; delete leaves nothing.
+func TestEnclaveWasmLifecycle(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	platform := simPlatform(t, r)
+	dir, _ := enclaveBundle(t, simWasm(), "/app/prog.wasm", "sleep")
+	id := "wasm-life"
+	if res := r.run(t, "create", "-b", dir, id); res.code != 0 {
+		t.Fatalf("create: %d %s", res.code, res.stderr)
+	}
+	st := r.state(t, id)
+	if st["status"] != "created" || st["pid"].(float64) <= 0 {
+		t.Fatalf("state after create: %v", st)
+	}
+	if list := r.run(t, "list"); !strings.Contains(list.stdout, "created") {
+		t.Errorf("list after create: %q", list.stdout)
+	}
+	res := r.run(t, "exec", id, "/app/prog.wasm", "args", "a b", "", `q"uo'te`, "ünï")
+	if res.code != 0 || res.stdout != "|a b||q\"uo'te|ünï|\n" {
+		t.Errorf("exec args: %d %q %q", res.code, res.stdout, res.stderr)
+	}
+	if res := r.run(t, "exec", id, "/app/prog.wasm", "exit", "9"); res.code != 9 {
+		t.Errorf("exec exit status: %d, want 9 (%s)", res.code, res.stderr)
+	}
+	if res := r.run(t, "exec", "-e", "GREETING=hello world", id, "/app/prog.wasm", "env", "GREETING"); res.stdout != "hello world\n" {
+		t.Errorf("exec env: %q %s", res.stdout, res.stderr)
+	}
+
+	nonce := "00112233445566778899aabbccddeeff"
+	evPath := filepath.Join(t.TempDir(), "evidence.bin")
+	res = r.run(t, "attest", "--nonce", nonce, "--output", evPath, id)
+	if res.code != 0 {
+		t.Fatalf("attest: %d %s", res.code, res.stderr)
+	}
+	var att struct {
+		TEE, Runtime, Measurement string
+		ReportData                string `json:"report_data"`
+		Evidence                  []byte
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &att); err != nil {
+		t.Fatalf("attest output: %v\n%s", err, res.stdout)
+	}
+	if att.TEE != "sim" || att.Runtime != "builtin:wasm" || len(att.Measurement) != 64 {
+		t.Errorf("attest: %+v", att)
+	}
+	raw, err := os.ReadFile(evPath)
+	if err != nil || string(raw) != string(att.Evidence) {
+		t.Fatalf("--output evidence differs from the printed one: %v", err)
+	}
+	result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+	if err != nil {
+		t.Fatalf("sim evidence from rune attest does not verify: %v", err)
+	}
+	wantRD := nonce + strings.Repeat("0", 128-len(nonce))
+	if hex.EncodeToString(result.ReportData) != wantRD || result.Measurements["measurement"] != att.Measurement {
+		t.Errorf("verified result %+v; want report data %s and measurement %s", result, wantRD, att.Measurement)
+	}
+	// Another host's platform must not be trusted for this evidence.
+	other, err := sim.LoadOrCreatePlatform(filepath.Join(t.TempDir(), "other.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{other.Certificate()}}); err == nil {
+		t.Error("evidence verified against another platform's certificate")
+	}
+
+	if res := r.run(t, "start", id); res.code != 0 {
+		t.Fatalf("start: %d %s", res.code, res.stderr)
+	}
+	r.waitStatus(t, id, "running")
+	if res := r.run(t, "kill", id, "TERM"); res.code != 0 {
+		t.Fatalf("kill: %s", res.stderr)
+	}
+	r.waitStatus(t, id, "stopped")
+	if res := r.run(t, "delete", id); res.code != 0 {
+		t.Fatalf("delete: %s", res.stderr)
+	}
+	assertNothingLeft(t, r, id, dir)
+}
+
+// TestEnclaveSameMeasurement: the same image and config always measure the same; a changed argument
+// measures differently.
+func TestEnclaveSameMeasurement(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	measure := func(args ...string) string {
+		dir, _ := enclaveBundle(t, simWasm(), args...)
+		if res := r.run(t, "create", "-b", dir, "m"); res.code != 0 {
+			t.Fatalf("create: %s", res.stderr)
+		}
+		defer r.run(t, "delete", "-f", "m")
+		res := r.run(t, "attest", "m")
+		var att struct{ Measurement string }
+		if err := json.Unmarshal([]byte(res.stdout), &att); err != nil || att.Measurement == "" {
+			t.Fatalf("attest: %v %q %s", err, res.stdout, res.stderr)
+		}
+		return att.Measurement
+	}
+	a, b, c := measure("/app/prog.wasm", "exit", "1"), measure("/app/prog.wasm", "exit", "1"), measure("/app/prog.wasm", "exit", "2")
+	if a != b || a == c {
+		t.Errorf("measurements: same config %s vs %s, other arg %s", a, b, c)
+	}
+}
+
+func TestEnclaveNative(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	env := []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}
+	dir, _ := enclaveBundle(t, env, "sh", "-c", "echo native $0; exit 4")
+	if res := r.run(t, "run", "-b", dir, "native"); res.code != 4 || res.stdout != "native sh\n" {
+		t.Errorf("native run: %d %q %s", res.code, res.stdout, res.stderr)
+	}
+	dir, _ = enclaveBundle(t, env, "/app/prog", "sleep")
+	if res := r.run(t, "create", "-b", dir, "native2"); res.code != 0 {
+		t.Fatalf("create: %s", res.stderr)
+	}
+	if res := r.run(t, "start", "native2"); res.code != 0 {
+		t.Fatalf("start: %s", res.stderr)
+	}
+	if res := r.run(t, "exec", "native2", "/app/prog", "args", "x y", ""); res.stdout != "|x y||\n" {
+		t.Errorf("native exec: %d %q %s", res.code, res.stdout, res.stderr)
+	}
+	r.run(t, "kill", "native2", "KILL")
+	r.waitStatus(t, "native2", "stopped")
+	r.run(t, "delete", "native2")
+	assertNothingLeft(t, r, "native2", dir)
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

@@ -1,0 +1,41 @@
+// Command enclaveprog is the workload of the enclave integration tests, built for WASI and for Linux.
+//
+//	enclaveprog exit N         print "exit N" and exit with N
+//	enclaveprog args ARGS…     print each argument between | marks
+//	enclaveprog env NAME       print the value of NAME, or "unset"
+//	enclaveprog sleep          print "sleeping" and wait until killed
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("usage: enclaveprog exit N | args … | env NAME | sleep")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "exit":
+		n, _ := strconv.Atoi(os.Args[2])
+		fmt.Printf("exit %d\n", n)
+		os.Exit(n)
+	case "args":
+		fmt.Println("|" + strings.Join(os.Args[2:], "|") + "|")
+	case "env":
+		if v, ok := os.LookupEnv(os.Args[2]); ok {
+			fmt.Println(v)
+		} else {
+			fmt.Println("unset")
+		}
+	case "sleep":
+		fmt.Println("sleeping")
+		for {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
