@@ -83,6 +83,10 @@ func (r *rootFS) open(p string, flags int, perm uint32) (int, error) {
 	}
 }
 
+// maxModuleSize bounds the module file read into memory: image content is untrusted, and real
+// modules (tens of MB for large Go programs) are far smaller.
+const maxModuleSize = 1 << 30
+
 // readFile returns the contents of the regular file p inside the rootfs.
 func (r *rootFS) readFile(p string) ([]byte, error) {
 	fd, err := r.open(p, unix.O_RDONLY, 0)
@@ -98,6 +102,9 @@ func (r *rootFS) readFile(p string) ([]byte, error) {
 	if !st.Mode.IsRegular() {
 		return nil, errors.New("not a regular file")
 	}
+	if st.Size > maxModuleSize {
+		return nil, fmt.Errorf("%d bytes, more than the %d builtin:wasm accepts", st.Size, maxModuleSize)
+	}
 	buf := make([]byte, 0, st.Size)
 	chunk := make([]byte, 64<<10)
 	for {
@@ -107,6 +114,9 @@ func (r *rootFS) readFile(p string) ([]byte, error) {
 		}
 		if n == 0 {
 			return buf, nil
+		}
+		if len(buf)+n > maxModuleSize { // the file grew while being read
+			return nil, fmt.Errorf("more than the %d bytes builtin:wasm accepts", maxModuleSize)
 		}
 		buf = append(buf, chunk[:n]...)
 	}

@@ -33,6 +33,10 @@ func init() {
 
 // Runtime is the builtin:wasm enclave runtime. Make one with New (or enclave.Builtin("wasm")).
 type Runtime struct {
+	// compileMu serializes compiling (which can take seconds) and guards the engines; mu guards
+	// the rest and is never held while compiling, so processes exit and get signalled meanwhile.
+	// Lock order: compileMu before mu.
+	compileMu   sync.Mutex
 	mu          sync.Mutex
 	initialized bool
 	destroyed   bool
@@ -207,9 +211,12 @@ func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) 
 // compile returns the module compiled in one of the runtime's engines, compiling it at most once.
 func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazero.CompiledModule, error) {
 	sum := sha256.Sum256(wasmBytes)
+	r.compileMu.Lock()
+	defer r.compileMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.destroyed {
+	destroyed := r.destroyed
+	r.mu.Unlock()
+	if destroyed {
 		return nil, nil, errors.New("builtin:wasm: runtime destroyed")
 	}
 	for _, e := range []*engine{r.primary, r.fallback} {
@@ -331,6 +338,8 @@ func (r *Runtime) Destroy() error {
 	for _, p := range procs {
 		<-p.done
 	}
+	r.compileMu.Lock()
+	defer r.compileMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.closeLocked(context.Background())
