@@ -163,8 +163,8 @@ func (d *Daemon) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// KillProcessesUnder SIGKILLs every process whose command line mentions dir
-// (shims started by a daemon living in dir keep its socket path in their
+// KillProcessesUnder SIGKILLs every process whose command line mentions a
+// path below dir (shims started by a daemon living in dir keep its socket path in their
 // arguments) and returns their PIDs. dir must be a private temporary
 // directory, so nothing else can match.
 func KillProcessesUnder(dir string) ([]int, error) {
@@ -183,7 +183,8 @@ func KillProcessesUnder(dir string) ([]int, error) {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+		// dir+"/" so that /tmp/x-12 does not match /tmp/x-123's processes.
+		if err != nil || !bytes.Contains(cmdline, []byte(dir+"/")) {
 			continue
 		}
 		if err := unix.Kill(pid, unix.SIGKILL); err == nil {
