@@ -25,7 +25,7 @@ func Exec(args []string) int {
 	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
-	resp, c, err := call(AgentSocket, &Request{Op: OpExec, Args: args, Env: os.Environ(), Cwd: cwd}, os.Stdin, os.Stdout, os.Stderr)
+	resp, c, err := call(AgentSocket, &Request{Op: OpExec, Args: args, Env: os.Environ(), Cwd: cwd}, time.Now().Add(time.Minute), os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "init-runelet exec: reach the enclave at %s: %v\n", AgentSocket, err)
 		return 126
@@ -71,7 +71,7 @@ func Exec(args []string) int {
 func Ready(socket string, timeout time.Duration) (*Response, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, c, err := call(socket, &Request{Op: OpReady})
+		resp, c, err := call(socket, &Request{Op: OpReady}, deadline)
 		if err == nil {
 			c.c.Close()
 			if resp.Error != "" {
@@ -107,7 +107,7 @@ func Evidence(socket string, reportData []byte) (*Response, error) {
 }
 
 func oneShot(socket string, req *Request) (*Response, error) {
-	resp, c, err := call(socket, req)
+	resp, c, err := call(socket, req, time.Now().Add(time.Minute))
 	if err != nil {
 		return nil, fmt.Errorf("reach the enclave at %s: %w", socket, err)
 	}

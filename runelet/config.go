@@ -48,6 +48,9 @@ type Config struct {
 	EnclaveKey []byte `json:"enclave_key,omitempty"`
 	// HostListenFD is the descriptor of the listening socket in rune's state directory.
 	HostListenFD int `json:"host_listen_fd"`
+	// CrashFD, when set, is the write end of a pipe to rune: the Go runtime's crash report goes there,
+	// so that a PAL that crashes the runelet is reported as what it is.
+	CrashFD int `json:"crash_fd,omitempty"`
 	// CacheDir holds runtime artefacts rune prepared on the host (compiled modules), read-only.
 	CacheDir string `json:"cache_dir,omitempty"`
 }

@@ -53,6 +53,22 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		fmt.Fprintln(os.Stderr, "init-runelet:", err)
 		return 1
 	}
+	// While the enclave runtime initialises, fd 2 is rune's crash pipe: a PAL that crashes the runelet
+	// has its Go crash report read and explained by rune create instead of dumped on the user. The
+	// workload's stderr is kept aside and is fd 2 again once initialisation succeeded.
+	restoreStderr := func() {}
+	if cfg.CrashFD > 0 {
+		if saved, err := unix.Dup(2); err == nil {
+			unix.CloseOnExec(saved)
+			if unix.Dup2(cfg.CrashFD, 2) == nil {
+				restoreStderr = func() {
+					_ = unix.Dup2(saved, 2)
+					unix.Close(saved)
+				}
+			}
+		}
+		unix.Close(cfg.CrashFD)
+	}
 	// Subscribe before anything can be signalled, so no signal for the workload is lost.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
@@ -64,6 +80,7 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		return 1
 	}
 	p.initErr = p.initialise(open, openEvidence)
+	restoreStderr()
 	if p.initErr != nil {
 		// rune create is waiting on the host socket: tell it why, then end.
 		p.serveReadyError(hostLn.(*net.UnixListener))
@@ -284,7 +301,13 @@ func (p *pid1) handle(c *conn, host bool) {
 	case OpReady:
 		_ = c.send(p.info())
 	case OpStart:
-		_ = c.send(p.start())
+		resp := p.start()
+		// Answer before PID 1 starts waiting for the workload: a workload that ends at once would
+		// otherwise end PID 1 before rune start hears that it started.
+		_ = c.send(resp)
+		if resp.Started {
+			close(p.startC)
+		}
 	case OpExec:
 		p.exec(c, &req, files)
 	case OpAttest:
@@ -325,7 +348,6 @@ func (p *pid1) start() *Response {
 		return &Response{Error: fmt.Sprintf("start %s in the enclave: %v", proc.Path, err)}
 	}
 	p.started, p.entry = true, entry
-	close(p.startC)
 	r := p.info()
 	r.Started = true
 	return r

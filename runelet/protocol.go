@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -163,10 +164,13 @@ func closeAll(files []*os.File) {
 }
 
 // call sends req on a fresh connection to socket and reads one response.
-func call(socket string, req *Request, files ...*os.File) (*Response, *conn, error) {
+func call(socket string, req *Request, deadline time.Time, files ...*os.File) (*Response, *conn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
 	if err != nil {
 		return nil, nil, err
+	}
+	if !deadline.IsZero() {
+		_ = c.SetDeadline(deadline)
 	}
 	cc := newConn(c)
 	if err := cc.send(req, files...); err != nil {
@@ -180,5 +184,6 @@ func call(socket string, req *Request, files ...*os.File) (*Response, *conn, err
 		c.Close()
 		return nil, nil, err
 	}
+	_ = c.SetDeadline(time.Time{})
 	return &resp, cc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,6 +86,15 @@ type enclaveLaunch struct {
 	root, id string
 	prep     *runelet.Prepared
 	ln       *net.UnixListener
+	crash    *os.File // read end of PID 1's crash report
+}
+
+// readCrash reads what PID 1 wrote to its crash pipe. Every writer is gone by then (rune closed its
+// copy and PID 1 exited), so the read ends at EOF; a still-running PID 1 has written nothing.
+func readCrash(f *os.File) []byte {
+	_ = f.SetReadDeadline(time.Now().Add(time.Second))
+	out, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	return out
 }
 
 // prepareEnclave validates the enclave settings of spec and rewrites it to run the runelet. It returns
@@ -230,30 +240,46 @@ func (e *enclaveLaunch) beforeStart(p *libcontainer.Process) error {
 		return err
 	}
 	e.ln = ln
-	cfg := e.prep.Config
-	cfg.HostListenFD = 3 + len(p.ExtraFiles)
-	cfgFile, err := runelet.ConfigFile(&cfg)
+	crashR, crashW, err := os.Pipe()
 	if err != nil {
 		lnFile.Close()
 		return err
 	}
-	p.ExtraFiles = append(p.ExtraFiles, lnFile, cfgFile)
-	p.Env = append(p.Env, runelet.EnvConfigFD+"="+strconv.Itoa(cfg.HostListenFD+1))
+	e.crash = crashR
+	cfg := e.prep.Config
+	cfg.HostListenFD = 3 + len(p.ExtraFiles)
+	cfg.CrashFD = cfg.HostListenFD + 1
+	cfgFile, err := runelet.ConfigFile(&cfg)
+	if err != nil {
+		lnFile.Close()
+		crashW.Close()
+		return err
+	}
+	p.ExtraFiles = append(p.ExtraFiles, lnFile, crashW, cfgFile)
+	p.Env = append(p.Env, runelet.EnvConfigFD+"="+strconv.Itoa(cfg.HostListenFD+2))
 	return nil
 }
+
+// runeletFiles is how many descriptors beforeStart appended for PID 1.
+const runeletFiles = 3
 
 // afterStart waits for the enclave to be initialised and records the container as created; in the
 // foreground (run) it also starts the workload.
 func (e *enclaveLaunch) afterStart(startNow bool) func(p *libcontainer.Process) error {
 	return func(p *libcontainer.Process) error {
 		// Only PID 1 may hold the listener now, so a dead runelet refuses instead of hanging.
-		for _, f := range p.ExtraFiles[len(p.ExtraFiles)-2:] {
+		for _, f := range p.ExtraFiles[len(p.ExtraFiles)-runeletFiles:] {
 			f.Close()
 		}
 		e.ln.Close()
+		defer e.crash.Close()
 		resp, err := runelet.Ready(runeletSocket(e.root, e.id), 2*time.Minute)
 		if err != nil {
-			return fmt.Errorf("enclave runtime %s: %w%s", e.prep.Config.Settings.RuntimePath, err, exitNote(p))
+			note := exitNote(p)
+			if c, ok := pal.ParseCrash(readCrash(e.crash)); ok {
+				return fmt.Errorf("%s: %w%s", e.prep.Config.Settings.RuntimePath, c, note)
+			}
+			return fmt.Errorf("enclave runtime %s: %w%s", e.prep.Config.Settings.RuntimePath, err, note)
 		}
 		st := &enclaveState{Settings: e.prep.Config.Settings, Measurement: resp.Measurement, Phase: phaseCreated}
 		if startNow {

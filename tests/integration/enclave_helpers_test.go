@@ -64,6 +64,8 @@ func enclaveBundle(t testing.TB, env []string, args ...string) (string, *specs.S
 		}
 	}
 	spec.Process.Env = append(spec.Process.Env, env...)
+	// Writable, so that a PAL can leave its trace in the rootfs for the test to read.
+	spec.Root.Readonly = false
 	writeSpec(t, dir, spec)
 	return dir, spec
 }
