@@ -100,7 +100,6 @@ func traceCalls(trace string) []string {
 	return calls
 }
 
-
 // TestEnclaveBadInput: each bad enclave setting fails create with a clear error, and nothing is left
 // behind: no state, cgroup, mount or process.
 func TestEnclaveBadInput(t *testing.T) {
