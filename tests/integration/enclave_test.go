@@ -193,3 +193,41 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestEnclaveWorkloadEvidence: a workload asks for evidence over its own report data, through the wasm
+// host import and through the agent socket, and gets sim evidence that verifies and binds it.
+func TestEnclaveWorkloadEvidence(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	platform := simPlatform(t, r)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		prog string
+	}{
+		{"wasm", simWasm(), "/app/prog.wasm"},
+		{"native", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}, "/app/prog"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, _ := enclaveBundle(t, tc.env, tc.prog, "evidence", "tls-key-hash:"+tc.name)
+			res := r.run(t, "run", "-b", dir, "ev-"+tc.name)
+			if res.code != 0 {
+				t.Fatalf("run: %d %s", res.code, res.stderr)
+			}
+			raw, err := hex.DecodeString(strings.TrimSpace(res.stdout))
+			if err != nil {
+				t.Fatalf("evidence output %q: %v", res.stdout, err)
+			}
+			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+			if err != nil {
+				t.Fatalf("workload evidence does not verify: %v", err)
+			}
+			var want [64]byte
+			copy(want[:], "tls-key-hash:"+tc.name)
+			if string(result.ReportData) != string(want[:]) {
+				t.Errorf("report data %q, want %q", result.ReportData, want)
+			}
+			assertNothingLeft(t, r, "ev-"+tc.name, dir)
+		})
+	}
+}

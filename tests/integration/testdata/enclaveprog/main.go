@@ -4,6 +4,8 @@
 //	enclaveprog args ARGS…     print each argument between | marks
 //	enclaveprog env NAME       print the value of NAME, or "unset"
 //	enclaveprog sleep          print "sleeping" and wait until killed
+//	enclaveprog evidence TEXT  print, in hex, evidence whose report data is TEXT (zero-padded to 64
+//	                           bytes), asked of the enclave through the workload's own API
 package main
 
 import (
@@ -32,6 +34,15 @@ func main() {
 		} else {
 			fmt.Println("unset")
 		}
+	case "evidence":
+		var rd [64]byte
+		copy(rd[:], os.Args[2])
+		ev, err := evidence(rd)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "evidence:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%x\n", ev)
 	case "sleep":
 		fmt.Println("sleeping")
 		for {
