@@ -165,7 +165,7 @@ func closeAll(files []*os.File) {
 
 // call sends req on a fresh connection to socket and reads one response.
 func call(socket string, req *Request, deadline time.Time, files ...*os.File) (*Response, *conn, error) {
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	c, err := dial(socket)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -224,12 +224,11 @@ func wasmCacheDir() string {
 // beforeStart hands PID 1 its host socket and its config, after runc's descriptors.
 func (e *enclaveLaunch) beforeStart(p *libcontainer.Process) error {
 	sock := runeletSocket(e.root, e.id)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	// PID 1 keeps serving on this path after rune closes its copy of the listener.
+	ln, err := runelet.Listen(sock)
 	if err != nil {
 		return fmt.Errorf("runelet socket: %w", err)
 	}
-	// PID 1 keeps serving on this path after rune closes its copy of the listener.
-	ln.SetUnlinkOnClose(false)
 	if err := os.Chmod(sock, 0o600); err != nil {
 		ln.Close()
 		return err

@@ -486,4 +486,6 @@ func TestDocker(t *testing.T) {
 			t.Fatalf("StartedAt %s / FinishedAt %s not set", started, finished)
 		}
 	})
+
+	t.Run("Enclave", func(t *testing.T) { testDockerEnclave(t, s) })
 }
