@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Crash describes a process that died inside a PAL, as read from the Go
@@ -41,11 +42,17 @@ func (c *Crash) Error() string {
 	return fmt.Sprintf("runelet crashed: %s: %s", c.Signal, c.Description)
 }
 
+// The patterns compile on first use: bounded repetitions expand into large programs, and every rune
+// command would otherwise pay for them at start-up (about 10 ms here).
 var (
 	// The first line of the runtime's report for a fatal signal.
-	crashHeader = regexp.MustCompile(`^(SIG[A-Z0-9]{2,10}): ([ -~]{1,200})$`)
+	crashHeader = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(SIG[A-Z0-9]{2,10}): ([ -~]{1,200})$`)
+	})
 	// A frame of one of this package's C trampolines (see cgo.go).
-	crashFrame = regexp.MustCompile(`\._Cfunc_palcall_([a-z0-9_]{1,64})\(`)
+	crashFrame = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`\._Cfunc_palcall_([a-z0-9_]{1,64})\(`)
+	})
 )
 
 // maxCrashReport bounds how much of a report is read; the crashing
@@ -66,7 +73,7 @@ func ParseCrash(output []byte) (*Crash, bool) {
 	for sc.Scan() {
 		line := sc.Text()
 		if c == nil {
-			if m := crashHeader.FindStringSubmatch(line); m != nil {
+			if m := crashHeader().FindStringSubmatch(line); m != nil {
 				c = &Crash{Signal: m[1], Description: m[2]}
 			}
 			continue
@@ -83,7 +90,7 @@ func ParseCrash(output []byte) (*Crash, bool) {
 		if inStack && line == "" {
 			break
 		}
-		if m := crashFrame.FindStringSubmatch(line); m != nil && inStack {
+		if m := crashFrame().FindStringSubmatch(line); m != nil && inStack {
 			c.Call = palCallName(m[1])
 			break
 		}
