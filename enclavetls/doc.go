@@ -1,0 +1,66 @@
+// Package enclavetls is Enclave-TLS: TLS 1.3 (crypto/tls) in which each side's certificate carries
+// TEE evidence that binds the certificate's public key, verified inside the handshake against a
+// reference-value policy.
+//
+// # Certificate format
+//
+// Certificates follow the interoperable RA-TLS format (CCC Attestation SIG, as implemented by
+// rats-tls since 2023 and Gramine): self-signed, a fresh ECDSA P-256 key per Identity (per
+// process), and
+//
+//   - extension 2.23.133.5.4.9 (tcg-dice-tagged-evidence, non-critical) whose value is the CBOR
+//     #6.<tag>([ evidence: bstr, claims-buffer: bstr ]); the tag names the evidence format
+//     (60000 Intel SGX/TDX quote, 0x1a7504 AMD SEV-SNP report, TagSim for the simulated TEE);
+//   - claims-buffer is a CBOR map of text names to byte strings, with "pubkey-hash" =
+//     bstr(CBOR [hash-alg-id, hash]) over the certificate's SubjectPublicKeyInfo DER (SHA-256,
+//     384 or 512: IANA hash IDs 1, 7, 8), optionally "nonce", and any application claims;
+//   - the evidence's 64 bytes of report data are SHA-256(claims-buffer) followed by 32 zero bytes;
+//   - extension 2.23.133.5.4.2 (tcg-dice-endorsement-manifest, optional) carries SGX/TDX
+//     collateral as #6.60000([version, tcb-info, tcb-issuer-chain, pck-crl, root-ca-crl,
+//     pck-crl-issuer-chain, qe-identity, qe-identity-issuer-chain, ? creation-datetime]),
+//     handed to the verifier as extra collateral (it is signed by Intel, so it adds no trust).
+//
+// Certificates of the older sgx-ra-tls / Enclave-TLS format are read too (FormatLegacy): raw
+// evidence in 1.2.840.113741.1337.6 (SGX ECDSA quote), .8 (TDX quote) or .20 (SNP report), whose
+// report data is SHA-256 of the key (PKCS#1 RSAPublicKey for RSA, SubjectPublicKeyInfo for EC)
+// followed by zeros. EPID (.2–.5), local reports (.14), SEV (.22) and CSV (.24) are refused with
+// the reason.
+//
+// # Verification
+//
+// VerifyCertificate checks the self-signature and validity window, the evidence with the TEE's
+// verifier (signatures, chain to a pinned or caller-given root, collateral), that the tag and the
+// evidence agree, that the pubkey-hash claim is the certificate key's and that the report data is
+// exactly the claims hash. Verifier adds a policy (attestation/policy) and an optional check of the
+// caller's own. In a connection this runs in VerifyPeerCertificate: a peer with no evidence, bad
+// evidence, evidence for another key, or a policy violation fails the handshake, in both
+// directions. Session resumption is off (a resumed session would present no certificate).
+//
+// # Freshness
+//
+// A cached certificate proves that a genuine TEE made this key within the certificate's validity;
+// it can be replayed by whoever holds the key. When a Verifier sets RequireFresh, the peer's
+// evidence must bind a nonce of this connection, chosen by the verifier, before the handshake
+// completes:
+//
+//   - client verifies server: the client offers one extra ALPN protocol,
+//     NonceProtocolPrefix + base64url(32 random bytes). The server reads it in
+//     GetConfigForClient and answers with a certificate made for this connection whose claims
+//     carry it as "nonce" (the interoperable format's pre-session freshness claim). The client
+//     requires claims["nonce"] == its nonce. A replayed certificate carries another nonce and
+//     fails. (ALPN is the one client-chosen value crypto/tls shows a server before it picks its
+//     certificate; the name never wins negotiation against a real protocol.)
+//   - server verifies client (mutual attestation): the server's certificate for this connection
+//     carries a random "enclave-tls-challenge" claim, bound by the server's own evidence; the
+//     client reads it when it verifies the server (TLS 1.3 sends the client certificate after
+//     that) and makes its certificate for this connection with the challenge as "nonce".
+//
+// Fresh certificates cost one evidence and one signature per connection; without RequireFresh the
+// cached certificate is used and renewed at half its validity (DefaultValidity). Post-handshake
+// challenges over the connection (nonce ‖ exported keying material) were rejected because they
+// need framing of their own on the TLS stream, which peers of the standard format do not speak,
+// and verification would no longer be part of the handshake.
+//
+// This package never lets a connection complete with an unverified peer, never trusts a root or a
+// key carried by the peer, and never exposes the identity's private key.
+package enclavetls

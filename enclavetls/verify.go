@@ -1,0 +1,265 @@
+package enclavetls
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/policy"
+	// The TEE verifiers register themselves; Enclave-TLS must know every format it may meet.
+	_ "github.com/inclavare-containers/inclavare-go/attestation/sgx"
+	_ "github.com/inclavare-containers/inclavare-go/attestation/sim"
+	_ "github.com/inclavare-containers/inclavare-go/attestation/snp"
+	_ "github.com/inclavare-containers/inclavare-go/attestation/tdx"
+)
+
+// Format names how a certificate carries its evidence.
+type Format string
+
+const (
+	// FormatDICE is the interoperable RA-TLS format (TCG DICE tagged evidence and claims).
+	FormatDICE Format = "interoperable-ra-tls"
+	// FormatLegacy is the sgx-ra-tls / Enclave-TLS format of 1.2.840.113741.1337.* extensions.
+	FormatLegacy Format = "legacy-sgx-ra-tls"
+)
+
+// Peer is what the verification of a certificate established.
+type Peer struct {
+	Certificate *x509.Certificate
+	Format      Format
+	// Result is the TEE verifier's result for the evidence in the certificate.
+	Result *attestation.Result
+	// Claims are the custom claims other than pubkey-hash (FormatDICE only), including "nonce"
+	// and "enclave-tls-challenge" when present.
+	Claims map[string][]byte
+	// Fresh is true when the evidence bound the nonce the verifier expected for this connection.
+	Fresh bool
+	// PolicyChecked is true when a policy accepted Result.
+	PolicyChecked bool
+}
+
+// Challenge returns the peer's enclave-tls-challenge claim, if any.
+func (p *Peer) Challenge() []byte { return p.Claims[ClaimChallenge] }
+
+// ErrNoEvidence is returned for a certificate that carries no evidence extension.
+var ErrNoEvidence = errors.New("certificate carries no attestation evidence")
+
+// VerifyCertificate checks an RA-TLS certificate without any policy: its self-signature and
+// validity at opts.Time(), the evidence (signatures and chain to a trusted root, by the TEE's
+// verifier, with opts and any endorsements in the certificate), and that the evidence's report
+// data binds the certificate's public key. When nonce is not nil, the evidence must also bind it
+// (FormatDICE "nonce" claim; legacy certificates cannot). The caller decides what to accept
+// (Verifier applies a policy): a nil error here says only that the evidence is genuine and
+// belongs to this certificate's key.
+func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts attestation.Options, nonce []byte) (*Peer, error) {
+	if cert == nil {
+		return nil, errors.New("no certificate")
+	}
+	now := opts.Time()
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("certificate valid %s to %s, not at %s", cert.NotBefore.UTC().Format(time.RFC3339),
+			cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	// RA-TLS certificates are self-signed: the signature covers the fields the evidence does not
+	// (validity, extensions). A CA-signed certificate is refused rather than half-checked.
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		return nil, fmt.Errorf("certificate is not validly self-signed: %w", err)
+	}
+	var dice, endorse, legacy []int
+	unsupported := ""
+	for i, e := range cert.Extensions {
+		switch {
+		case e.Id.Equal(OIDTaggedEvidence):
+			dice = append(dice, i)
+		case e.Id.Equal(OIDEndorsementManifest):
+			endorse = append(endorse, i)
+		default:
+			if _, ok := legacyVerifiableEvidences[e.Id.String()]; ok {
+				legacy = append(legacy, i)
+			} else if why, ok := legacyUnsupportedFormats[e.Id.String()]; ok && unsupported == "" {
+				unsupported = fmt.Sprintf("%s (extension %s)", why, e.Id)
+			}
+		}
+	}
+	switch {
+	case len(dice) > 1 || len(endorse) > 1:
+		return nil, errors.New("certificate repeats an evidence or endorsement extension")
+	case len(dice) == 1 && len(legacy) > 0:
+		return nil, errors.New("certificate carries both interoperable and legacy evidence")
+	case len(dice) == 1:
+		var endorsements []byte
+		if len(endorse) == 1 {
+			endorsements = cert.Extensions[endorse[0]].Value
+		}
+		return verifyDICE(ctx, cert, cert.Extensions[dice[0]].Value, endorsements, opts, nonce)
+	case len(legacy) > 1:
+		return nil, errors.New("certificate carries several legacy evidence extensions")
+	case len(legacy) == 1:
+		if nonce != nil {
+			return nil, errors.New("legacy RA-TLS certificates carry no nonce: they cannot prove freshness")
+		}
+		e := cert.Extensions[legacy[0]]
+		return verifyLegacy(ctx, cert, legacyVerifiableEvidences[e.Id.String()], e.Value, opts)
+	case unsupported != "":
+		return nil, fmt.Errorf("certificate carries %s: not supported", unsupported)
+	}
+	return nil, ErrNoEvidence
+}
+
+func verifyDICE(ctx context.Context, cert *x509.Certificate, ext, endorsements []byte, opts attestation.Options, nonce []byte) (*Peer, error) {
+	te, err := ParseTaggedEvidence(ext)
+	if err != nil {
+		return nil, err
+	}
+	tees, err := teesForTag(te.Tag)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := ParseClaims(te.ClaimsBuffer)
+	if err != nil {
+		return nil, err
+	}
+	want, err := hashSPKI(claims.HashAlgorithm, cert.RawSubjectPublicKeyInfo)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(want, claims.PublicKeyHash) != 1 {
+		return nil, errors.New("pubkey-hash claim does not match the certificate's public key")
+	}
+	if endorsements != nil {
+		e, err := ParseEndorsements(endorsements)
+		if err != nil {
+			return nil, err
+		}
+		opts.Collateral = append(slices.Clip(opts.Collateral), e.Collateral()...)
+	}
+	res, err := verifyEvidence(ctx, tees, te.Evidence, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReportData(res.ReportData, te.ReportData(), "SHA-256 of the claims buffer"); err != nil {
+		return nil, err
+	}
+	p := &Peer{Certificate: cert, Format: FormatDICE, Result: res, Claims: claims.Others}
+	if nonce != nil {
+		got, ok := claims.Others[ClaimNonce]
+		if !ok {
+			return nil, errors.New("evidence binds no nonce: not fresh")
+		}
+		if subtle.ConstantTimeCompare(got, nonce) != 1 {
+			return nil, errors.New("evidence binds another nonce: replayed or stale")
+		}
+		p.Fresh = true
+	}
+	return p, nil
+}
+
+// verifyLegacy checks the format older rats-tls/Enclave-TLS wrote: raw evidence in a
+// 1.2.840.113741.1337.* extension whose report data is SHA-256 of the public key (PKCS#1
+// RSAPublicKey for RSA keys, SubjectPublicKeyInfo for EC keys), zero-padded.
+func verifyLegacy(ctx context.Context, cert *x509.Certificate, tee attestation.TEE, evidence []byte, opts attestation.Options) (*Peer, error) {
+	var keyBytes []byte
+	switch k := cert.PublicKey.(type) {
+	case *rsa.PublicKey:
+		keyBytes = x509.MarshalPKCS1PublicKey(k)
+	case *ecdsa.PublicKey:
+		keyBytes = cert.RawSubjectPublicKeyInfo
+	default:
+		return nil, fmt.Errorf("legacy RA-TLS certificate with a %T key", cert.PublicKey)
+	}
+	res, err := verifyEvidence(ctx, []attestation.TEE{tee}, evidence, opts)
+	if err != nil {
+		return nil, err
+	}
+	var want [attestation.ReportDataSize]byte
+	h := sha256.Sum256(keyBytes)
+	copy(want[:], h[:])
+	if err := checkReportData(res.ReportData, want, "SHA-256 of the certificate's public key"); err != nil {
+		return nil, err
+	}
+	return &Peer{Certificate: cert, Format: FormatLegacy, Result: res}, nil
+}
+
+func verifyEvidence(ctx context.Context, tees []attestation.TEE, evidence []byte, opts attestation.Options) (*attestation.Result, error) {
+	v, err := attestation.Detect(evidence)
+	if err != nil {
+		return nil, fmt.Errorf("evidence in certificate: %w", err)
+	}
+	if !slices.Contains(tees, v.TEE()) {
+		return nil, fmt.Errorf("evidence is %s evidence, but its tag says %v", v.TEE(), tees)
+	}
+	res, err := v.Verify(ctx, evidence, opts)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s evidence: %w", v.TEE(), err)
+	}
+	if res == nil || !res.Verified {
+		return nil, fmt.Errorf("verify %s evidence: not verified", v.TEE())
+	}
+	return res, nil
+}
+
+func checkReportData(got []byte, want [attestation.ReportDataSize]byte, what string) error {
+	if len(got) != attestation.ReportDataSize || subtle.ConstantTimeCompare(got, want[:]) != 1 {
+		if len(got) >= 32 && bytes.Equal(got[:32], want[:32]) {
+			return errors.New("report data binds the certificate key but its last 32 bytes are not zero")
+		}
+		return fmt.Errorf("report data is not the %s: the evidence belongs to another key", what)
+	}
+	return nil
+}
+
+// Verifier decides whether a peer's certificate is acceptable: VerifyCertificate, then a
+// reference-value policy, then an optional check of the caller's own.
+type Verifier struct {
+	// Options are the roots, collateral and time for the TEE verifiers.
+	Options attestation.Options
+	// Policy is required: a verifier without reference values would accept any genuine TEE
+	// running anything.
+	Policy *policy.Policy
+	// Check, when set, runs last on a peer the policy accepted; an error rejects the peer.
+	Check func(*Peer) error
+	// RequireFresh makes the peer's evidence bind a nonce of this connection (see the package
+	// documentation).
+	RequireFresh bool
+}
+
+func (v *Verifier) validate() error {
+	if v.Policy == nil {
+		return errors.New("enclave-tls verifier has no policy")
+	}
+	return nil
+}
+
+// VerifyCertificate verifies cert and applies the policy and Check. nonce is the value the
+// evidence must bind (nil: none); with RequireFresh a nil nonce is an error.
+func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate, nonce []byte) (*Peer, error) {
+	if err := v.validate(); err != nil {
+		return nil, err
+	}
+	if v.RequireFresh && nonce == nil {
+		return nil, errors.New("fresh evidence required but no nonce to check it against")
+	}
+	p, err := VerifyCertificate(ctx, cert, v.Options, nonce)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Policy.Check(p.Result); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p.PolicyChecked = true
+	if v.Check != nil {
+		if err := v.Check(p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
