@@ -6,7 +6,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 n=${1:-30}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-make -s -C "$top" build
+make -s -C "$top" build >/dev/null
 mk() { # bundle dir, then args as JSON, then extra env as JSON
   mkdir -p "$1/rootfs/app" "$1/rootfs/etc"
   echo bench > "$1/rootfs/etc/hostname"

@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
@@ -27,6 +34,13 @@ func prepareWasm(rootfs, module, cacheDir string) error {
 	if err != nil {
 		return fmt.Errorf("wasm module %s: %w", module, err)
 	}
+	// Validating and precompiling a large module costs hundreds of milliseconds; a module whose
+	// exact bytes were validated and compiled into this cache by this build is not done again.
+	sum := sha256.Sum256(data)
+	marker := filepath.Join(cacheDir, "prepared-"+buildID(), hex.EncodeToString(sum[:]))
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
 	if err := wasm.Validate(data); err != nil {
 		return fmt.Errorf("wasm module %s: %w", module, err)
 	}
@@ -36,8 +50,24 @@ func prepareWasm(rootfs, module, cacheDir string) error {
 	if err := wasm.Precompile(context.Background(), cacheDir, data); err != nil {
 		return fmt.Errorf("precompile %s: %w", module, err)
 	}
+	if err := os.MkdirAll(filepath.Dir(marker), 0o700); err == nil {
+		_ = os.WriteFile(marker, nil, 0o600)
+	}
 	return nil
 }
+
+// buildID names what a compiled-module cache depends on: the Go toolchain and wazero's version.
+var buildID = sync.OnceValue(func() string {
+	id := runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				id += "-wazero" + d.Version
+			}
+		}
+	}
+	return strings.NewReplacer("/", "_", " ", "_").Replace(id)
+})
 
 // endorseSimEnclave creates the per-enclave key of a sim enclave, endorsed by this host's
 // simulated platform key for measurement.
