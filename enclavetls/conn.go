@@ -217,17 +217,29 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Client wraps a connection to a server.
-func (c *Client) Client(conn net.Conn) (*Conn, error) {
+// Client wraps a connection to a server. With RequireFresh, the server's evidence must bind a
+// random nonce of this connection.
+func (c *Client) Client(conn net.Conn) (*Conn, error) { return c.ClientWithNonce(conn, nil) }
+
+// ClientWithNonce is Client with the caller's nonce (1–128 bytes): the server's evidence must bind
+// it, with or without RequireFresh. It lets a relay pass on a nonce that a remote verifier chose.
+func (c *Client) ClientWithNonce(conn net.Conn, nonce []byte) (*Conn, error) {
 	st := &connState{}
 	cfg := c.base.Clone()
-	if c.cfg.Verifier.RequireFresh {
+	switch {
+	case nonce != nil && (len(nonce) == 0 || len(nonce) > maxNonceSize):
+		return nil, fmt.Errorf("enclave-tls: nonce of %d bytes, want 1 to %d", len(nonce), maxNonceSize)
+	case nonce != nil:
+		st.nonce = slices.Clone(nonce)
+	case c.cfg.Verifier.RequireFresh:
 		n, err := randomNonce()
 		if err != nil {
 			return nil, err
 		}
 		st.nonce = n
-		cfg.NextProtos = append(cfg.NextProtos, nonceProtocol(n))
+	}
+	if st.nonce != nil {
+		cfg.NextProtos = append(cfg.NextProtos, nonceProtocol(st.nonce))
 	}
 	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 		p, err := verifyRaw(context.Background(), c.cfg.Verifier, raw, st.nonce)
@@ -257,12 +269,17 @@ func (c *Client) Client(conn net.Conn) (*Conn, error) {
 
 // DialContext connects to addr ("tcp" or "unix" network) and completes the handshake.
 func (c *Client) DialContext(ctx context.Context, network, addr string) (*Conn, error) {
+	return c.DialWithNonce(ctx, network, addr, nil)
+}
+
+// DialWithNonce is DialContext with the caller's nonce (see ClientWithNonce).
+func (c *Client) DialWithNonce(ctx context.Context, network, addr string, nonce []byte) (*Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.Client(raw)
+	conn, err := c.ClientWithNonce(raw, nonce)
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -281,9 +298,6 @@ func verifyRaw(ctx context.Context, v *Verifier, raw [][]byte, nonce []byte) (*P
 	cert, err := x509.ParseCertificate(raw[0])
 	if err != nil {
 		return nil, fmt.Errorf("peer certificate: %w", err)
-	}
-	if !v.RequireFresh {
-		nonce = nil
 	}
 	return v.VerifyCertificate(ctx, cert, nonce)
 }

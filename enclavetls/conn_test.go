@@ -462,3 +462,41 @@ func TestTLSConfigAndListener(t *testing.T) {
 		})
 	}
 }
+
+// TestClientWithNonce passes a caller's nonce (a relay's verifier's) to the server's evidence.
+func TestClientWithNonce(t *testing.T) {
+	tee := newSimTEE(t, "relay target")
+	srv, err := NewServer(Config{Identity: tee.identity(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := NewClient(Config{Verifier: verifierFor(t, false, tee)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := []byte("chosen by a remote verifier")
+	sc, cc := tcpPair(t)
+	defer sc.Close()
+	defer cc.Close()
+	go srv.Server(sc).Handshake()
+	conn, err := cl.ClientWithNonce(cc, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	p := conn.Peer()
+	if !p.Fresh || string(p.Claims[ClaimNonce]) != string(nonce) {
+		t.Fatalf("peer %+v", p)
+	}
+	// Anyone holding the certificate can check the binding again, offline.
+	if _, err := VerifyCertificate(context.Background(), p.Certificate, verifierFor(t, false, tee).Options, nonce); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{{}, make([]byte, maxNonceSize+1)} {
+		if _, err := cl.ClientWithNonce(cc, bad); err == nil {
+			t.Errorf("nonce of %d bytes accepted", len(bad))
+		}
+	}
+}

@@ -36,6 +36,11 @@
 // evidence, evidence for another key, or a policy violation fails the handshake, in both
 // directions. Session resumption is off (a resumed session would present no certificate).
 //
+// With mutual attestation, mind TLS 1.3's order: a client's handshake completes when it has sent
+// its certificate, before the server has checked it. A client learns of its rejection on its
+// first read (a "bad certificate" alert), so a client must see an answer before it treats the
+// server as having accepted it.
+//
 // # Freshness
 //
 // A cached certificate proves that a genuine TEE made this key within the certificate's validity;

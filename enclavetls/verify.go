@@ -199,10 +199,10 @@ func verifyEvidence(ctx context.Context, tees []attestation.TEE, evidence []byte
 	}
 	res, err := v.Verify(ctx, evidence, opts)
 	if err != nil {
-		return nil, fmt.Errorf("verify %s evidence: %w", v.TEE(), err)
+		return nil, fmt.Errorf("certificate evidence (%s): %w", v.TEE(), err)
 	}
 	if res == nil || !res.Verified {
-		return nil, fmt.Errorf("verify %s evidence: not verified", v.TEE())
+		return nil, fmt.Errorf("certificate evidence (%s): not verified", v.TEE())
 	}
 	return res, nil
 }

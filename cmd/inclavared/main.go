@@ -1,0 +1,153 @@
+// Command inclavared is the node daemon that verifiers (shelter) reach over Enclave-TLS and that
+// forwards their requests to a confidential service over mutually attested Enclave-TLS. The logic
+// lives in package inclavared; this file only parses flags and handles signals.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/policy"
+	"github.com/inclavare-containers/inclavare-go/enclavetls"
+	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/shelter"
+)
+
+var version = "0.1.0-dev"
+
+func main() {
+	app := cli.NewApp()
+	app.Name = "inclavared"
+	app.Version = version
+	app.Usage = "attested relay between verifiers and a confidential service (Enclave-TLS)"
+	app.Description = `inclavared listens for verifiers on Enclave-TLS, presenting evidence from its own
+attester, and forwards their requests to the upstream confidential service over mutually
+attested Enclave-TLS, checked against --upstream-policy. It never forwards to an upstream that
+fails attestation or policy. SIGTERM or SIGINT stops it cleanly.
+
+Print the measurement a host-side sim inclavared endorses itself with (for policies):
+    inclavared --print-measurement`
+	app.Flags = []cli.Flag{
+		cli.StringFlag{Name: "listen", Usage: "where verifiers connect: tcp://HOST:PORT or unix:///PATH"},
+		cli.StringFlag{Name: "upstream", Usage: "the confidential service: tcp://HOST:PORT or unix:///PATH"},
+		cli.StringFlag{Name: "upstream-policy", Usage: "reference-value policy (JSON) the upstream must satisfy"},
+		cli.StringFlag{Name: "client-policy", Usage: "also require verifiers to be attested and satisfy this policy"},
+		cli.StringSliceFlag{Name: "roots", Usage: "extra trust anchors (PEM/DER certificates), e.g. the sim platform certificate; repeatable"},
+		cli.StringSliceFlag{Name: "collateral", Usage: "collateral files for verifying the upstream (TCB info, QE identity, CRLs, VCEK); repeatable"},
+		cli.StringFlag{Name: "attester", Value: inclavared.AttesterSim, Usage: "where inclavared's own evidence comes from: sim, tdx, snp or agent"},
+		cli.StringFlag{Name: "sim-platform-key", Usage: "sim attester on the host: the platform key file (created if absent); the daemon endorses its own executable"},
+		cli.StringFlag{Name: "sim-enclave-key", Usage: "sim attester: an endorsed enclave key file"},
+		cli.StringFlag{Name: "agent-socket", Usage: "agent attester: the runelet agent socket (default /dev/.rune/agent.sock)"},
+		cli.IntFlag{Name: "max-conns", Value: inclavared.DefaultMaxConns, Usage: "verifier connections served at once"},
+		cli.BoolFlag{Name: "print-measurement", Usage: "print the SHA-256 of this executable and exit"},
+		cli.BoolFlag{Name: "debug", Usage: "log every connection problem"},
+	}
+	app.Action = run
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "inclavared:", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+func usageError(format string, args ...any) error {
+	return cli.NewExitError(fmt.Sprintf(format, args...), 2)
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return usageError("unexpected arguments %q", c.Args())
+	}
+	if c.Bool("print-measurement") {
+		m, err := inclavared.SelfMeasurement()
+		if err != nil {
+			return err
+		}
+		fmt.Println(m)
+		return nil
+	}
+	for _, f := range []string{"listen", "upstream", "upstream-policy"} {
+		if c.String(f) == "" {
+			return usageError("--%s is required", f)
+		}
+	}
+	lnet, laddr, err := inclavared.ParseAddress(c.String("listen"))
+	if err != nil {
+		return usageError("--listen: %v", err)
+	}
+	unet, uaddr, err := inclavared.ParseAddress(c.String("upstream"))
+	if err != nil {
+		return usageError("--upstream: %v", err)
+	}
+	roots, err := shelter.LoadCertificates(c.StringSlice("roots"))
+	if err != nil {
+		return usageError("--roots: %v", err)
+	}
+	collateral, err := shelter.LoadFiles(c.StringSlice("collateral"))
+	if err != nil {
+		return usageError("--collateral: %v", err)
+	}
+	opts := attestation.Options{Roots: roots, Collateral: collateral}
+	upPolicy, err := policy.Load(c.String("upstream-policy"))
+	if err != nil {
+		return usageError("--upstream-policy: %v", err)
+	}
+	cfg := inclavared.Config{
+		UpstreamNetwork:  unet,
+		UpstreamAddress:  uaddr,
+		UpstreamVerifier: &enclavetls.Verifier{Options: opts, Policy: upPolicy, RequireFresh: true},
+		MaxConns:         c.Int("max-conns"),
+	}
+	if p := c.String("client-policy"); p != "" {
+		cp, err := policy.Load(p)
+		if err != nil {
+			return usageError("--client-policy: %v", err)
+		}
+		cfg.ClientVerifier = &enclavetls.Verifier{Options: opts, Policy: cp, RequireFresh: true}
+	}
+	ev, desc, err := inclavared.EvidenceSource(inclavared.EvidenceConfig{
+		Kind:           c.String("attester"),
+		SimPlatformKey: c.String("sim-platform-key"),
+		SimEnclaveKey:  c.String("sim-enclave-key"),
+		AgentSocket:    c.String("agent-socket"),
+	})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if cfg.Identity, err = enclavetls.NewIdentity(ev, enclavetls.IdentityOptions{CommonName: "inclavared"}); err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if c.Bool("debug") {
+		level = slog.LevelInfo
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	d, err := inclavared.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// Produce the first certificate now: a broken attester fails at start, not at the first verifier.
+	if _, err := cfg.Identity.Certificate(ctx); err != nil {
+		return fmt.Errorf("attester %s: %w", desc, err)
+	}
+	l, err := net.Listen(lnet, laddr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "inclavared: listening on %s, upstream %s, attester %s\n", c.String("listen"), c.String("upstream"), desc)
+	return d.Serve(ctx, l)
+}

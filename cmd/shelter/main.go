@@ -1,0 +1,123 @@
+// Command shelter is the tenant's attestation tool: it verifies evidence and RA-TLS certificates
+// offline (verify) and attests inclavared and the confidential container behind it
+// (remoteattestation). The logic lives in package shelter; this is flags and exit codes only:
+// 0 verified (and the policy held), 1 not, 2 usage error.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/policy"
+	"github.com/inclavare-containers/inclavare-go/shelter"
+)
+
+var version = "0.1.0-dev"
+
+func main() {
+	app := cli.NewApp()
+	app.Name = "shelter"
+	app.Version = version
+	app.Usage = "verify TEE evidence and attest remote confidential containers"
+	app.Commands = []cli.Command{verifyCommand, remoteAttestationCommand}
+	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
+	// Exit codes are decided here, not inside app.Run.
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run(os.Args)
+	if err == nil {
+		return
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "shelter:", msg)
+		}
+		os.Exit(ec.ExitCode())
+	}
+	fmt.Fprintln(os.Stderr, "shelter:", err)
+	os.Exit(2)
+}
+
+// Exit codes.
+const (
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func usageError(format string, args ...any) error {
+	return cli.NewExitError(fmt.Sprintf(format, args...), exitUsage)
+}
+
+// commonFlags are the verification inputs both commands take.
+var commonFlags = []cli.Flag{
+	cli.StringSliceFlag{Name: "roots", Usage: "extra trust anchors (PEM/DER certificates), e.g. the output of rune sim-platform-cert; repeatable"},
+	cli.StringSliceFlag{Name: "collateral", Usage: "collateral file (TCB info, QE identity, CRL, certificate chain, VCEK), recognised by content; repeatable"},
+	cli.StringFlag{Name: "at", Usage: "verify as of this time (RFC 3339) instead of now"},
+	cli.StringFlag{Name: "output", Usage: "output format: text (default) or json"},
+}
+
+// options builds attestation.Options from the common flags.
+func options(c *cli.Context) (attestation.Options, error) {
+	var opts attestation.Options
+	var err error
+	if opts.Roots, err = shelter.LoadCertificates(c.StringSlice("roots")); err != nil {
+		return opts, usageError("--roots: %v", err)
+	}
+	if opts.Collateral, err = shelter.LoadFiles(c.StringSlice("collateral")); err != nil {
+		return opts, usageError("--collateral: %v", err)
+	}
+	if at := c.String("at"); at != "" {
+		if opts.Now, err = time.Parse(time.RFC3339, at); err != nil {
+			return opts, usageError("--at: %v", err)
+		}
+	}
+	return opts, nil
+}
+
+func outputFormat(c *cli.Context) (string, error) {
+	switch f := c.String("output"); f {
+	case "", "text":
+		return "text", nil
+	case "json":
+		return "json", nil
+	default:
+		return "", usageError("--output %q: want text or json", f)
+	}
+}
+
+func loadPolicy(flag, path string) (*policy.Policy, error) {
+	if path == "" {
+		return nil, nil
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		return nil, usageError("--%s: %v", flag, err)
+	}
+	return p, nil
+}
+
+// emit prints v as JSON or text and turns the verdict into the exit status.
+func emit(w io.Writer, format string, v interface{ WriteText(io.Writer) error }, ok bool) error {
+	var err error
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(v)
+	} else {
+		err = v.WriteText(w)
+	}
+	if err != nil {
+		return cli.NewExitError(err.Error(), exitFail)
+	}
+	if !ok {
+		return cli.NewExitError("", exitFail)
+	}
+	return nil
+}

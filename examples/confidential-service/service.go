@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/policy"
+	"github.com/inclavare-containers/inclavare-go/enclavetls"
+	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/shelter"
+)
+
+// Evidence sources.
+const (
+	evidenceAgent   = "agent"
+	evidenceSimFile = "sim-key-file"
+)
+
+// handshakeTimeout and idleTimeout bound what a client can hold.
+const (
+	handshakeTimeout = 10 * time.Second
+	idleTimeout      = 2 * time.Minute
+)
+
+type config struct {
+	listen, evidence, simKey, agentSocket, clientPolicy, message string
+	roots                                                        []string
+}
+
+type service struct {
+	server  *enclavetls.Server
+	message string
+	source  string
+}
+
+// open checks the configuration, produces the first certificate (so that a missing agent or key
+// fails at start) and listens.
+func (c *config) open() (*service, net.Listener, error) {
+	if c.listen == "" {
+		return nil, nil, usageError{errors.New("--listen is required")}
+	}
+	network, addr, err := inclavared.ParseAddress(c.listen)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	var ec inclavared.EvidenceConfig
+	switch c.evidence {
+	case evidenceAgent:
+		ec = inclavared.EvidenceConfig{Kind: inclavared.AttesterAgent, AgentSocket: c.agentSocket}
+	case evidenceSimFile:
+		if c.simKey == "" {
+			return nil, nil, usageError{errors.New("--evidence sim-key-file needs --sim-key FILE")}
+		}
+		ec = inclavared.EvidenceConfig{Kind: inclavared.AttesterSim, SimEnclaveKey: c.simKey}
+	default:
+		return nil, nil, usageError{fmt.Errorf("--evidence %q: want agent or sim-key-file", c.evidence)}
+	}
+	ev, source, err := inclavared.EvidenceSource(ec)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := enclavetls.NewIdentity(ev, enclavetls.IdentityOptions{CommonName: "confidential-service"})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := enclavetls.Config{Identity: id}
+	if c.clientPolicy != "" {
+		p, err := policy.Load(c.clientPolicy)
+		if err != nil {
+			return nil, nil, usageError{fmt.Errorf("--client-policy: %w", err)}
+		}
+		roots, err := shelter.LoadCertificates(c.roots)
+		if err != nil {
+			return nil, nil, usageError{fmt.Errorf("--roots: %w", err)}
+		}
+		cfg.Verifier = &enclavetls.Verifier{Options: attestation.Options{Roots: roots}, Policy: p, RequireFresh: true}
+	}
+	srv, err := enclavetls.NewServer(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := id.Certificate(context.Background()); err != nil {
+		return nil, nil, fmt.Errorf("evidence from %s: %w", source, err)
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &service{server: srv, message: c.message, source: source}, l, nil
+}
+
+// serve answers connections until ctx is done; then it closes the listener (removing a unix
+// socket) and every connection, and returns nil.
+func (s *service) serve(ctx context.Context, l net.Listener) error {
+	defer l.Close()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	var wg sync.WaitGroup
+	defer func() {
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		conns[c] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
+			s.handle(ctx, c)
+		}()
+	}
+}
+
+func (s *service) handle(ctx context.Context, raw net.Conn) {
+	conn := s.server.Server(raw)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := conn.HandshakeContext(hctx); err != nil {
+		return // an unattested or rejected client gets nothing
+	}
+	codec := inclavared.NewCodec(conn)
+	for {
+		_ = raw.SetReadDeadline(time.Now().Add(idleTimeout))
+		var req inclavared.Request
+		if err := codec.Read(&req); err != nil {
+			if !errors.Is(err, io.EOF) {
+				_ = codec.Write(&inclavared.Response{Type: inclavared.TypeError, Error: err.Error()})
+			}
+			return
+		}
+		if err := codec.Write(s.answer(&req)); err != nil {
+			return
+		}
+	}
+}
+
+func (s *service) answer(req *inclavared.Request) *inclavared.Response {
+	switch req.Type {
+	case inclavared.TypeGetEnclaveInfo:
+		return &inclavared.Response{MsgType: inclavared.MsgTypeEnclaveInfo, Version: inclavared.ProtocolVersion, Message: s.message}
+	case inclavared.TypeEcho:
+		return &inclavared.Response{Type: inclavared.TypeEcho, Data: req.Data}
+	}
+	return &inclavared.Response{Type: inclavared.TypeError, Error: fmt.Sprintf("unknown request type %q", req.Type)}
+}
