@@ -52,6 +52,8 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.BoolFlag{Name: "debug", Usage: "log every connection problem"},
 	}
 	app.Action = run
+	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
+	app.ExitErrHandler = func(*cli.Context, error) {} // exit codes are decided below
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "inclavared:", err)
 		var ec cli.ExitCoder

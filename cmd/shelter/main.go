@@ -27,6 +27,13 @@ func main() {
 	app.Version = version
 	app.Usage = "verify TEE evidence and attest remote confidential containers"
 	app.Commands = []cli.Command{verifyCommand, remoteAttestationCommand}
+	app.Action = func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return usageError("unknown command %q (see shelter --help)", c.Args().First())
+		}
+		_ = cli.ShowAppHelp(c)
+		return usageError("no command given")
+	}
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
 	// Exit codes are decided here, not inside app.Run.
 	app.ExitErrHandler = func(*cli.Context, error) {}
