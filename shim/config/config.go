@@ -1,0 +1,362 @@
+// Package config reads and validates the configuration of containerd-shim-rune-v2
+// (/etc/inclavare-containers/config.toml, documented key by key in shim/README.md).
+//
+// Decoding is strict: an unknown key, a value of the wrong type or a value outside its
+// allowed set is an error naming the key, so a typo can never silently fall back to a
+// default. Parse never touches the file system; CheckFiles reads the files the
+// configuration names (keys, certificates). This package must never contact a signing
+// service or start a process: it only describes what the shim will do.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/sirupsen/logrus"
+)
+
+const (
+	// DefaultPath is where the shim looks for its configuration when nothing else is given.
+	DefaultPath = "/etc/inclavare-containers/config.toml"
+	// EnvPath names an environment variable of the shim (inherited from containerd) that
+	// overrides DefaultPath; tests use it to give a private configuration.
+	EnvPath = "INCLAVARE_SHIM_CONFIG"
+	// DefaultRuneRoot is rune's --root; the shim appends the containerd namespace, as the
+	// runc shim does with /run/containerd/runc.
+	DefaultRuneRoot = "/run/containerd/rune"
+	// DefaultCarrierCacheDir holds converted enclave images.
+	DefaultCarrierCacheDir = "/var/cache/inclavare-containers/carriers"
+	// DefaultSigningTimeout bounds one request to a signing service.
+	DefaultSigningTimeout = 30 * time.Second
+	// maxSigningTimeout keeps a misconfigured timeout from hanging a create for hours.
+	maxSigningTimeout = 10 * time.Minute
+	// maxFileSize caps the configuration file: it is small by nature, and a huge or
+	// endless file (a device, a FIFO) must not stall the shim.
+	maxFileSize = 1 << 20
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// LogLevel is the shim's log level; empty keeps containerd's choice (debug when
+	// containerd runs the shim with -debug, else info).
+	LogLevel string   `toml:"log_level"`
+	Rune     Rune     `toml:"rune"`
+	Signing  Signing  `toml:"signing"`
+	Carriers Carriers `toml:"carriers"`
+}
+
+// Rune says which rune binary the shim drives and how.
+type Rune struct {
+	// Path is the rune binary (absolute). Empty: rune next to the shim binary, then PATH.
+	Path string `toml:"path"`
+	// Root is rune's state root (absolute); the shim appends the namespace.
+	Root string `toml:"root"`
+	// SystemdCgroup makes rune use systemd cgroup paths (rune --systemd-cgroup).
+	SystemdCgroup bool `toml:"systemd_cgroup"`
+}
+
+// Signing says how carriers sign the enclave manifests they produce: with a local key
+// or through an authenticated signing service, never both.
+type Signing struct {
+	// KeyFile is a PEM private key (PKCS#1, PKCS#8 or SEC 1).
+	KeyFile string `toml:"key_file"`
+	// Service is a remote signer reached over mutually authenticated TLS.
+	Service *SigningService `toml:"service"`
+}
+
+// SigningService is a signing service reached over HTTPS with a client certificate.
+type SigningService struct {
+	URL        string   `toml:"url"`
+	ClientCert string   `toml:"client_cert"`
+	ClientKey  string   `toml:"client_key"`
+	CACert     string   `toml:"ca_cert"`
+	Timeout    Duration `toml:"timeout"`
+}
+
+// Carriers configures image conversion (ordinary image → enclave image). The shim
+// environment variable RUNE_CARRIER picks one of the enabled carriers per shim.
+type Carriers struct {
+	Enabled  []string `toml:"enabled"`
+	CacheDir string   `toml:"cache_dir"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "2m").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. \"30s\"): %q", text)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Default is the configuration used when no file exists at DefaultPath.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.Rune.Root == "" {
+		c.Rune.Root = DefaultRuneRoot
+	}
+	if c.Carriers.CacheDir == "" {
+		c.Carriers.CacheDir = DefaultCarrierCacheDir
+	}
+	if c.Signing.Service != nil && c.Signing.Service.Timeout == 0 {
+		c.Signing.Service.Timeout = Duration(DefaultSigningTimeout)
+	}
+}
+
+// Parse decodes a configuration document strictly, fills in defaults and checks every
+// value that can be checked without the file system. Errors name the offending key.
+func Parse(data []byte) (*Config, error) {
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("configuration is %d bytes, more than the %d allowed", len(data), maxFileSize)
+	}
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, describeDecodeError(err)
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// describeDecodeError turns go-toml's errors into one line per problem that names the key
+// and its position.
+func describeDecodeError(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var msgs []string
+		for _, e := range strict.Errors {
+			row, col := e.Position()
+			msgs = append(msgs, fmt.Sprintf("unknown key %q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	var dec *toml.DecodeError
+	if errors.As(err, &dec) {
+		row, col := dec.Position()
+		if key := dec.Key(); len(key) > 0 {
+			return fmt.Errorf("key %q (line %d, column %d): %s", strings.Join(key, "."), row, col, dec.Error())
+		}
+		return fmt.Errorf("line %d, column %d: %s", row, col, dec.Error())
+	}
+	return fmt.Errorf("decode: %w", err)
+}
+
+// carrierName is the syntax of a carrier name (the value of RUNE_CARRIER).
+var carrierName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.LogLevel != "" {
+		if _, err := logrus.ParseLevel(c.LogLevel); err != nil || c.LogLevel != strings.ToLower(c.LogLevel) {
+			errs = append(errs, fmt.Errorf("log_level %q: want one of trace, debug, info, warn, error, fatal, panic", c.LogLevel))
+		}
+	}
+	if c.Rune.Path != "" {
+		errs = append(errs, checkAbsolute("rune.path", c.Rune.Path))
+	}
+	errs = append(errs, checkAbsolute("rune.root", c.Rune.Root))
+	errs = append(errs, c.Signing.validate())
+	errs = append(errs, checkAbsolute("carriers.cache_dir", c.Carriers.CacheDir))
+	seen := make(map[string]bool)
+	for _, name := range c.Carriers.Enabled {
+		switch {
+		case !carrierName.MatchString(name):
+			errs = append(errs, fmt.Errorf("carriers.enabled: %q is not a carrier name (lower-case letters, digits, - and _)", name))
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("carriers.enabled: %q listed twice", name))
+		}
+		seen[name] = true
+	}
+	// A converted image runs as an enclave whose identity is its signer: without a
+	// signer there is nothing to convert to.
+	if len(c.Carriers.Enabled) > 0 && !c.Signing.Configured() {
+		errs = append(errs, errors.New("carriers.enabled needs [signing] key_file or [signing.service]"))
+	}
+	return errors.Join(errs...)
+}
+
+// Configured reports whether a signer is configured.
+func (s Signing) Configured() bool { return s.KeyFile != "" || s.Service != nil }
+
+func (s Signing) validate() error {
+	if s.KeyFile != "" && s.Service != nil {
+		return errors.New("signing: key_file and [signing.service] are mutually exclusive")
+	}
+	if s.KeyFile != "" {
+		return checkAbsolute("signing.key_file", s.KeyFile)
+	}
+	if s.Service == nil {
+		return nil
+	}
+	svc := s.Service
+	var errs []error
+	u, err := url.Parse(svc.URL)
+	switch {
+	case svc.URL == "":
+		errs = append(errs, errors.New("signing.service.url is required"))
+	case err != nil:
+		errs = append(errs, fmt.Errorf("signing.service.url: %w", err))
+	case u.Scheme != "https":
+		errs = append(errs, fmt.Errorf("signing.service.url %q: only https is allowed (the signer must be authenticated)", svc.URL))
+	case u.Host == "" || u.Hostname() == "":
+		errs = append(errs, fmt.Errorf("signing.service.url %q has no host", svc.URL))
+	case u.User != nil:
+		errs = append(errs, fmt.Errorf("signing.service.url must not carry credentials; use client_cert and client_key"))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("signing.service.url %q must not have a query or fragment", svc.URL))
+	}
+	// The service must know who asks for a signature: a client certificate is required.
+	for _, f := range []struct{ key, val string }{{"signing.service.client_cert", svc.ClientCert}, {"signing.service.client_key", svc.ClientKey}} {
+		if f.val == "" {
+			errs = append(errs, fmt.Errorf("%s is required", f.key))
+		} else {
+			errs = append(errs, checkAbsolute(f.key, f.val))
+		}
+	}
+	if svc.CACert != "" {
+		errs = append(errs, checkAbsolute("signing.service.ca_cert", svc.CACert))
+	}
+	if t := time.Duration(svc.Timeout); t <= 0 || t > maxSigningTimeout {
+		errs = append(errs, fmt.Errorf("signing.service.timeout %v: want more than 0 and at most %v", t, maxSigningTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func checkAbsolute(key, path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%s %q: must be an absolute path", key, path)
+	}
+	if filepath.Clean(path) != path {
+		return fmt.Errorf("%s %q: must be a clean path (no //, /./, /../ or trailing /)", key, path)
+	}
+	return nil
+}
+
+// CheckCarriers fails when an enabled carrier is not among those this shim build
+// provides, so a configuration never names a conversion that would not happen.
+func (c *Config) CheckCarriers(available []string) error {
+	have := make(map[string]bool, len(available))
+	for _, a := range available {
+		have[a] = true
+	}
+	sorted := append([]string(nil), available...)
+	sort.Strings(sorted)
+	list := strings.Join(sorted, ", ")
+	if list == "" {
+		list = "none"
+	}
+	var errs []error
+	for _, name := range c.Carriers.Enabled {
+		if !have[name] {
+			errs = append(errs, fmt.Errorf("carriers.enabled: carrier %q is not available in this shim (available: %s)", name, list))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Source says where a configuration came from, for log messages and errors.
+type Source struct {
+	// Path is the file read; empty when Body is used.
+	Path string
+	// Body is an in-line document (containerd's runtime options ConfigBody).
+	Body []byte
+	// Required: a missing file is an error. Only DefaultPath may be absent (then the
+	// defaults apply): a path somebody named must exist.
+	Required bool
+}
+
+func (s Source) String() string {
+	if s.Path == "" {
+		return "runtime options ConfigBody"
+	}
+	return s.Path
+}
+
+// Locate picks the configuration: a path from the runtime options, else a body from
+// the runtime options, else $INCLAVARE_SHIM_CONFIG, else DefaultPath.
+func Locate(optionPath string, optionBody []byte, getenv func(string) string) Source {
+	switch {
+	case optionPath != "":
+		return Source{Path: optionPath, Required: true}
+	case len(optionBody) > 0:
+		return Source{Body: optionBody}
+	}
+	if p := getenv(EnvPath); p != "" {
+		return Source{Path: p, Required: true}
+	}
+	return Source{Path: DefaultPath}
+}
+
+// Load reads the configuration from src, parses it and checks the files it names.
+func Load(src Source) (*Config, error) {
+	data := src.Body
+	if src.Path != "" {
+		var err error
+		data, err = readFile(src.Path)
+		if errors.Is(err, os.ErrNotExist) && !src.Required {
+			return Default(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read shim configuration: %w", err)
+		}
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("shim configuration %s: %w", src, err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		return nil, fmt.Errorf("shim configuration %s: %w", src, err)
+	}
+	return c, nil
+}
+
+func readFile(path string) ([]byte, error) {
+	// Stat before opening: opening a FIFO would block until a writer appears.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxFileSize+1)); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return buf.Bytes(), nil
+}

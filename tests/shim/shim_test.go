@@ -1,0 +1,463 @@
+package shim
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
+)
+
+// ctrDeleteExit matches containerd 1.6's report of a non-zero exit on `ctr task delete`.
+var ctrDeleteExit = regexp.MustCompile(`exit with non-zero exit code (\d+)`)
+
+// TestShim runs every scenario against one private containerd, in order; the containerd
+// restart comes last.
+func TestShim(t *testing.T) {
+	s := startSuite(t)
+
+	t.Run("RunOutputAndExitCode", func(t *testing.T) {
+		tests := []struct {
+			name     string
+			flags    []string
+			cmd      []string
+			want     string
+			wantExit int
+		}{
+			{name: "echo", cmd: []string{"echo", "hello from the rune shim"}, want: "hello from the rune shim\n"},
+			{name: "pid 1", cmd: []string{"sh", "-c", "echo $$"}, want: "1\n"},
+			{name: "env", flags: []string{"--env", "GREETING=a  b"}, cmd: []string{"sh", "-c", `echo "[$GREETING]"`}, want: "[a  b]\n"},
+			{name: "exit 3", cmd: []string{"sh", "-c", "echo bye; exit 3"}, want: "bye\n", wantExit: 3},
+			{name: "exit 255", cmd: []string{"sh", "-c", "exit 255"}, wantExit: 255},
+			{name: "false", cmd: []string{"false"}, wantExit: 1},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				id := fmt.Sprintf("run-%d", i)
+				res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)
+				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
+					t.Fatalf("ctr run %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
+				}
+				if _, ok := s.task(t, id); ok {
+					t.Fatalf("task %s still listed after ctr run --rm", id)
+				}
+			})
+		}
+	})
+
+	t.Run("RunsUnderRune", func(t *testing.T) {
+		const id = "under-rune"
+		s.startDetached(t, nil, id, "sleep", "600")
+		tk := s.waitTaskStatus(t, id, "RUNNING")
+		opts := readShimOptions(t, s.bundle(id))
+		if opts.BinaryName != s.rune || opts.Root != s.runeRoot {
+			t.Fatalf("recorded options %+v, want binary %s and root %s (from the shim configuration)", opts, s.rune, s.runeRoot)
+		}
+		st, err := clients.QueryState(context.Background(), s.rune, s.runeStateRoot(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ID != id || st.Pid != tk.pid || st.Status != "running" || st.Bundle != s.bundle(id) {
+			t.Fatalf("rune state = %+v, want id %s, pid %d, running, bundle %s", st, id, tk.pid, s.bundle(id))
+		}
+		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+		s.waitTaskStatus(t, id, "STOPPED")
+		res := s.ctrCmd(t, "task", "delete", id)
+		if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
+			t.Fatalf("ctr task delete after SIGKILL: got %s, want success reporting exit code 137", res)
+		}
+		if _, err := os.Stat(filepath.Join(s.runeStateRoot(), id)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("rune state of %s after task delete: %v, want none", id, err)
+		}
+	})
+
+	t.Run("ExecAndMetrics", func(t *testing.T) {
+		const id = "exec-target"
+		s.startDetached(t, nil, id, "sleep", "600")
+		s.waitTaskStatus(t, id, "RUNNING")
+		tests := []struct {
+			name     string
+			cmd      []string
+			want     string
+			wantExit int
+		}{
+			{name: "output", cmd: []string{"echo", "exec works"}, want: "exec works\n"},
+			{name: "exit code", cmd: []string{"sh", "-c", "echo before; exit 5"}, want: "before\n", wantExit: 5},
+			{name: "sees init", cmd: []string{"cat", "/proc/1/cmdline"}, want: "sleep\x00600\x00"},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				res := s.ctrCmd(t, append([]string{"task", "exec", "--exec-id", fmt.Sprintf("e%d", i), "--fifo-dir", s.fifoDir, id}, tc.cmd...)...)
+				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
+					t.Fatalf("ctr task exec %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
+				}
+			})
+		}
+		t.Run("metrics", func(t *testing.T) {
+			var m struct {
+				Pids *struct {
+					Current uint64 `json:"current"`
+				} `json:"pids"`
+				Memory *struct {
+					Usage *struct {
+						Usage uint64 `json:"usage"`
+					} `json:"usage"`
+				} `json:"memory"`
+			}
+			out := s.mustCtr(t, "task", "metrics", "--format", "json", id)
+			if err := json.Unmarshal([]byte(out), &m); err != nil {
+				t.Fatalf("decode ctr task metrics: %v\n%s", err, out)
+			}
+			if m.Pids == nil || m.Pids.Current < 1 || m.Memory == nil || m.Memory.Usage == nil || m.Memory.Usage.Usage == 0 {
+				t.Fatalf("ctr task metrics: want pids.current >= 1 and a memory usage, got %s", out)
+			}
+		})
+	})
+
+	t.Run("PauseResume", func(t *testing.T) {
+		const id = "pause-target"
+		s.startDetached(t, nil, id, "sleep", "600")
+		s.waitTaskStatus(t, id, "RUNNING")
+		s.mustCtr(t, "task", "pause", id)
+		if tk, _ := s.task(t, id); tk.status != "PAUSED" {
+			t.Fatalf("task status after pause = %q, want PAUSED", tk.status)
+		}
+		if st, err := clients.QueryState(context.Background(), s.rune, s.runeStateRoot(), id); err != nil || st.Status != "paused" {
+			t.Fatalf("rune state after pause = %+v, %v; want paused", st, err)
+		}
+		s.mustCtr(t, "task", "resume", id)
+		if tk, _ := s.task(t, id); tk.status != "RUNNING" {
+			t.Fatalf("task status after resume = %q, want RUNNING", tk.status)
+		}
+		res := s.ctrCmd(t, "task", "exec", "--exec-id", "after-resume", "--fifo-dir", s.fifoDir, id, "echo", "awake")
+		if res.ExitCode != 0 || res.Stdout != "awake\n" {
+			t.Fatalf("exec after resume: %s", res)
+		}
+	})
+
+	t.Run("Enclave", func(t *testing.T) {
+		t.Run("hello exit codes", func(t *testing.T) {
+			for i, code := range []int{7, 0, 42} {
+				id := fmt.Sprintf("enclave-hello-%d", i)
+				res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), id, "/app/hello.wasm", fmt.Sprint(code))...)
+				want := fmt.Sprintf(`args=["/app/hello.wasm" "%d"]`, code)
+				if res.ExitCode != code || !strings.Contains(res.Stdout, "Hello from an enclave container!") || !strings.Contains(res.Stdout, want) {
+					t.Fatalf("ctr run hello.wasm %d: got %s, want exit %d and a greeting with %s", code, res, code, want)
+				}
+			}
+		})
+		t.Run("settings hidden from the workload", func(t *testing.T) {
+			res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), "enclave-env", "/app/prog.wasm", "env", "ENCLAVE_TYPE")...)
+			if res.ExitCode != 0 || res.Stdout != "unset\n" {
+				t.Fatalf("ENCLAVE_TYPE as the workload sees it: %s, want \"unset\"", res)
+			}
+		})
+		t.Run("exec attest kill delete", func(t *testing.T) {
+			const id = "enclave-sleeper"
+			logPath := s.startDetached(t, enclaveEnv, id, "/app/prog.wasm", "sleep")
+			waitFileLine(t, logPath, "sleeping")
+			res := s.ctrCmd(t, "task", "exec", "--exec-id", "args", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "args", "a b", "", "ü")
+			if res.ExitCode != 0 || res.Stdout != "|a b||ü|\n" {
+				t.Fatalf("ctr task exec in the enclave: %s", res)
+			}
+			if res := s.ctrCmd(t, "task", "exec", "--exec-id", "exit", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "exit", "6"); res.ExitCode != 6 {
+				t.Fatalf("exit status of an exec in the enclave: %s, want 6", res)
+			}
+			att, err := clients.Run(context.Background(), clientTimeout, nil, s.rune, "--root", s.runeStateRoot(), "attest", id)
+			if err != nil || att.ExitCode != 0 {
+				t.Fatalf("rune attest: %v %s", err, att)
+			}
+			var ev struct {
+				TEE      string `json:"tee"`
+				Evidence []byte `json:"evidence"`
+			}
+			if err := json.Unmarshal([]byte(att.Stdout), &ev); err != nil || ev.TEE != "sim" || len(ev.Evidence) == 0 {
+				t.Fatalf("rune attest output: %v %s; want sim evidence", err, att.Stdout)
+			}
+			s.mustCtr(t, "task", "kill", "-s", "SIGTERM", id)
+			s.waitTaskStatus(t, id, "STOPPED")
+			// SIGTERM cancels the wasm workload: 128+15.
+			res = s.ctrCmd(t, "task", "delete", id)
+			if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "143" {
+				t.Fatalf("ctr task delete: got %s, want success reporting exit code 143", res)
+			}
+			s.mustCtr(t, "container", "rm", id)
+			if out := s.mustCtr(t, "container", "ls", "-q"); hasLine(out, id) {
+				t.Fatalf("container %s still listed after ctr container rm", id)
+			}
+		})
+	})
+
+	t.Run("Events", func(t *testing.T) {
+		ev, err := clients.StartBackground(2*time.Minute, s.ctr, "-a", s.sock, "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ev.Stop)
+		// ctr events prints nothing until an event arrives: run a task until its create
+		// shows up, so the subscription is known to be in place.
+		const id = "events-target"
+		res := s.ctrCmd(t, s.runArgs([]string{"--rm"}, id, "sh", "-c", "exit 4")...)
+		if res.ExitCode != 4 {
+			t.Fatalf("ctr run: %s, want exit 4", res)
+		}
+		for _, topic := range []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"} {
+			err := clients.WaitFor(30*time.Second, topic+" event", func() (bool, error) {
+				return eventLine(ev.Stdout(), topic, id) != "", nil
+			})
+			if err != nil {
+				t.Fatalf("%v; ctr events output:\n%s", err, ev.Stdout())
+			}
+		}
+		if line := eventLine(ev.Stdout(), "/tasks/exit", id); !strings.Contains(line, `"exit_status":4`) {
+			t.Fatalf("exit event %q does not carry exit status 4", line)
+		}
+		// Order: create, start, exit, delete.
+		out := ev.Stdout()
+		last := -1
+		for _, topic := range []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"} {
+			i := strings.Index(out, eventLine(out, topic, id))
+			if i < last {
+				t.Fatalf("event %s out of order in:\n%s", topic, out)
+			}
+			last = i
+		}
+	})
+
+	t.Run("OOM", func(t *testing.T) {
+		ev, err := clients.StartBackground(2*time.Minute, s.ctr, "-a", s.sock, "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ev.Stop)
+		const id = "oom-target"
+		t.Cleanup(func() { s.remove(t, id) })
+		// The shell doubles a string until the 32 MiB limit is hit.
+		res := s.ctrCmd(t, s.runArgs([]string{"--rm", "--memory-limit", "33554432"}, id, "sh", "-c", "x=0123456789; while :; do x=$x$x; done")...)
+		if res.ExitCode != 137 {
+			t.Fatalf("ctr run of a memory hog: %s, want 137 (OOM-killed)", res)
+		}
+		err = clients.WaitFor(30*time.Second, "/tasks/oom event", func() (bool, error) {
+			return eventLine(ev.Stdout(), "/tasks/oom", id) != "", nil
+		})
+		if err != nil {
+			t.Fatalf("%v; ctr events output:\n%s", err, ev.Stdout())
+		}
+	})
+
+	t.Run("PodGrouping", func(t *testing.T) {
+		pod := []string{"--annotation", "io.kubernetes.cri.sandbox-id=pod-1"}
+		s.startDetached(t, pod, "pod-a", "sleep", "600")
+		s.startDetached(t, pod, "pod-b", "sleep", "600")
+		s.startDetached(t, nil, "alone", "sleep", "600")
+		a, b, alone := s.waitTaskStatus(t, "pod-a", "RUNNING"), s.waitTaskStatus(t, "pod-b", "RUNNING"), s.waitTaskStatus(t, "alone", "RUNNING")
+		shimA, shimB, shimAlone := shimPid(t, a.pid), shimPid(t, b.pid), shimPid(t, alone.pid)
+		if shimA != shimB {
+			t.Fatalf("containers of one pod have different shims: %d (%s) and %d (%s)", shimA, processCmdline(shimA), shimB, processCmdline(shimB))
+		}
+		if shimA == shimAlone {
+			t.Fatalf("a container outside the pod shares the pod's shim %d", shimA)
+		}
+		if cmd := processCmdline(shimA); !strings.Contains(cmd, "containerd-shim-rune-v2") {
+			t.Fatalf("parent of the pod's containers is %q, not the rune shim", cmd)
+		}
+		addrA, errA := os.ReadFile(filepath.Join(s.bundle("pod-a"), "address"))
+		addrB, errB := os.ReadFile(filepath.Join(s.bundle("pod-b"), "address"))
+		if errA != nil || errB != nil || string(addrA) != string(addrB) {
+			t.Fatalf("shim addresses of the pod: %q (%v), %q (%v); want one", addrA, errA, addrB, errB)
+		}
+		// Deleting one container of the pod leaves the shim serving the other.
+		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-a")
+		s.waitTaskStatus(t, "pod-a", "STOPPED")
+		s.mustCtr(t, "task", "delete", "pod-a")
+		if err := unix.Kill(shimA, 0); err != nil {
+			t.Fatalf("pod shim %d gone after deleting one of its two containers: %v", shimA, err)
+		}
+		res := s.ctrCmd(t, "task", "exec", "--exec-id", "still", "--fifo-dir", s.fifoDir, "pod-b", "echo", "still served")
+		if res.ExitCode != 0 || res.Stdout != "still served\n" {
+			t.Fatalf("exec in the pod's remaining container: %s", res)
+		}
+		// The last one out stops the shim.
+		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-b")
+		s.waitTaskStatus(t, "pod-b", "STOPPED")
+		s.mustCtr(t, "task", "delete", "pod-b")
+		if err := clients.WaitFor(30*time.Second, "the pod shim to exit", func() (bool, error) {
+			return unix.Kill(shimA, 0) != nil || !strings.Contains(processCmdline(shimA), "containerd-shim-rune-v2"), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("Configuration", func(t *testing.T) {
+		dir := t.TempDir()
+		keyFile := filepath.Join(dir, "key.pem")
+		writeFile(t, keyFile, ecKeyPEM(t))
+		notAKey := filepath.Join(dir, "not-a-key.pem")
+		writeFile(t, notAKey, "this is no PEM\n")
+		tests := []struct {
+			name    string
+			content string // "" = the file does not exist
+			want    string // in ctr's error
+		}{
+			{name: "unknown key", content: "[rune]\npth = \"/usr/bin/rune\"\n", want: `unknown key "rune.pth"`},
+			{name: "bad log level", content: "log_level = \"loud\"\n", want: `log_level "loud"`},
+			{name: "wrong type", content: "[rune]\nsystemd_cgroup = \"yes\"\n", want: `key "rune.systemd_cgroup"`},
+			{name: "relative rune path", content: "[rune]\npath = \"bin/rune\"\n", want: "rune.path \"bin/rune\": must be an absolute path"},
+			{name: "missing rune", content: "[rune]\npath = \"/nonexistent/rune\"\n", want: "/nonexistent/rune"},
+			{name: "unavailable carrier", content: "[signing]\nkey_file = \"" + keyFile + "\"\n[carriers]\nenabled = [\"occlum\"]\n", want: `carrier "occlum" is not available`},
+			{name: "key file not a key", content: "[signing]\nkey_file = \"" + notAKey + "\"\n", want: "signing.key_file: " + notAKey + ": no PEM block"},
+			{name: "missing file", want: "no such file or directory"},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				path := filepath.Join(dir, fmt.Sprintf("bad-%d.toml", i))
+				if tc.content != "" {
+					writeFile(t, path, tc.content)
+				}
+				id := fmt.Sprintf("bad-config-%d", i)
+				t.Cleanup(func() { s.remove(t, id) })
+				res := s.ctrCmd(t, s.runArgs([]string{"--rm", "--runtime-config-path", path}, id, "echo", "must not run")...)
+				if res.ExitCode == 0 || strings.Contains(res.Stdout, "must not run") || !strings.Contains(res.Stderr, tc.want) {
+					t.Fatalf("ctr run with configuration %q: got %s, want a failed create naming %q", tc.content, res, tc.want)
+				}
+				if _, ok := s.task(t, id); ok {
+					t.Fatalf("task %s exists after a refused create", id)
+				}
+				if _, err := os.Stat(filepath.Join(s.runeStateRoot(), id)); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("rune state for %s after a refused create: %v", id, err)
+				}
+			})
+		}
+		t.Run("rune beside the shim by default", func(t *testing.T) {
+			path := filepath.Join(dir, "default-rune.toml")
+			writeFile(t, path, fmt.Sprintf("[rune]\nroot = %q\n", s.runeRoot))
+			want := filepath.Join(filepath.Dir(s.shim), "rune")
+			if _, err := os.Stat(want); err != nil {
+				t.Fatalf("this test expects rune beside the shim (make build puts both in bin/): %v", err)
+			}
+			const id = "default-rune"
+			s.startDetached(t, []string{"--runtime-config-path", path}, id, "sleep", "600")
+			s.waitTaskStatus(t, id, "RUNNING")
+			if opts := readShimOptions(t, s.bundle(id)); opts.BinaryName != want {
+				t.Fatalf("rune chosen without rune.path: %q, want %q", opts.BinaryName, want)
+			}
+		})
+	})
+
+	t.Run("ContainerdRestart", func(t *testing.T) {
+		const id, enclaveID = "survivor", "enclave-survivor"
+		s.startDetached(t, nil, id, "sleep", "600")
+		logPath := s.startDetached(t, enclaveEnv, enclaveID, "/app/prog.wasm", "sleep")
+		before := s.waitTaskStatus(t, id, "RUNNING")
+		enclaveBefore := s.waitTaskStatus(t, enclaveID, "RUNNING")
+		waitFileLine(t, logPath, "sleeping")
+		shim := shimPid(t, before.pid)
+
+		if err := unix.Kill(s.daemon.PID(), unix.SIGKILL); err != nil {
+			t.Fatalf("kill containerd: %v", err)
+		}
+		if err := s.daemon.Stop(10 * time.Second); err != nil {
+			t.Fatalf("wait for the killed containerd: %v", err)
+		}
+		for _, pid := range []int{shim, before.pid, enclaveBefore.pid} {
+			if err := unix.Kill(pid, 0); err != nil {
+				t.Fatalf("process %d (%s) did not survive containerd's death: %v", pid, processCmdline(pid), err)
+			}
+		}
+		s.startDaemon(t)
+
+		for _, tc := range []struct {
+			id  string
+			pid int
+		}{{id, before.pid}, {enclaveID, enclaveBefore.pid}} {
+			after, ok := s.task(t, tc.id)
+			if !ok || after.status != "RUNNING" || after.pid != tc.pid {
+				t.Fatalf("task %s after the restart: %+v (listed %v), want RUNNING with pid %d", tc.id, after, ok, tc.pid)
+			}
+		}
+		res := s.ctrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, id, "echo", "reconnected")
+		if res.ExitCode != 0 || res.Stdout != "reconnected\n" {
+			t.Fatalf("exec after the restart: %s", res)
+		}
+		res = s.ctrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, enclaveID, "/app/prog.wasm", "exit", "3")
+		if res.ExitCode != 3 {
+			t.Fatalf("enclave exec after the restart: %s, want exit 3", res)
+		}
+		for _, tc := range []struct {
+			id   string
+			want string
+		}{{id, "137"}, {enclaveID, "137"}} {
+			s.mustCtr(t, "task", "kill", "-s", "SIGKILL", tc.id)
+			s.waitTaskStatus(t, tc.id, "STOPPED")
+			res := s.ctrCmd(t, "task", "delete", tc.id)
+			if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != tc.want {
+				t.Fatalf("ctr task delete %s after the restart: got %s, want exit code %s", tc.id, res, tc.want)
+			}
+		}
+	})
+}
+
+// eventLine returns the line of `ctr events` output with topic and container id.
+func eventLine(out, topic, id string) string {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		// TIMESTAMP (date time zone...) NAMESPACE TOPIC JSON: match fields, not substrings.
+		hasTopic := false
+		for _, x := range f {
+			if x == topic {
+				hasTopic = true
+			}
+		}
+		if hasTopic && strings.Contains(l, `"container_id":"`+id+`"`) {
+			return l
+		}
+	}
+	return ""
+}
+
+// ecKeyPEM is a fresh P-256 private key in SEC 1 PEM.
+func ecKeyPEM(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// shimOptions is the part of the bundle's options.json the tests check.
+type shimOptions struct {
+	BinaryName string `json:"binary_name"`
+	Root       string `json:"root"`
+}
+
+func readShimOptions(t *testing.T, bundle string) shimOptions {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(bundle, "options.json"))
+	if err != nil {
+		t.Fatalf("read options.json: %v", err)
+	}
+	var o shimOptions
+	if err := json.Unmarshal(data, &o); err != nil {
+		t.Fatalf("decode options.json %q: %v", data, err)
+	}
+	return o
+}

@@ -1,0 +1,419 @@
+package shim
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
+)
+
+const (
+	// namespace keeps the suite's containers and cgroups (/<namespace>/<id>) apart.
+	namespace = "rune-shim-tests"
+	image     = "docker.io/library/rune-shim-busybox:latest"
+	// runtimeType selects containerd-shim-rune-v2.
+	runtimeType = "io.containerd.rune.v2"
+	// clientTimeout bounds every single client command.
+	clientTimeout = 90 * time.Second
+	// envShimBinary overrides the shim under test (default <repo>/bin/containerd-shim-rune-v2).
+	envShimBinary = "SHIM_BINARY"
+)
+
+// suite is one private containerd whose PATH leads to the shim under test.
+type suite struct {
+	rune       string // rune binary the shim is configured with
+	shim       string // shim binary under test
+	containerd string
+	ctr        string
+	dir        string
+	config     string // containerd config
+	shimConfig string // shim config (INCLAVARE_SHIM_CONFIG)
+	state      string // containerd state (task bundles below)
+	sock       string
+	runeRoot   string // rune.root of the shim config
+	fifoDir    string
+	logDir     string
+	daemon     *clients.Daemon
+}
+
+// shimBinary returns the shim under test.
+func shimBinary(t *testing.T) string {
+	path := os.Getenv(envShimBinary)
+	if path == "" {
+		root, err := clients.RepoRoot()
+		if err != nil {
+			clients.Unavailable(t, "locate the shim: %v", err)
+		}
+		path = filepath.Join(root, "bin", "containerd-shim-rune-v2")
+	}
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(abs); err == nil && fi.Mode().Perm()&0o111 == 0 {
+			err = fmt.Errorf("%s is not executable", abs)
+		}
+	}
+	if err != nil {
+		clients.Unavailable(t, "shim binary (run `make build` or set %s): %v", envShimBinary, err)
+	}
+	return abs
+}
+
+func startSuite(t *testing.T) *suite {
+	t.Helper()
+	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "busybox", "go")
+	dir, err := os.MkdirTemp("", "rune-shim-")
+	if err != nil {
+		t.Fatalf("create suite dir: %v", err)
+	}
+	s := &suite{
+		rune:       runeBin,
+		shim:       shimBinary(t),
+		containerd: tools["containerd"],
+		ctr:        tools["ctr"],
+		dir:        dir,
+		config:     filepath.Join(dir, "containerd.toml"),
+		shimConfig: filepath.Join(dir, "shim.toml"),
+		state:      filepath.Join(dir, "state"),
+		sock:       filepath.Join(dir, "containerd.sock"),
+		runeRoot:   filepath.Join(dir, "rune"),
+		fifoDir:    filepath.Join(dir, "fifo"),
+		logDir:     filepath.Join(dir, "logs"),
+	}
+	t.Cleanup(func() { s.teardown(t) })
+	for _, d := range []string{s.fifoDir, s.logDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatalf("create %s: %v", d, err)
+		}
+	}
+	// Every path containerd would take from the host defaults points into dir. CRI is
+	// not needed (and would want CNI and a pause image).
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  address = %q
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), s.state, s.sock, s.sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
+	writeFile(t, s.config, config)
+	writeFile(t, s.shimConfig, fmt.Sprintf("log_level = \"debug\"\n\n[rune]\npath = %q\nroot = %q\n", s.rune, s.runeRoot))
+	s.startDaemon(t)
+
+	layer, err := clients.BusyboxRootfsTar(tools["busybox"])
+	if err != nil {
+		t.Fatalf("build image rootfs: %v", err)
+	}
+	layer, err = withFiles(layer, map[string][]byte{
+		"app/hello.wasm": buildWasm(t, tools["go"], "./examples/hello"),
+		"app/prog.wasm":  buildWasm(t, tools["go"], "./tests/integration/testdata/enclaveprog"),
+	})
+	if err != nil {
+		t.Fatalf("add the wasm workloads to the image: %v", err)
+	}
+	archive, err := clients.OCIArchive(layer, "latest")
+	if err != nil {
+		t.Fatalf("build OCI archive: %v", err)
+	}
+	archivePath := filepath.Join(dir, "image.tar")
+	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
+		t.Fatalf("write OCI archive: %v", err)
+	}
+	s.mustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), archivePath)
+	return s
+}
+
+// startDaemon starts containerd with the shim's directory first on its PATH (containerd
+// looks up containerd-shim-rune-v2 there) and the suite's shim configuration.
+func (s *suite) startDaemon(t *testing.T) {
+	t.Helper()
+	env := []string{
+		"PATH=" + filepath.Dir(s.shim) + ":" + os.Getenv("PATH"),
+		"INCLAVARE_SHIM_CONFIG=" + s.shimConfig,
+	}
+	argv := append(append([]string{"/usr/bin/env"}, env...), s.containerd, "--config", s.config)
+	d, err := clients.StartDaemon("containerd", s.dir, 15*time.Minute, argv...)
+	if err != nil {
+		t.Fatalf("start containerd: %v", err)
+	}
+	s.daemon = d
+	err = d.WaitReady(60*time.Second, func(ctx context.Context) error {
+		res, err := clients.Run(ctx, 10*time.Second, nil, s.ctr, "-a", s.sock, "--timeout", "2s", "version")
+		if err == nil && res.ExitCode != 0 {
+			err = errors.New(res.String())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("containerd: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}
+
+// buildWasm builds a package of the repository for WASI.
+func buildWasm(t *testing.T, goBin, pkg string) []byte {
+	t.Helper()
+	root, err := clients.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "m.wasm")
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s for wasip1: %v\n%s", pkg, err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// withFiles returns the tar layer with regular files added (and their directories).
+func withFiles(layer []byte, files map[string][]byte) ([]byte, error) {
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr := tar.NewReader(bytes.NewReader(layer))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read layer: %w", err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return nil, err
+		}
+	}
+	dirs := map[string]bool{}
+	for name, data := range files {
+		if dir := filepath.Dir(name); dir != "." && !dirs[dir] {
+			dirs[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+				return nil, err
+			}
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: time.Unix(0, 0)}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+func (s *suite) args(args ...string) []string {
+	return append([]string{"-a", s.sock, "-n", namespace}, args...)
+}
+
+func (s *suite) exec(ctx context.Context, args ...string) (clients.Result, error) {
+	return clients.Run(ctx, clientTimeout, nil, s.ctr, s.args(args...)...)
+}
+
+// ctrCmd runs a ctr command; only failing to run it at all is fatal.
+func (s *suite) ctrCmd(t *testing.T, args ...string) clients.Result {
+	t.Helper()
+	res, err := s.exec(context.Background(), args...)
+	if err != nil {
+		t.Fatalf("ctr: %v", err)
+	}
+	return res
+}
+
+// mustCtr runs a ctr command that must succeed and returns its trimmed stdout.
+func (s *suite) mustCtr(t *testing.T, args ...string) string {
+	t.Helper()
+	res := s.ctrCmd(t, args...)
+	if res.ExitCode != 0 {
+		t.Fatalf("ctr %s: %s", strings.Join(args, " "), res)
+	}
+	return strings.TrimSpace(res.Stdout)
+}
+
+// enclaveEnv makes a container an enclave container running builtin:wasm on the sim TEE.
+var enclaveEnv = []string{"--env", "ENCLAVE_TYPE=sim", "--env", "ENCLAVE_RUNTIME_PATH=builtin:wasm"}
+
+// runArgs builds `ctr run` arguments selecting the shim under test.
+func (s *suite) runArgs(flags []string, id string, cmd ...string) []string {
+	args := append([]string{"run", "--runtime", runtimeType, "--fifo-dir", s.fifoDir}, flags...)
+	return append(append(args, image, id), cmd...)
+}
+
+// startDetached runs `ctr run -d` with output in a log file, removes task and container
+// when the test ends, and returns the log path.
+func (s *suite) startDetached(t *testing.T, flags []string, id string, cmd ...string) string {
+	t.Helper()
+	logPath := filepath.Join(s.logDir, id+".log")
+	t.Cleanup(func() { s.remove(t, id) })
+	s.mustCtr(t, s.runArgs(append([]string{"-d", "--log-uri", "file://" + logPath}, flags...), id, cmd...)...)
+	return logPath
+}
+
+// remove deletes the task (killing it) and the container, either may be gone already.
+func (s *suite) remove(t *testing.T, id string) {
+	ctx := context.Background()
+	if res, err := s.exec(ctx, "task", "delete", "--force", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
+		t.Errorf("cleanup ctr task delete --force %s: %v %s", id, err, res)
+	}
+	if res, err := s.exec(ctx, "container", "rm", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
+		t.Errorf("cleanup ctr container rm %s: %v %s", id, err, res)
+	}
+}
+
+// task is one row of `ctr task ls`.
+type task struct {
+	pid    int
+	status string
+}
+
+func (s *suite) task(t *testing.T, id string) (task, bool) {
+	t.Helper()
+	for _, line := range strings.Split(s.mustCtr(t, "task", "ls"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == id {
+			pid, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("ctr task ls: bad pid in %q", line)
+			}
+			return task{pid: pid, status: f[2]}, true
+		}
+	}
+	return task{}, false
+}
+
+func (s *suite) waitTaskStatus(t *testing.T, id, want string) task {
+	t.Helper()
+	var got task
+	err := clients.WaitFor(60*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() (bool, error) {
+		var ok bool
+		got, ok = s.task(t, id)
+		return ok && got.status == want, fmt.Errorf("last seen %+v (listed: %v)", got, ok)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func waitFileLine(t *testing.T, path, want string) {
+	t.Helper()
+	err := clients.WaitFor(60*time.Second, fmt.Sprintf("%q in %s", want, path), func() (bool, error) {
+		data, err := os.ReadFile(path)
+		return err == nil && hasLine(string(data), want), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimRight(l, "\r") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// bundle is where containerd keeps task id's bundle.
+func (s *suite) bundle(id string) string {
+	return filepath.Join(s.state, "io.containerd.runtime.v2.task", namespace, id)
+}
+
+// runeStateRoot is the --root the shim gives rune: rune.root plus the namespace.
+func (s *suite) runeStateRoot() string { return filepath.Join(s.runeRoot, namespace) }
+
+// shimPid is the parent of a task's init: the shim is the subreaper of its containers.
+func shimPid(t *testing.T, initPid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", initPid))
+	if err != nil {
+		t.Fatalf("read stat of init %d: %v", initPid, err)
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ")".
+	rest := string(data[bytes.LastIndexByte(data, ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		t.Fatalf("short /proc/%d/stat: %q", initPid, data)
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatalf("parent pid of %d: %v", initPid, err)
+	}
+	return ppid
+}
+
+func processCmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+}
+
+func (s *suite) teardown(t *testing.T) {
+	ctx := context.Background()
+	if s.daemon != nil {
+		if res, err := s.exec(ctx, "container", "ls", "-q"); err == nil && res.ExitCode == 0 {
+			for _, id := range strings.Fields(res.Stdout) {
+				s.remove(t, id)
+			}
+		}
+		if t.Failed() {
+			t.Logf("containerd log tail:\n%s", s.daemon.LogTail(60))
+		}
+		if err := s.daemon.Stop(30 * time.Second); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	}
+	if err := clients.ForceDeleteAll(ctx, s.rune, s.runeStateRoot()); err != nil {
+		t.Errorf("teardown: %v", err)
+	}
+	if pids, err := clients.KillProcessesUnder(s.dir); err != nil {
+		t.Errorf("teardown: %v", err)
+	} else if len(pids) > 0 {
+		t.Logf("teardown: killed leftover processes %v", pids)
+	}
+	if err := clients.UnmountUnder(s.dir); err != nil {
+		t.Errorf("teardown: %v", err)
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		t.Errorf("teardown: remove %s: %v", s.dir, err)
+	}
+	clients.RemoveEmptyCgroups(namespace)
+}
