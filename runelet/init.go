@@ -40,6 +40,10 @@ type pid1 struct {
 	measurement string
 	initErr     error
 
+	// reaper is set for runtimes whose every child is known (builtin:native); a PAL waits for the
+	// children it forks itself, and an orphan reaper could take their status from it.
+	reaper *reaper
+
 	mu      sync.Mutex
 	started bool
 	entry   enclave.Proc
@@ -74,6 +78,9 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 	signal.Notify(sigs)
 
 	p := &pid1{cfg: cfg, startC: make(chan struct{})}
+	if name, _ := cfg.Settings.Builtin(); name == "native" {
+		p.reaper = newReaper()
+	}
 	hostLn, err := net.FileListener(os.NewFile(uintptr(cfg.HostListenFD), "runelet-host"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: host socket:", err)
@@ -98,6 +105,10 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		select {
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
+			if sig == unix.SIGCHLD {
+				p.reapOrphans()
+				continue
+			}
 			if ignoredSignal(sig) {
 				continue
 			}
@@ -109,6 +120,26 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 			return p.runEntrypoint(sigs)
 		}
 	}
+}
+
+func (p *pid1) reapOrphans() {
+	if p.reaper != nil {
+		p.reaper.reap()
+	}
+}
+
+// spawn starts proc in the enclave, registered with the reaper before any zombie of it can be seen.
+func (p *pid1) spawn(proc enclave.Process) (enclave.Proc, error) {
+	if p.reaper == nil {
+		return p.rt.Spawn(context.Background(), proc)
+	}
+	p.reaper.mu.Lock()
+	defer p.reaper.mu.Unlock()
+	running, err := p.rt.Spawn(context.Background(), proc)
+	if err == nil {
+		p.reaper.spawnedLocked(running)
+	}
+	return running, err
 }
 
 func (p *pid1) runEntrypoint(sigs chan os.Signal) int {
@@ -124,6 +155,10 @@ func (p *pid1) runEntrypoint(sigs chan os.Signal) int {
 		select {
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
+			if sig == unix.SIGCHLD {
+				p.reapOrphans()
+				continue
+			}
 			if ignoredSignal(sig) {
 				continue
 			}
@@ -343,7 +378,7 @@ func (p *pid1) start() *Response {
 	if err != nil {
 		return &Response{Error: err.Error()}
 	}
-	entry, err := p.rt.Spawn(context.Background(), proc)
+	entry, err := p.spawn(proc)
 	if err != nil {
 		return &Response{Error: fmt.Sprintf("start %s in the enclave: %v", proc.Path, err)}
 	}
@@ -379,7 +414,7 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 		return
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
-	running, err := p.rt.Spawn(context.Background(), proc)
+	running, err := p.spawn(proc)
 	if err != nil {
 		_ = c.send(&Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})
 		return
@@ -405,6 +440,9 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 		}
 	}()
 	code, err := running.Wait()
+	if p.reaper != nil {
+		p.reaper.forget(running)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: exec:", err)
 	}

@@ -279,6 +279,9 @@ func (p *process) wait() {
 	}
 }
 
+// PID is the host-visible process id, so that PID 1 can tell its own children from orphans it reaps.
+func (p *process) PID() int { return p.proc.Pid }
+
 // Wait implements enclave.Proc: the exit status, 128+signal when a signal killed the process.
 func (p *process) Wait() (int, error) {
 	<-p.done

@@ -231,3 +231,19 @@ func TestEnclaveWorkloadEvidence(t *testing.T) {
 		})
 	}
 }
+
+// TestEnclaveNativeReapsOrphans: the runelet, as PID 1, reaps the workload's orphaned children, so
+// no zombie stays behind while the workload runs.
+func TestEnclaveNativeReapsOrphans(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	script := `(sleep 0.1 &); (true &); sleep 1
+n=0; for f in /proc/[0-9]*/stat; do read l < $f; case "$l" in *") Z "*) n=$((n+1));; esac; done
+echo zombies=$n`
+	dir, _ := enclaveBundle(t, []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}, "sh", "-c", script)
+	res := r.run(t, "run", "-b", dir, "reaper")
+	if res.code != 0 || res.stdout != "zombies=0\n" {
+		t.Errorf("orphans not reaped: %d %q %s", res.code, res.stdout, res.stderr)
+	}
+}
