@@ -235,3 +235,24 @@ func TestForegroundSignals(t *testing.T) {
 	}
 	assertNothingLeft(t, r, "sig", dir)
 }
+
+// TestCheckpointNeedsCRIU: without CRIU, checkpoint and restore say so instead of failing deep inside.
+// (With Debian's CRIU 3.17 on this kernel, CRIU itself cannot dump, for runc as for rune.)
+func TestCheckpointNeedsCRIU(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	dir, _ := bundle(t, "sleep", "100")
+	if res := r.run(t, "run", "-d", "-b", dir, "ckpt"); res.code != 0 {
+		t.Fatalf("run -d: %s", res.stderr)
+	}
+	t.Setenv("PATH", "/nonexistent")
+	for _, cmd := range [][]string{{"checkpoint", "ckpt"}, {"restore", "-b", dir, "ckpt2"}} {
+		res := r.run(t, cmd...)
+		if res.code != 1 || !strings.Contains(res.stderr, "needs CRIU") {
+			t.Errorf("%v without CRIU: %d %q", cmd, res.code, res.stderr)
+		}
+	}
+	if st := r.state(t, "ckpt"); st["status"] != "running" {
+		t.Errorf("failed checkpoint disturbed the container: %v", st)
+	}
+}
