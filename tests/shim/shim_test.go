@@ -259,6 +259,100 @@ func TestShim(t *testing.T) {
 		}
 	})
 
+	// Clients must see the exits of processes exec'd into a container before init's. With
+	// its own PID namespace they die with init; in a shared one the shim kills them when
+	// init exits (rune kill --all), and init's exit is held until theirs are published.
+	t.Run("InitExitAfterExecExits", func(t *testing.T) {
+		const host = "pidns-host"
+		s.startDetached(t, nil, host, "sleep", "600")
+		hostTask := s.waitTaskStatus(t, host, "RUNNING")
+		tests := []struct {
+			name  string
+			flags []string
+		}{
+			{"own pid namespace", nil},
+			{"shared pid namespace", []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", hostTask.pid)}},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				id := fmt.Sprintf("exit-order-%d", i)
+				s.startDetached(t, tc.flags, id, "sleep", "600")
+				s.waitTaskStatus(t, id, "RUNNING")
+				ev, err := clients.StartBackground(2*time.Minute, s.ctr, "-a", s.sock, "events")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(ev.Stop)
+				s.mustCtr(t, "task", "exec", "--detach", "--exec-id", "bystander", "--fifo-dir", s.fifoDir, id, "sleep", "600")
+				if err := clients.WaitFor(30*time.Second, "exec-started event", func() (bool, error) {
+					return eventLine(ev.Stdout(), "/tasks/exec-started", id) != "", nil
+				}); err != nil {
+					t.Fatalf("%v; events:\n%s", err, ev.Stdout())
+				}
+				s.mustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+				s.waitTaskStatus(t, id, "STOPPED")
+				var execExit, initExit string
+				err = clients.WaitFor(30*time.Second, "both exit events", func() (bool, error) {
+					out := ev.Stdout()
+					execExit, initExit = exitEventLine(out, id, "bystander"), exitEventLine(out, id, id)
+					return execExit != "" && initExit != "", nil
+				})
+				if err != nil {
+					t.Fatalf("%v; events:\n%s", err, ev.Stdout())
+				}
+				if out := ev.Stdout(); strings.Index(out, execExit) > strings.Index(out, initExit) {
+					t.Fatalf("init's exit was published before the exec'd process's:\n%s", out)
+				}
+				res := s.ctrCmd(t, "task", "delete", id)
+				if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
+					t.Fatalf("ctr task delete: got %s, want exit code 137", res)
+				}
+			})
+		}
+	})
+
+	t.Run("Terminal", func(t *testing.T) {
+		script, err := clients.LookBinary("script")
+		if err != nil {
+			clients.Unavailable(t, "script (util-linux) runs ctr on a terminal: %v", err)
+		}
+		tests := []struct {
+			name  string
+			flags []string
+			cmd   string
+			want  []string
+			exit  int
+		}{
+			{name: "ordinary", cmd: "tty; echo on-a-tty; exit 9", want: []string{"/dev/pts/0", "on-a-tty"}, exit: 9},
+			{name: "enclave", flags: enclaveEnv, cmd: "", want: []string{"Hello from an enclave container!"}, exit: 5},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				id := fmt.Sprintf("tty-%d", i)
+				t.Cleanup(func() { s.remove(t, id) })
+				argv := append([]string{s.ctr}, s.args(s.runArgs(append([]string{"--rm", "-t"}, tc.flags...), id)...)...)
+				if tc.cmd != "" {
+					argv = append(argv, "sh", "-c", tc.cmd)
+				} else {
+					argv = append(argv, "/app/hello.wasm", "5")
+				}
+				// script gives ctr a terminal and exits with its status.
+				res, err := clients.Run(context.Background(), clientTimeout, nil, script, "-qec", shellQuote(argv), "/dev/null")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(res.Stdout, w) {
+						t.Fatalf("ctr run -t: %s, want output with %q", res, w)
+					}
+				}
+				if res.ExitCode != tc.exit {
+					t.Fatalf("ctr run -t: %s, want exit %d", res, tc.exit)
+				}
+			})
+		}
+	})
+
 	t.Run("PodGrouping", func(t *testing.T) {
 		pod := []string{"--annotation", "io.kubernetes.cri.sandbox-id=pod-1"}
 		s.startDetached(t, pod, "pod-a", "sleep", "600")
@@ -441,6 +535,26 @@ func ecKeyPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// exitEventLine returns the /tasks/exit line of process id (the container id for init)
+// of container cid.
+func exitEventLine(out, cid, id string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, " /tasks/exit ") && strings.Contains(l, `"container_id":"`+cid+`"`) && strings.Contains(l, `"id":"`+id+`"`) {
+			return l
+		}
+	}
+	return ""
+}
+
+// shellQuote joins argv into one sh command line.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }
 
 // shimOptions is the part of the bundle's options.json the tests check.
