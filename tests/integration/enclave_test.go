@@ -247,3 +247,32 @@ echo zombies=$n`
 		t.Errorf("orphans not reaped: %d %q %s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// TestEnclaveScratchRootfs: the runelet needs nothing from the image: a rootfs holding only the
+// wasm module runs, as FROM scratch images do.
+func TestEnclaveScratchRootfs(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	wasmProg, _ := enclaveProgs(t)
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(wasmProg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "app", "prog.wasm"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := defaultSpec(t)
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"/app/prog.wasm", "exit", "3"}
+	spec.Process.Env = append(spec.Process.Env, simWasm()...)
+	writeSpec(t, dir, spec)
+	if res := r.run(t, "run", "-b", dir, "scratch"); res.code != 3 || res.stdout != "exit 3\n" {
+		t.Errorf("scratch rootfs: %d %q %s", res.code, res.stdout, res.stderr)
+	}
+	assertNothingLeft(t, r, "scratch", dir)
+}
