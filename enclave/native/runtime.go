@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,25 +100,11 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 	if destroyed {
 		return nil, errors.New("builtin:native: runtime destroyed")
 	}
-	if p.Path == "" {
-		return nil, errors.New("builtin:native: process path is empty")
+	res, err := p.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("builtin:native: %w", err)
 	}
-	dir := p.Dir
-	if dir == "" {
-		dir = "/"
-	}
-	if !path.IsAbs(dir) {
-		return nil, fmt.Errorf("builtin:native: working directory %q is not absolute", p.Dir)
-	}
-	exePath := p.Path
-	if !path.IsAbs(exePath) {
-		exePath = path.Join(dir, exePath)
-	}
-	argv := p.Args
-	if len(argv) == 0 {
-		argv = []string{p.Path}
-	}
-	return &launch{exePath: exePath, Launch: Launch{Args: argv, Env: p.Env, Dir: dir}}, nil
+	return &launch{exePath: res.Path, Launch: Launch{Args: res.Args, Env: p.Env, Dir: res.Dir}}, nil
 }
 
 // executable reads the regular file the process would execute.

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -268,28 +267,16 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 	if destroyed {
 		return nil, errors.New("builtin:wasm: runtime destroyed")
 	}
-	if p.Path == "" {
-		return nil, errors.New("builtin:wasm: process path is empty")
+	res, err := p.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("builtin:wasm: %w", err)
 	}
-	dir := p.Dir
-	if dir == "" {
-		dir = "/"
-	}
-	if !path.IsAbs(dir) {
-		return nil, fmt.Errorf("builtin:wasm: working directory %q is not absolute", p.Dir)
-	}
-	modulePath := p.Path
-	if !path.IsAbs(modulePath) {
-		modulePath = path.Join(dir, modulePath)
-	}
+	modulePath := res.Path
 	module, err := r.rootfs.readFile(modulePath)
 	if err != nil {
 		return nil, fmt.Errorf("builtin:wasm: read wasm module %s: %w", modulePath, err)
 	}
-	argv := p.Args
-	if len(argv) == 0 {
-		argv = []string{p.Path}
-	}
+	argv := res.Args
 	for _, kv := range p.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return nil, fmt.Errorf("builtin:wasm: environment entry %q: want KEY=VALUE", kv)
