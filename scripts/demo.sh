@@ -46,8 +46,15 @@ rune create -b "$work/bundle" demo-enclave
 rune state demo-enclave | grep -E '"(id|status)"'
 nonce=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 say "Attestation evidence (nonce $nonce)"
-rune attest --nonce "$nonce" --output "$work/evidence.bin" demo-enclave
+rune attest --nonce "$nonce" --output "$work/evidence.bin" demo-enclave | tee "$work/attest.json"
+measurement=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["measurement"])' "$work/attest.json")
 rune start demo-enclave
 sleep 0.5
 rune delete demo-enclave
-say "Done. Evidence written to $work/evidence.bin"
+
+say "shelter verifies the evidence against this host's sim platform and reference values"
+rune sim-platform-cert > "$work/sim-platform.pem"
+cat > "$work/policy.json" <<JSON
+{"tees": {"sim": {"measurements": {"measurement": ["$measurement"]}, "allow_unknown_tcb": true}}}
+JSON
+"$bin/shelter" verify --roots "$work/sim-platform.pem" --policy "$work/policy.json" "$work/evidence.bin"
