@@ -61,7 +61,9 @@
 //     that) and makes its certificate for this connection with the challenge as "nonce".
 //
 // Fresh certificates cost one evidence and one signature per connection; without RequireFresh the
-// cached certificate is used and renewed at half its validity (DefaultValidity). Post-handshake
+// cached certificate is used and renewed at half its validity (DefaultValidity). Any client can
+// ask for a fresh certificate by sending a nonce, so a server whose evidence is expensive (a
+// hardware quote) should bound its connection rate (inclavared bounds concurrent connections). Post-handshake
 // challenges over the connection (nonce ‖ exported keying material) were rejected because they
 // need framing of their own on the TLS stream, which peers of the standard format do not speak,
 // and verification would no longer be part of the handshake.
