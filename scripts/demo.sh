@@ -7,7 +7,9 @@ bin=$top/bin
 work=${DEMO_DIR:-/tmp/rune-demo}
 root=$work/state
 rune() { "$bin/rune" --root "$root" "$@"; }
+inclavared_pid=
 cleanup() {
+  [ -n "$inclavared_pid" ] && kill "$inclavared_pid" 2>/dev/null && wait "$inclavared_pid" 2>/dev/null
   for id in $(rune list -q 2>/dev/null); do rune delete -f "$id" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
@@ -58,3 +60,29 @@ cat > "$work/policy.json" <<JSON
 {"tees": {"sim": {"measurements": {"measurement": ["$measurement"]}, "allow_unknown_tcb": true}}}
 JSON
 "$bin/shelter" verify --roots "$work/sim-platform.pem" --policy "$work/policy.json" "$work/evidence.bin"
+
+say "Remote attestation: a confidential service in an enclave container, inclavared, shelter"
+svc=$work/svc; mkdir -p "$svc" "$rootfs/run/svc"
+(cd "$top" && CGO_ENABLED=0 go build -o "$rootfs/app/confidential-service" ./examples/confidential-service)
+python3 - "$work/bundle/config.json" "$svc" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["/app/confidential-service", "--listen", "unix:///run/svc/svc.sock", "--message", "hello from the enclave"]
+c["process"]["env"] = [e for e in c["process"]["env"] if not e.startswith("ENCLAVE_")] + ["ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"]
+c["mounts"].append({"destination": "/run/svc", "type": "bind", "source": sys.argv[2], "options": ["rbind", "rw"]})
+json.dump(c, open(p, "w"), indent=1)
+PY
+rune run -d -b "$work/bundle" demo-service </dev/null >"$work/service.log" 2>&1
+for _ in $(seq 100); do [ -S "$svc/svc.sock" ] && break; sleep 0.1; done
+svc_measurement=$(rune attest demo-service | python3 -c 'import json,sys; print(json.load(sys.stdin)["measurement"])')
+policy() { echo "{\"tees\": {\"sim\": {\"measurements\": {\"measurement\": [\"$1\"]}, \"allow_unknown_tcb\": true}}}"; }
+policy "$svc_measurement" > "$work/service-policy.json"
+policy "$("$bin/inclavared" --print-measurement)" > "$work/inclavared-policy.json"
+"$bin/inclavared" --listen "unix://$work/inclavared.sock" --upstream "unix://$svc/svc.sock" \
+  --upstream-policy "$work/service-policy.json" --roots "$work/sim-platform.pem" \
+  --sim-platform-key "${RUNE_SIM_PLATFORM_KEY:-/var/lib/rune/sim/platform-key.pem}" >"$work/inclavared.log" 2>&1 &
+inclavared_pid=$!
+for _ in $(seq 100); do [ -S "$work/inclavared.sock" ] && break; sleep 0.1; done
+"$bin/shelter" remoteattestation --addr "unix://$work/inclavared.sock" --roots "$work/sim-platform.pem" \
+  --policy "$work/service-policy.json" --inclavared-policy "$work/inclavared-policy.json"
+say "Done: the enclave's measurement and evidence verified, locally and remotely"
