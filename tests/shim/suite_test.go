@@ -28,6 +28,10 @@ const (
 	clientTimeout = 90 * time.Second
 	// envShimBinary overrides the shim under test (default <repo>/bin/containerd-shim-rune-v2).
 	envShimBinary = "SHIM_BINARY"
+	// envContainerd and envCtr override containerd and ctr (default: Debian's 1.6 on PATH),
+	// to run the suite against another containerd, such as a 1.7 built from source.
+	envContainerd = "CONTAINERD_BINARY"
+	envCtr        = "CTR_BINARY"
 )
 
 // suite is one private containerd whose PATH leads to the shim under test.
@@ -90,6 +94,11 @@ func startSuite(t *testing.T) *suite {
 		runeRoot:   filepath.Join(dir, "rune"),
 		fifoDir:    filepath.Join(dir, "fifo"),
 		logDir:     filepath.Join(dir, "logs"),
+	}
+	for env, p := range map[string]*string{envContainerd: &s.containerd, envCtr: &s.ctr} {
+		if v := os.Getenv(env); v != "" {
+			*p = v
+		}
 	}
 	t.Cleanup(func() { s.teardown(t) })
 	for _, d := range []string{s.fifoDir, s.logDir} {
