@@ -287,7 +287,8 @@ func (c CertificationData) PCKChain() ([]*x509.Certificate, error) {
 // whitespace between them is an error: a chain with junk in it is not what the signer produced.
 func ParsePEMCertificates(b []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	rest := b
+	// Quote libraries of 2021 wrote chains with no line break between blocks, which pem.Decode skips.
+	rest := bytes.ReplaceAll(b, []byte("-----END CERTIFICATE----------BEGIN"), []byte("-----END CERTIFICATE-----\n-----BEGIN"))
 	for len(bytes.TrimSpace(rest)) != 0 {
 		// pem.Decode silently skips text before a block; refuse it instead.
 		if begin := bytes.Index(rest, []byte("-----BEGIN")); begin < 0 || len(bytes.TrimSpace(rest[:begin])) != 0 {
