@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 40m
 export RUNE_BINARY := $(BIN)/rune
 export RUNE_RUNELET := $(BIN)/init-runelet
 
-.PHONY: all build test vet demo conformance bench clean
+.PHONY: all build test vet fuzz demo conformance bench clean
 
 all: build
 
@@ -24,6 +24,11 @@ vet:
 # and the OCI runtime-tools validation suite. -p 1: the suites start daemons and must not overlap.
 test: build vet
 	$(GO) test -tags "$(TAGS)" -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... ./internal/testdata/
+	FUZZTIME=3s ./scripts/fuzz-smoke.sh
+
+# Every fuzz target for FUZZTIME (default 3s; make test runs them briefly).
+fuzz:
+	./scripts/fuzz-smoke.sh
 
 demo: build
 	./scripts/demo.sh
