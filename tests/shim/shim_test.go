@@ -472,7 +472,7 @@ func TestShim(t *testing.T) {
 				t.Fatalf("process %d (%s) did not survive containerd's death: %v", pid, processCmdline(pid), err)
 			}
 		}
-		s.startDaemon(t)
+		s.startDaemon(t, "containerd-restarted")
 
 		for _, tc := range []struct {
 			id  string

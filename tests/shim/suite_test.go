@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,7 +129,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 `, filepath.Join(dir, "root"), s.state, s.sock, s.sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
 	writeFile(t, s.config, config)
 	writeFile(t, s.shimConfig, fmt.Sprintf("log_level = \"debug\"\n\n[rune]\npath = %q\nroot = %q\n", s.rune, s.runeRoot))
-	s.startDaemon(t)
+	s.startDaemon(t, "containerd")
 
 	layer, err := clients.BusyboxRootfsTar(tools["busybox"])
 	if err != nil {
@@ -155,14 +156,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 // startDaemon starts containerd with the shim's directory first on its PATH (containerd
 // looks up containerd-shim-rune-v2 there) and the suite's shim configuration.
-func (s *suite) startDaemon(t *testing.T) {
+// name names its log file, <dir>/<name>.log.
+func (s *suite) startDaemon(t *testing.T, name string) {
 	t.Helper()
 	env := []string{
 		"PATH=" + filepath.Dir(s.shim) + ":" + os.Getenv("PATH"),
 		"INCLAVARE_SHIM_CONFIG=" + s.shimConfig,
 	}
 	argv := append(append([]string{"/usr/bin/env"}, env...), s.containerd, "--config", s.config)
-	d, err := clients.StartDaemon("containerd", s.dir, 15*time.Minute, argv...)
+	d, err := clients.StartDaemon(name, s.dir, 15*time.Minute, argv...)
 	if err != nil {
 		t.Fatalf("start containerd: %v", err)
 	}
@@ -395,6 +397,27 @@ func processCmdline(pid int) string {
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 }
 
+// shimCrash matches what a crashing or racy shim writes to its stderr, which containerd
+// copies into its log verbatim (its own lines start with time=).
+var shimCrash = regexp.MustCompile(`(?m)^(panic: |fatal error: |WARNING: DATA RACE)`)
+
+// checkShimCrashes fails the suite if any shim panicked, crashed or (when built with
+// -race) raced while the daemons ran.
+func (s *suite) checkShimCrashes(t *testing.T) {
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "containerd*.log"))
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			t.Errorf("read %s: %v", l, err)
+			continue
+		}
+		if loc := shimCrash.FindIndex(data); loc != nil {
+			end := min(len(data), loc[0]+4000)
+			t.Errorf("%s reports a shim crash or data race:\n%s", filepath.Base(l), data[loc[0]:end])
+		}
+	}
+}
+
 func (s *suite) teardown(t *testing.T) {
 	ctx := context.Background()
 	if s.daemon != nil {
@@ -409,6 +432,7 @@ func (s *suite) teardown(t *testing.T) {
 		if err := s.daemon.Stop(30 * time.Second); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
+		s.checkShimCrashes(t)
 	}
 	if err := clients.ForceDeleteAll(ctx, s.rune, s.runeStateRoot()); err != nil {
 		t.Errorf("teardown: %v", err)
