@@ -49,9 +49,9 @@ import (
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
 
-// AvailableCarriers are the image carriers this build provides (none yet: image
+// availableCarriers are the image carriers this build provides (none yet: image
 // conversion comes with the carriers). A configuration enabling any other fails create.
-var AvailableCarriers []string
+var availableCarriers []string
 
 // Service is the shim's task service.
 type Service struct {
@@ -214,7 +214,7 @@ func (s *Service) runeOptions(ctx context.Context, r *taskAPI.CreateTaskRequest)
 		return nil, err
 	}
 	applyLogLevel(ctx, cfg)
-	if err := cfg.CheckCarriers(AvailableCarriers); err != nil {
+	if err := cfg.CheckCarriers(availableCarriers); err != nil {
 		return nil, err
 	}
 	runePath, err := cfg.ResolveRune(s.shimExe)

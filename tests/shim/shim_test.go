@@ -166,6 +166,30 @@ func TestShim(t *testing.T) {
 				t.Fatalf("ENCLAVE_TYPE as the workload sees it: %s, want \"unset\"", res)
 			}
 		})
+		// rune refuses bad enclave settings at create; the reason reaches the client.
+		t.Run("bad settings fail create", func(t *testing.T) {
+			tests := []struct {
+				name string
+				env  []string
+				want string
+			}{
+				{"unknown type", []string{"--env", "ENCLAVE_TYPE=bogus", "--env", "ENCLAVE_RUNTIME_PATH=builtin:wasm"}, `unknown enclave type "bogus"`},
+				{"hardware absent", []string{"--env", "ENCLAVE_TYPE=intelSgx", "--env", "ENCLAVE_RUNTIME_PATH=builtin:wasm"}, "needs TEE hardware"},
+			}
+			for i, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					id := fmt.Sprintf("enclave-bad-%d", i)
+					t.Cleanup(func() { s.remove(t, id) })
+					res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, tc.env...), id, "/app/hello.wasm")...)
+					if res.ExitCode == 0 || !strings.Contains(res.Stderr, tc.want) {
+						t.Fatalf("ctr run with %v: %s, want a failed create naming %q", tc.env, res, tc.want)
+					}
+					if _, err := os.Stat(filepath.Join(s.runeStateRoot(), id)); !errors.Is(err, os.ErrNotExist) {
+						t.Fatalf("rune state for %s after a failed create: %v", id, err)
+					}
+				})
+			}
+		})
 		t.Run("exec attest kill delete", func(t *testing.T) {
 			const id = "enclave-sleeper"
 			logPath := s.startDetached(t, enclaveEnv, id, "/app/prog.wasm", "sleep")
