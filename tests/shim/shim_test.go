@@ -34,6 +34,7 @@ func TestShim(t *testing.T) {
 		tests := []struct {
 			name     string
 			flags    []string
+			stdin    string
 			cmd      []string
 			want     string
 			wantExit int
@@ -44,11 +45,21 @@ func TestShim(t *testing.T) {
 			{name: "exit 3", cmd: []string{"sh", "-c", "echo bye; exit 3"}, want: "bye\n", wantExit: 3},
 			{name: "exit 255", cmd: []string{"sh", "-c", "exit 255"}, wantExit: 255},
 			{name: "false", cmd: []string{"false"}, wantExit: 1},
+			{name: "stderr kept apart", cmd: []string{"sh", "-c", "echo out; echo err >&2"}, want: "out\n"},
+			// ctr does not close the task's stdin at EOF, so the reader stops by itself.
+			{name: "stdin", stdin: "line one\nline two\n", cmd: []string{"head", "-n", "2"}, want: "line one\nline two\n"},
 		}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				id := fmt.Sprintf("run-%d", i)
-				res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)
+				var stdin []byte
+				if tc.stdin != "" {
+					stdin = []byte(tc.stdin)
+				}
+				res, err := clients.Run(context.Background(), clientTimeout, stdin, s.ctr, s.args(s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)...)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
 					t.Fatalf("ctr run %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
 				}
