@@ -3,7 +3,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(runc crun containerd docker.io busybox-static umoci skopeo criu hyperfine libseccomp-dev
-      containernetworking-plugins gcc make pkg-config iproute2 procps psmisc)
+      containernetworking-plugins gcc make pkg-config iproute2 procps psmisc util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
