@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
@@ -275,4 +277,44 @@ func TestEnclaveScratchRootfs(t *testing.T) {
 		t.Errorf("scratch rootfs: %d %q %s", res.code, res.stdout, res.stderr)
 	}
 	assertNothingLeft(t, r, "scratch", dir)
+}
+
+// TestEnclaveExecKill: a signal to an exec'd process (what containerd's shim sends to the exec's pid)
+// reaches the process running in the enclave runtime, which ends with it.
+func TestEnclaveExecKill(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	dir, _ := enclaveBundle(t, []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}, "/app/prog", "sleep")
+	if res := r.run(t, "run", "-d", "-b", dir, "execkill"); res.code != 0 {
+		t.Fatalf("run -d: %s", res.stderr)
+	}
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	if res := r.run(t, "exec", "-d", "--pid-file", pidFile, "execkill", "sleep", "1000"); res.code != 0 {
+		t.Fatalf("exec -d: %d %s", res.code, res.stderr)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execPid := atoi(strings.TrimSpace(string(b)))
+	enclaveSleep := func() int {
+		n := 0
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			cmd, _ := os.ReadFile(p)
+			if string(cmd) == "sleep\x001000\x00" {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 10*time.Second, func() bool { return enclaveSleep() == 1 })
+	if err := syscall.Kill(execPid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return enclaveSleep() == 0 })
+	if st := r.state(t, "execkill"); st["status"] != "running" {
+		t.Errorf("killing the exec'd process disturbed the container: %v", st)
+	}
 }
