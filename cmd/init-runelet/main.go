@@ -22,12 +22,16 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: init-runelet init | exec -- command [args…]")
+		fmt.Fprintln(os.Stderr, "usage: init-runelet init | exec -- command [args…] | prepare | sim-platform-cert [KEYFILE]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "init":
 		os.Exit(runelet.Main(openRuntime, openEvidence))
+	case "prepare":
+		os.Exit(prepareMain())
+	case "sim-platform-cert":
+		os.Exit(simPlatformCertMain(os.Args[2:]))
 	case "exec":
 		args := os.Args[2:]
 		if len(args) > 0 && args[0] == "--" {

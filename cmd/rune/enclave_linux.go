@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
@@ -119,11 +119,22 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, 
 		rootfs = filepath.Join(bundle, rootfs)
 	}
 	launch := runelet.Launch{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd}
+	if len(launch.Args) == 0 {
+		return nil, errors.New("args must not be empty")
+	}
+	path, err := lookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd)
+	if err != nil {
+		return nil, err
+	}
 	cacheDir := ""
 	if name, _ := s.Builtin(); name == "wasm" {
 		cacheDir = wasmCacheDir()
 	}
-	measurement, err := measureOnHost(s, rootfs, launch, cacheDir)
+	// The runtimes' code runs in the runelet binary, so that rune starts as quickly as runc.
+	host, err := runelet.HostPrepare(bin, &runelet.PrepareRequest{
+		Settings: *s, Rootfs: rootfs, Path: path, Launch: launch, CacheDir: cacheDir,
+		SimPlatformKey: os.Getenv("RUNE_SIM_PLATFORM_KEY"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -132,54 +143,16 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, 
 		return nil, err
 	}
 	prep.Config.ID = id
-	prep.Config.Measurement = measurement
-	if s.Type == enclave.TypeSim {
-		key, err := endorseSimEnclave(measurement, s.RuntimePath)
-		if err != nil {
-			return nil, err
-		}
-		prep.Config.EnclaveKey = key
-	}
+	prep.Config.Measurement = host.Measurement
+	prep.Config.EnclaveKey = host.EnclaveKey
 	return &enclaveLaunch{root: root, id: id, prep: prep}, nil
-}
-
-// measureOnHost measures the entrypoint as the enclave runtime will, from the host's view of the
-// rootfs; for wasm it also checks the module and fills the compilation cache.
-func measureOnHost(s *enclave.Settings, rootfs string, l runelet.Launch, cacheDir string) (string, error) {
-	if len(l.Args) == 0 {
-		return "", errors.New("args must not be empty")
-	}
-	path, err := lookPathInRootfs(rootfs, l.Args[0], l.Env, l.Cwd)
-	if err != nil {
-		return "", err
-	}
-	p := enclave.Process{Path: path, Args: l.Args, Env: l.Env, Dir: l.Cwd}
-	cfg := enclave.Config{Type: s.Type, RuntimePath: s.RuntimePath, Args: s.Args, LogLevel: s.LogLevel, Rootfs: rootfs}
-	name, builtin := s.Builtin()
-	if !builtin {
-		return pal.Measure(s.RuntimePath, cfg, p)
-	}
-	if name == "wasm" {
-		if err := prepareWasm(rootfs, path, cacheDir); err != nil {
-			return "", err
-		}
-	}
-	rt, err := enclave.Builtin(name)
-	if err != nil {
-		return "", err
-	}
-	if err := rt.Init(context.Background(), cfg); err != nil {
-		return "", err
-	}
-	defer rt.Destroy()
-	return rt.Measurement(p)
 }
 
 // lookPathInRootfs resolves name as the runelet will inside the container, but from the host,
 // never leaving rootfs (symlinks are resolved inside it). It returns the in-container path.
 func lookPathInRootfs(rootfs, name string, env []string, cwd string) (string, error) {
 	exists := func(p string) bool {
-		hp, err := securePath(rootfs, p)
+		hp, err := securejoin.SecureJoin(rootfs, p)
 		if err != nil {
 			return false
 		}

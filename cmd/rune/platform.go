@@ -1,10 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/urfave/cli"
 )
 
@@ -13,17 +12,21 @@ var platformCertCommand = cli.Command{
 	Usage: "print this host's simulated (sim TEE) platform certificate, the trust anchor for sim evidence",
 	Description: `The sim TEE has no hardware root of trust: its evidence is signed by a per-host
 platform key (created on first use at $RUNE_SIM_PLATFORM_KEY, default
-` + sim.DefaultPlatformKeyPath + `). Verifiers that choose to accept sim evidence
+/var/lib/rune/sim/platform-key.pem). Verifiers that choose to accept sim evidence
 need this certificate (e.g. shelter --roots FILE).`,
 	Action: func(c *cli.Context) error {
 		if err := checkArgs(c, 0, exactArgs); err != nil {
 			return err
 		}
-		p, err := sim.LoadOrCreatePlatform(simPlatformKeyPath())
+		bin, err := runelet.FindRunelet()
 		if err != nil {
-			return fmt.Errorf("sim platform key: %w", err)
+			return err
 		}
-		_, err = os.Stdout.Write(p.CertificatePEM())
+		pem, err := runelet.SimPlatformCertificate(bin, os.Getenv("RUNE_SIM_PLATFORM_KEY"))
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(pem)
 		return err
 	},
 }
