@@ -242,32 +242,42 @@ func (p *pid1) process(args, env []string, cwd string) (enclave.Process, error) 
 }
 
 func lookPath(name string, env []string, cwd string) (string, error) {
+	return LookPath(name, env, cwd, func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.Mode().IsRegular()
+	})
+}
+
+// defaultPath is the search path when the process environment has no PATH (runc's choice too).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// LookPath resolves a program name as exec(3p) would, with exists deciding whether a candidate path
+// is a regular file. rune (on the host, inside the rootfs) and the runelet (in the container) share
+// it, so that what rune measures at create is what the runelet runs.
+func LookPath(name string, env []string, cwd string, exists func(path string) bool) (string, error) {
 	if strings.Contains(name, "/") {
-		path := name
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(cwd, path)
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
 		}
-		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("entrypoint %s: %w", name, err)
+		if !exists(p) {
+			return "", fmt.Errorf("entrypoint %s: no such file", name)
 		}
-		return path, nil
+		return p, nil
 	}
-	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	pathEnv := defaultPath
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 			pathEnv = v
 		}
 	}
 	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" {
-			dir = "."
+		p := filepath.Join(dir, name)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
 		}
-		cand := filepath.Join(dir, name)
-		if !filepath.IsAbs(cand) {
-			cand = filepath.Join(cwd, cand)
-		}
-		if fi, err := os.Stat(cand); err == nil && fi.Mode().IsRegular() {
-			return cand, nil
+		if exists(p) {
+			return p, nil
 		}
 	}
 	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -151,40 +150,18 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, 
 // lookPathInRootfs resolves name as the runelet will inside the container, but from the host,
 // never leaving rootfs (symlinks are resolved inside it). It returns the in-container path.
 func lookPathInRootfs(rootfs, name string, env []string, cwd string) (string, error) {
-	exists := func(p string) bool {
+	p, err := runelet.LookPath(name, env, cwd, func(p string) bool {
 		hp, err := securejoin.SecureJoin(rootfs, p)
 		if err != nil {
 			return false
 		}
 		fi, err := os.Stat(hp)
 		return err == nil && fi.Mode().IsRegular()
+	})
+	if err != nil {
+		return "", fmt.Errorf("%w (in the container's rootfs %s)", err, rootfs)
 	}
-	if strings.Contains(name, "/") {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if !exists(p) {
-			return "", fmt.Errorf("entrypoint %s: no such file in the container's rootfs %s", name, rootfs)
-		}
-		return p, nil
-	}
-	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathEnv = v
-		}
-	}
-	for _, dir := range filepath.SplitList(pathEnv) {
-		p := filepath.Join(dir, name)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if exists(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH of the container's rootfs %s", name, rootfs)
+	return p, nil
 }
 
 func wasmCacheDir() string {
