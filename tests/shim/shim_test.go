@@ -487,6 +487,8 @@ func TestShim(t *testing.T) {
 		})
 	})
 
+	t.Run("Faults", func(t *testing.T) { testFaults(t, s) })
+
 	t.Run("ContainerdRestart", func(t *testing.T) {
 		const id, enclaveID = "survivor", "enclave-survivor"
 		s.startDetached(t, nil, id, "sleep", "600")
