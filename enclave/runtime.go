@@ -39,6 +39,15 @@ type Process struct {
 	Dir  string
 
 	Stdin, Stdout, Stderr *os.File
+
+	// Credential, when set, is the user the process runs as, where the runtime runs processes of its
+	// own (builtin:native). It is the exec'd runelet's user, so that `exec -u` is honoured.
+	Credential *Credential
+}
+
+// Credential is a numeric user and group.
+type Credential struct {
+	UID, GID uint32
 }
 
 // Proc is a running enclave process.

@@ -283,6 +283,15 @@ func LookPath(name string, env []string, cwd string, exists func(path string) bo
 	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)
 }
 
+// connFD is the descriptor of c, for socket options; valid while c is open.
+func connFD(c *conn) int {
+	fd := -1
+	if raw, err := c.c.SyscallConn(); err == nil {
+		raw.Control(func(f uintptr) { fd = int(f) })
+	}
+	return fd
+}
+
 func listenInContainer() (*net.UnixListener, error) {
 	os.Remove(AgentSocket)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: AgentSocket, Net: "unix"})
@@ -424,6 +433,10 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 		return
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
+	// The exec'd runelet runs as the user exec asked for; the kernel says who it is.
+	if cred, err := unix.GetsockoptUcred(connFD(c), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+		proc.Credential = &enclave.Credential{UID: cred.Uid, GID: cred.Gid}
+	}
 	running, err := p.spawn(proc)
 	if err != nil {
 		_ = c.send(&Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})

@@ -192,6 +192,9 @@ func (r *Runtime) Spawn(_ context.Context, p enclave.Process) (enclave.Proc, err
 	if r.rootfs != "/" {
 		attr.Sys.Chroot = r.rootfs
 	}
+	if c := p.Credential; c != nil && (c.UID != uint32(os.Getuid()) || c.GID != uint32(os.Getgid())) {
+		attr.Sys.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, NoSetGroups: c.UID == uint32(os.Getuid())}
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

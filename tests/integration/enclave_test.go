@@ -318,3 +318,25 @@ func TestEnclaveExecKill(t *testing.T) {
 		t.Errorf("killing the exec'd process disturbed the container: %v", st)
 	}
 }
+
+// TestEnclaveNativeExecUser: `exec -u` in a builtin:native enclave runs the process as that user,
+// not as PID 1's.
+func TestEnclaveNativeExecUser(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	dir, spec := enclaveBundle(t, []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}, "/app/prog", "sleep")
+	for _, set := range []*[]string{&spec.Process.Capabilities.Bounding, &spec.Process.Capabilities.Effective, &spec.Process.Capabilities.Permitted} {
+		*set = append(*set, "CAP_SETUID", "CAP_SETGID")
+	}
+	writeSpec(t, dir, spec)
+	if res := r.run(t, "run", "-d", "-b", dir, "execuser"); res.code != 0 {
+		t.Fatalf("run -d: %s", res.stderr)
+	}
+	for user, want := range map[string]string{"1000:1001": "1000 1001\n", "0:0": "0 0\n"} {
+		res := r.run(t, "exec", "-u", user, "execuser", "sh", "-c", `echo "$(id -u) $(id -g)"`)
+		if res.code != 0 || res.stdout != want {
+			t.Errorf("exec -u %s: %d %q %s", user, res.code, res.stdout, res.stderr)
+		}
+	}
+}
