@@ -1,0 +1,389 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
+)
+
+// envShimBinary overrides the shim under test (default <repo>/bin/containerd-shim-rune-v2).
+const envShimBinary = "SHIM_BINARY"
+
+// startEnv checks the prerequisites, starts the CRI containerd and removes it when the
+// test ends.
+func startEnv(t *testing.T) *Env {
+	t.Helper()
+	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "runc", "busybox", "go")
+	shim := os.Getenv(envShimBinary)
+	if shim == "" {
+		root, err := clients.RepoRoot()
+		if err != nil {
+			clients.Unavailable(t, "locate the shim: %v", err)
+		}
+		shim = filepath.Join(root, "bin", "containerd-shim-rune-v2")
+	}
+	if fi, err := os.Stat(shim); err != nil || fi.Mode().Perm()&0o111 == 0 {
+		clients.Unavailable(t, "shim binary %s (run `make build` or set %s): %v", shim, envShimBinary, err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	crictl, err := InstallCrictl(tools["go"], filepath.Join(cache, "inclavare-go-tests"))
+	if err != nil {
+		clients.Unavailable(t, "crictl: %v", err)
+	}
+	e, err := Start(Tools{
+		Containerd: tools["containerd"], Ctr: tools["ctr"], Runc: tools["runc"], Busybox: tools["busybox"],
+		Go: tools["go"], Rune: runeBin, Shim: shim, Crictl: crictl,
+	}, true)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("containerd log tail:\n%s", e.LogTail(80))
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// must runs a crictl command that must succeed.
+func must(t *testing.T, e *Env, args ...string) string {
+	t.Helper()
+	out, err := e.MustRun(context.Background(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// writeJSON writes v as JSON into the env's directory and returns the path.
+func writeJSON(t *testing.T, e *Env, name string, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.Dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// podConfig is a host-network pod sandbox config for crictl runp.
+func podConfig(e *Env, name string) map[string]any {
+	return map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
+		"log_directory": filepath.Join(e.PodLogs, name),
+		"linux": map[string]any{"security_context": map[string]any{
+			"namespace_options": map[string]any{"network": 2}, // NODE: no CNI
+		}},
+	}
+}
+
+func containerConfig(name string, env map[string]string, cmd ...string) map[string]any {
+	var envs []map[string]string
+	for k, v := range env {
+		envs = append(envs, map[string]string{"key": k, "value": v})
+	}
+	return map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": WorkloadImage},
+		"command":  cmd,
+		"envs":     envs,
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	}
+}
+
+var enclaveEnv = map[string]string{"ENCLAVE_TYPE": "sim", "ENCLAVE_RUNTIME_PATH": "builtin:wasm"}
+
+// containerInfo is the part of `crictl inspect` the tests check.
+type containerInfo struct {
+	Status struct {
+		State    string `json:"state"`
+		ExitCode int    `json:"exitCode"`
+	} `json:"status"`
+	Info struct {
+		Pid         int    `json:"pid"`
+		RuntimeType string `json:"runtimeType"`
+	} `json:"info"`
+}
+
+func inspect(t *testing.T, e *Env, id string) containerInfo {
+	t.Helper()
+	var ci containerInfo
+	out := must(t, e, "inspect", id)
+	if err := json.Unmarshal([]byte(out), &ci); err != nil {
+		t.Fatalf("decode crictl inspect %s: %v\n%s", id, err, out)
+	}
+	return ci
+}
+
+func waitState(t *testing.T, e *Env, id, want string) containerInfo {
+	t.Helper()
+	var ci containerInfo
+	if err := clients.WaitFor(60*time.Second, fmt.Sprintf("container %s %s", id, want), func() (bool, error) {
+		ci = inspect(t, e, id)
+		return ci.Status.State == want, fmt.Errorf("last state %s", ci.Status.State)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ci
+}
+
+func waitLogs(t *testing.T, e *Env, id, want string) {
+	t.Helper()
+	var last string
+	if err := clients.WaitFor(60*time.Second, fmt.Sprintf("%q in the logs of %s", want, id), func() (bool, error) {
+		last = must(t, e, "logs", id)
+		return strings.Contains(last, want), nil
+	}); err != nil {
+		t.Fatalf("%v; logs: %q", err, last)
+	}
+}
+
+// runContainer creates and starts a container in pod and returns its ID.
+func runContainer(t *testing.T, e *Env, pod, podJSON string, cfg map[string]any) string {
+	t.Helper()
+	name := cfg["metadata"].(map[string]any)["name"].(string)
+	id := must(t, e, "create", "--no-pull", pod, writeJSON(t, e, name+".json", cfg), podJSON)
+	must(t, e, "start", id)
+	return id
+}
+
+// shimOf is the shim serving a container: the parent of its init (the shim is the
+// subreaper of its containers), by executable path.
+func shimOf(t *testing.T, pid int) (int, string) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("read stat of %d: %v", pid, err)
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ")".
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(f) < 2 {
+		t.Fatalf("short stat of %d: %q", pid, data)
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatalf("parent of %d: %v", pid, err)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
+	if err != nil {
+		t.Fatalf("executable of shim %d: %v", ppid, err)
+	}
+	return ppid, exe
+}
+
+func processGone(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// execTerminated is crictl's report of an exec'd command's non-zero exit (crictl itself
+// then exits 1).
+var execTerminated = regexp.MustCompile(`command terminated with exit code (\d+)`)
+
+// execCheck runs `crictl exec` and checks the command's output and exit code.
+func execCheck(t *testing.T, e *Env, id string, cmd []string, want string, wantExit int) {
+	t.Helper()
+	res, err := e.Run(context.Background(), append([]string{"exec", id}, cmd...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := res.ExitCode
+	if m := execTerminated.FindStringSubmatch(res.Stderr); m != nil && code == 1 {
+		code, _ = strconv.Atoi(m[1])
+	}
+	if code != wantExit || res.Stdout != want {
+		t.Fatalf("crictl exec %v: %s; want exit %d, stdout %q", cmd, res, wantExit, want)
+	}
+}
+
+// TestCRI runs a rune pod (an enclave container, an exec target in an enclave, an
+// ordinary container) and a runc pod through crictl.
+func TestCRI(t *testing.T) {
+	e := startEnv(t)
+	runeState := func(id string) string { return filepath.Join(e.RuneRoot, Namespace, id) }
+
+	t.Run("RunePod", func(t *testing.T) {
+		podJSON := writeJSON(t, e, "rune-pod.json", podConfig(e, "rune-pod"))
+		pod := must(t, e, "runp", "--runtime", HandlerRune, podJSON)
+		var sandbox struct {
+			Status struct {
+				State string `json:"state"`
+			} `json:"status"`
+			Info struct {
+				Pid            int    `json:"pid"`
+				RuntimeHandler string `json:"runtimeHandler"`
+				RuntimeType    string `json:"runtimeType"`
+			} `json:"info"`
+		}
+		out := must(t, e, "inspectp", pod)
+		if err := json.Unmarshal([]byte(out), &sandbox); err != nil {
+			t.Fatalf("decode crictl inspectp: %v\n%s", err, out)
+		}
+		if sandbox.Status.State != "SANDBOX_READY" || sandbox.Info.RuntimeHandler != HandlerRune || sandbox.Info.RuntimeType != "io.containerd.rune.v2" {
+			t.Fatalf("pod sandbox: state %s, handler %q, runtime type %q; want SANDBOX_READY under rune / io.containerd.rune.v2",
+				sandbox.Status.State, sandbox.Info.RuntimeHandler, sandbox.Info.RuntimeType)
+		}
+		// The sandbox (pause) container runs under rune: rune has its state, and its
+		// parent is the rune shim.
+		st, err := clients.QueryState(context.Background(), e.Rune, filepath.Join(e.RuneRoot, Namespace), pod)
+		if err != nil || st.Status != "running" || st.Pid != sandbox.Info.Pid {
+			t.Fatalf("rune state of the sandbox: %+v, %v; want running with pid %d", st, err, sandbox.Info.Pid)
+		}
+		shimPid, shimExe := shimOf(t, sandbox.Info.Pid)
+		if shimExe != e.Shim {
+			t.Fatalf("sandbox's shim is %s, want %s", shimExe, e.Shim)
+		}
+
+		t.Run("enclave hello exit code and logs", func(t *testing.T) {
+			id := runContainer(t, e, pod, podJSON, containerConfig("hello", enclaveEnv, "/app/hello.wasm", "7"))
+			ci := waitState(t, e, id, "CONTAINER_EXITED")
+			if ci.Status.ExitCode != 7 || ci.Info.RuntimeType != "io.containerd.rune.v2" {
+				t.Fatalf("exited enclave container: exit code %d, runtime type %q; want 7 under io.containerd.rune.v2", ci.Status.ExitCode, ci.Info.RuntimeType)
+			}
+			waitLogs(t, e, id, "Hello from an enclave container!")
+			waitLogs(t, e, id, `args=["/app/hello.wasm" "7"]`)
+			must(t, e, "rm", id)
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after crictl rm: %v, want none", id, err)
+			}
+		})
+
+		t.Run("enclave settings hidden from the workload", func(t *testing.T) {
+			id := runContainer(t, e, pod, podJSON, containerConfig("env", enclaveEnv, "/app/prog.wasm", "env", "ENCLAVE_TYPE"))
+			if ci := waitState(t, e, id, "CONTAINER_EXITED"); ci.Status.ExitCode != 0 {
+				t.Fatalf("exit code %d, want 0", ci.Status.ExitCode)
+			}
+			if out := must(t, e, "logs", id); out != "unset" {
+				t.Fatalf("ENCLAVE_TYPE as the workload sees it: %q, want \"unset\"", out)
+			}
+			must(t, e, "rm", id)
+		})
+
+		t.Run("enclave exec stop rm", func(t *testing.T) {
+			id := runContainer(t, e, pod, podJSON, containerConfig("sleeper", enclaveEnv, "/app/prog.wasm", "sleep"))
+			ci := waitState(t, e, id, "CONTAINER_RUNNING")
+			waitLogs(t, e, id, "sleeping")
+			if st, err := clients.QueryState(context.Background(), e.Rune, filepath.Join(e.RuneRoot, Namespace), id); err != nil || st.Status != "running" || st.Pid != ci.Info.Pid {
+				t.Fatalf("rune state: %+v, %v; want running with pid %d", st, err, ci.Info.Pid)
+			}
+			if p, exe := shimOf(t, ci.Info.Pid); p != shimPid || exe != e.Shim {
+				t.Fatalf("container's shim: pid %d (%s), want the pod's shim %d (%s)", p, exe, shimPid, e.Shim)
+			}
+			tests := []struct {
+				name     string
+				cmd      []string
+				want     string
+				wantExit int
+			}{
+				{"args", []string{"/app/prog.wasm", "args", "a b", "ü"}, "|a b|ü|\n", 0},
+				{"exit code", []string{"/app/prog.wasm", "exit", "6"}, "exit 6\n", 6},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					execCheck(t, e, id, tc.cmd, tc.want, tc.wantExit)
+				})
+			}
+			must(t, e, "stop", "--timeout", "10", id)
+			// SIGTERM cancels the wasm workload: 128+15.
+			if ci := waitState(t, e, id, "CONTAINER_EXITED"); ci.Status.ExitCode != 143 {
+				t.Fatalf("exit code after crictl stop: %d, want 143", ci.Status.ExitCode)
+			}
+			must(t, e, "rm", id)
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after crictl rm: %v, want none", id, err)
+			}
+		})
+
+		t.Run("ordinary exec logs stop rm", func(t *testing.T) {
+			id := runContainer(t, e, pod, podJSON, containerConfig("busybox", nil, "sh", "-c", "echo started; exec sleep 600"))
+			ci := waitState(t, e, id, "CONTAINER_RUNNING")
+			waitLogs(t, e, id, "started")
+			if p, exe := shimOf(t, ci.Info.Pid); p != shimPid || exe != e.Shim {
+				t.Fatalf("container's shim: pid %d (%s), want the pod's shim %d (%s)", p, exe, shimPid, e.Shim)
+			}
+			tests := []struct {
+				name     string
+				cmd      []string
+				want     string
+				wantExit int
+			}{
+				{"output", []string{"echo", "exec works"}, "exec works\n", 0},
+				{"exit code", []string{"sh", "-c", "echo before; exit 5"}, "before\n", 5},
+				// Pods share one PID namespace (CRI's default): PID 1 is the pause process.
+				{"pod pid namespace", []string{"cat", "/proc/1/cmdline"}, "/pause\x00", 0},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					execCheck(t, e, id, tc.cmd, tc.want, tc.wantExit)
+				})
+			}
+			// sleep is not PID 1 of the pod's PID namespace, so SIGTERM kills it.
+			must(t, e, "stop", "--timeout", "10", id)
+			if ci := waitState(t, e, id, "CONTAINER_EXITED"); ci.Status.ExitCode != 143 {
+				t.Fatalf("exit code after crictl stop: %d, want 143", ci.Status.ExitCode)
+			}
+			must(t, e, "rm", id)
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after crictl rm: %v, want none", id, err)
+			}
+		})
+
+		must(t, e, "stopp", pod)
+		must(t, e, "rmp", pod)
+		if out := must(t, e, "pods", "-q"); strings.Contains(out, pod) {
+			t.Fatalf("pod %s still listed after crictl rmp: %q", pod, out)
+		}
+		if _, err := os.Stat(runeState(pod)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("rune state of the sandbox after crictl rmp: %v, want none", err)
+		}
+		// The pod's shim exits with its last container.
+		if err := clients.WaitFor(30*time.Second, fmt.Sprintf("shim %d to exit", shimPid), func() (bool, error) {
+			return processGone(shimPid), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// The default handler still works beside rune, and does not use it.
+	t.Run("RuncPod", func(t *testing.T) {
+		podJSON := writeJSON(t, e, "runc-pod.json", podConfig(e, "runc-pod"))
+		pod := must(t, e, "runp", "--runtime", HandlerRunc, podJSON)
+		id := runContainer(t, e, pod, podJSON, containerConfig("runc-busybox", nil, "sh", "-c", "echo from runc; sleep 600"))
+		ci := waitState(t, e, id, "CONTAINER_RUNNING")
+		if _, exe := shimOf(t, ci.Info.Pid); filepath.Base(exe) != "containerd-shim-runc-v2" {
+			t.Fatalf("runc pod's container is served by %s, want containerd-shim-runc-v2", exe)
+		}
+		if _, err := os.Stat(filepath.Join(e.RuncRoot, Namespace, id)); err != nil {
+			t.Fatalf("runc state of %s: %v", id, err)
+		}
+		if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("rune state for a runc container: %v, want none", err)
+		}
+		waitLogs(t, e, id, "from runc")
+		must(t, e, "stop", "--timeout", "1", id)
+		waitState(t, e, id, "CONTAINER_EXITED")
+		must(t, e, "rm", id)
+		must(t, e, "stopp", pod)
+		must(t, e, "rmp", pod)
+	})
+}
