@@ -18,7 +18,7 @@ const (
 	Namespace = "k8s.io"
 	// PauseImage is the sandbox_image, built locally from testdata/pause.
 	PauseImage = "docker.io/inclavare-tests/pause:local"
-	// WorkloadImage holds busybox, /app/hello.wasm and /app/prog.wasm.
+	// WorkloadImage holds busybox and (see Start) /app/hello.wasm and /app/prog.wasm.
 	WorkloadImage = "docker.io/inclavare-tests/cri-workload:local"
 	// HandlerRune and HandlerRunc are the CRI runtime handlers (crictl runp --runtime).
 	HandlerRune = "rune"
@@ -53,8 +53,8 @@ type Env struct {
 	daemon   *clients.Daemon
 }
 
-// Start starts containerd and imports the pause and workload images. wasm builds the
-// wasm workloads too (the bench needs only the pause image). Close undoes it, also
+// Start starts containerd and imports the pause and workload images; with wasm, the
+// workload image holds the wasm workloads besides busybox (the bench needs only busybox). Close undoes it, also
 // after an error.
 func Start(tools Tools, wasm bool) (*Env, error) {
 	dir, err := os.MkdirTemp("", "rune-cri-")
@@ -163,21 +163,20 @@ state = %[2]q
 	if err := e.importImage(PauseImage, layer, []string{"/pause"}); err != nil {
 		return err
 	}
-	if !wasm {
-		return nil
-	}
 	layer, err = clients.BusyboxRootfsTar(e.Busybox)
 	if err != nil {
 		return fmt.Errorf("workload image rootfs: %w", err)
 	}
-	files := map[string][]byte{}
-	for name, pkg := range map[string]string{"app/hello.wasm": "./examples/hello", "app/prog.wasm": "./tests/integration/testdata/enclaveprog"} {
-		if files[name], err = e.build([]string{"GOOS=wasip1", "GOARCH=wasm"}, pkg); err != nil {
-			return err
+	if wasm {
+		files := map[string][]byte{}
+		for name, pkg := range map[string]string{"app/hello.wasm": "./examples/hello", "app/prog.wasm": "./tests/integration/testdata/enclaveprog"} {
+			if files[name], err = e.build([]string{"GOOS=wasip1", "GOARCH=wasm"}, pkg); err != nil {
+				return err
+			}
 		}
-	}
-	if layer, err = addFiles(layer, files); err != nil {
-		return fmt.Errorf("workload image layer: %w", err)
+		if layer, err = addFiles(layer, files); err != nil {
+			return fmt.Errorf("workload image layer: %w", err)
+		}
 	}
 	return e.importImage(WorkloadImage, layer, nil)
 }
