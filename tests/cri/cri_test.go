@@ -279,6 +279,25 @@ func TestCRI(t *testing.T) {
 			must(t, e, "rm", id)
 		})
 
+		// rune refuses bad enclave settings when CRI creates the task (at start); the
+		// reason reaches the Kubernetes client and nothing is left in rune's root.
+		t.Run("enclave bad settings fail start", func(t *testing.T) {
+			id := must(t, e, "create", "--no-pull", pod, writeJSON(t, e, "bogus.json", containerConfig("bogus",
+				map[string]string{"ENCLAVE_TYPE": "bogus", "ENCLAVE_RUNTIME_PATH": "builtin:wasm"}, "/app/hello.wasm")), podJSON)
+			res, err := e.Run(context.Background(), "start", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// crictl quotes the error (so its quotes come escaped): look for the words.
+			if res.ExitCode == 0 || !strings.Contains(res.Stderr, "unknown enclave type") || !strings.Contains(res.Stderr, "bogus") {
+				t.Fatalf("crictl start with ENCLAVE_TYPE=bogus: %s; want a failure naming the unknown enclave type bogus", res)
+			}
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after a failed start: %v, want none", id, err)
+			}
+			must(t, e, "rm", id)
+		})
+
 		t.Run("enclave exec stop rm", func(t *testing.T) {
 			id := runContainer(t, e, pod, podJSON, containerConfig("sleeper", enclaveEnv, "/app/prog.wasm", "sleep"))
 			ci := waitState(t, e, id, "CONTAINER_RUNNING")
