@@ -285,4 +285,3 @@ func isEntryName(name string) bool {
 	h, ok := strings.CutSuffix(name, ".json")
 	return ok && isLowerHex(h, 64)
 }
-
