@@ -114,11 +114,11 @@ func (t *Trust) AddPEM(data []byte) error {
 			return fmt.Errorf("PEM block %d is %q (want PUBLIC KEY or CERTIFICATE)", n, block.Type)
 		}
 	}
-	if strings.TrimSpace(string(data)) != "" {
-		return fmt.Errorf("data after PEM block %d is not PEM", n)
-	}
 	if n == 0 {
 		return errors.New("no PEM block (want PUBLIC KEY or CERTIFICATE blocks)")
+	}
+	if strings.TrimSpace(string(data)) != "" {
+		return fmt.Errorf("data after PEM block %d is not PEM", n)
 	}
 	return nil
 }
