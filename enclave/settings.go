@@ -52,6 +52,18 @@ func (s *Settings) Builtin() (string, bool) {
 	return strings.CutPrefix(s.RuntimePath, BuiltinPrefix)
 }
 
+// IsSettingsEnv reports whether kv ("KEY=VALUE") is one of the enclave settings, which the workload
+// must never see: not in its own environment, nor in an exec'd process's (clients copy the
+// container's environment into every exec).
+func IsSettingsEnv(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	switch k {
+	case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType:
+		return true
+	}
+	return false
+}
+
 // FromSpec reads the enclave settings of spec and removes the ENCLAVE_* variables from the process
 // environment, so the workload does not see them. It returns nil for an ordinary container.
 func FromSpec(spec *specs.Spec) (*Settings, error) {
@@ -60,9 +72,8 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 	if spec.Process != nil {
 		kept := spec.Process.Env[:0:0]
 		for _, kv := range spec.Process.Env {
-			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType:
+			if IsSettingsEnv(kv) {
+				k, v, _ := strings.Cut(kv, "=")
 				vals[k], found[k] = v, true
 				continue
 			}

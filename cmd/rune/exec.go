@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/launcher"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
@@ -88,6 +89,13 @@ func execProcess(c *cli.Context) (int, error) {
 	if est != nil {
 		// The exec'd runelet asks PID 1 to run the command inside the enclave runtime.
 		p.Args = runelet.ExecArgs(p.Args)
+		env := p.Env[:0:0]
+		for _, kv := range p.Env {
+			if !enclave.IsSettingsEnv(kv) {
+				env = append(env, kv)
+			}
+		}
+		p.Env = env
 	}
 	cgPaths, err := subCgroupPaths(c.StringSlice("cgroup"))
 	if err != nil {

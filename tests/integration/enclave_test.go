@@ -85,6 +85,12 @@ func TestEnclaveWasmLifecycle(t *testing.T) {
 	if res := r.run(t, "exec", "-e", "GREETING=hello world", id, "/app/prog.wasm", "env", "GREETING"); res.stdout != "hello world\n" {
 		t.Errorf("exec env: %q %s", res.stdout, res.stderr)
 	}
+	// Clients copy the container's environment, settings included, into each exec: still hidden.
+	for _, args := range [][]string{{"exec", id}, {"exec", "-e", "ENCLAVE_TYPE=sim", id}} {
+		if res := r.run(t, append(args, "/app/prog.wasm", "env", "ENCLAVE_TYPE")...); res.stdout != "unset\n" {
+			t.Errorf("%v: ENCLAVE_TYPE visible to an exec'd workload: %q %s", args, res.stdout, res.stderr)
+		}
+	}
 
 	nonce := "00112233445566778899aabbccddeeff"
 	evPath := filepath.Join(t.TempDir(), "evidence.bin")
