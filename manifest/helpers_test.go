@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,3 +200,5 @@ func editPayload(t testing.TB, payload []byte, edit func(map[string]any)) []byte
 	}
 	return out
 }
+
+func mkfifo(path string) error { return syscall.Mkfifo(path, 0o600) }

@@ -1,0 +1,156 @@
+package manifest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/testpki"
+)
+
+// fuzzManifests are well-formed manifest files signed with the fixed Ed25519 test key.
+func fuzzManifests(f *testing.F) [][]byte {
+	s := mustKeySigner(f, ed25519TestKey())
+	full := mustSign(f, sampleManifest(), s)
+	bare := sampleManifest()
+	bare.Image = nil
+	bare.Enclave.Args = nil
+	bare.Entrypoint = Entrypoint{Path: "/app"}
+	return [][]byte{full, mustSign(f, bare, s)}
+}
+
+// FuzzVerify feeds arbitrary manifest files to Verify and ParseUnverified: no panic, and
+// whatever verifies re-encodes to a payload that parses to the same manifest.
+func FuzzVerify(f *testing.F) {
+	for _, m := range fuzzManifests(f) {
+		f.Add(m)
+	}
+	eph, _ := NewEphemeralSigner()
+	f.Add(mustSign(f, sampleManifest(), eph))
+	f.Add([]byte(`{"payload":"e30=","signature":"AA=="}`))
+	f.Add([]byte(`{"payload":"","signature":""}`))
+	f.Add([]byte("null"))
+	trust := trustFor(f, ed25519TestKey().Public())
+	trust.AllowEphemeral = true
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Verify(data, trust)
+		pm, perr := ParseUnverified(data)
+		if err != nil {
+			return
+		}
+		if perr != nil || !reflect.DeepEqual(m, pm) {
+			t.Fatalf("Verify accepted what ParseUnverified refused (%v) or read differently", perr)
+		}
+		roundTrip(t, m)
+	})
+}
+
+// FuzzParsePayload feeds arbitrary payload bytes to the payload parser: no panic, and an
+// accepted payload survives a re-encoding unchanged.
+func FuzzParsePayload(f *testing.F) {
+	for _, m := range fuzzManifests(f) {
+		f.Add(payloadOf(f, m))
+	}
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`{"version":2,"x":1}`))
+	f.Add([]byte(`{"a":{"b":[[[[[[[[[]]]]]]]]]}}`))
+	f.Add([]byte(`{"version":1,"version":1}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		m, err := parsePayload(payload)
+		if err != nil {
+			return
+		}
+		roundTrip(t, m)
+	})
+}
+
+func roundTrip(t *testing.T, m *Manifest) {
+	t.Helper()
+	again, err := marshalPayload(m)
+	if err != nil {
+		t.Fatalf("re-encode an accepted manifest: %v", err)
+	}
+	m2, err := parsePayload(again)
+	if err != nil {
+		t.Fatalf("re-encoded manifest refused: %v\n%s", err, again)
+	}
+	// Created may differ in its location but must be the same instant.
+	if !m.Created.Equal(m2.Created) {
+		t.Fatalf("created changed: %v → %v", m.Created, m2.Created)
+	}
+	m2.Created = m.Created
+	if !reflect.DeepEqual(m, m2) {
+		t.Fatalf("round trip changed the manifest:\n%+v\n%+v", m, m2)
+	}
+}
+
+// FuzzSigningService sends arbitrary request bodies to the signing service handler as an
+// authenticated client: no panic, and a 200 answer only for a payload that is a valid
+// manifest for the service's key, with a signature that verifies.
+func FuzzSigningService(f *testing.F) {
+	key := mustKeySigner(f, ed25519TestKey())
+	svc, err := NewSigningService(key, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, m := range fuzzManifests(f) {
+		p := payloadOf(f, m)
+		body, _ := encodeCompact(signRequest{Payload: strictBase64.EncodeToString(p), Digest: PayloadDigest(p)})
+		f.Add(body)
+	}
+	f.Add([]byte(`{"payload":"e30=","digest":"sha256:00"}`))
+	f.Add([]byte(`{}`))
+	ca := testpki.NewCA(f, "fuzz")
+	client := ca.Client(f, "fuzz-client")
+	state := &tls.ConnectionState{Version: tls.VersionTLS13, VerifiedChains: [][]*x509.Certificate{{client.Cert, ca.Cert}}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/sign", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.TLS = state
+		rec := httptest.NewRecorder()
+		svc.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			return
+		}
+		var sreq signRequest
+		if err := decodeStrict(body, &sreq); err != nil {
+			t.Fatalf("signed a request that does not decode: %v", err)
+		}
+		payload, err := strictBase64.DecodeString(sreq.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parsePayload(payload); err != nil {
+			t.Fatalf("signed a payload that is not a manifest: %v", err)
+		}
+		var resp signResponse
+		if err := decodeStrict(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatal(err)
+		}
+		sig, err := strictBase64.DecodeString(resp.Signature)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := verifySignature(AlgEd25519, key.id.PublicKey, payload, sig); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzTrustPEM feeds arbitrary trust files to AddPEM: errors, never a panic; an accepted file
+// trusts at least one key.
+func FuzzTrustPEM(f *testing.F) {
+	f.Add(publicKeyPEM(f, ed25519TestKey().Public()))
+	f.Add(testpki.CertPEM(testpki.NewCA(f, "trust").Cert))
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tr := NewTrust()
+		if err := tr.AddPEM(data); err == nil && len(tr.KeyIDs()) == 0 {
+			t.Fatal("an accepted trust file trusts nothing")
+		}
+	})
+}
