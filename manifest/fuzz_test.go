@@ -9,7 +9,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/testpki"
+	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 
 // fuzzManifests are well-formed manifest files signed with the fixed Ed25519 test key.

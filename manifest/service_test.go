@@ -15,7 +15,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/testpki"
+	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 
 // signingFixture is a signing service on loopback with mutual TLS, and the files a client needs.
