@@ -21,6 +21,9 @@ const (
 	Version = 1
 	// FileName is the manifest's name in an OCI bundle.
 	FileName = "enclave-manifest.json"
+	// DefaultTrustFile is the suggested place of the PEM keys and certificates rune trusts
+	// for manifests (LoadTrust).
+	DefaultTrustFile = "/etc/inclavare-containers/manifest-trust.pem"
 	// MaxSize bounds a manifest file (the envelope); MaxPayloadSize bounds the payload in it.
 	MaxSize        = 1 << 20
 	MaxPayloadSize = 512 << 10
