@@ -3,10 +3,11 @@ package manifest
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
 // BundlePath is where a bundle's manifest lives: <bundle>/enclave-manifest.json.
@@ -30,32 +31,12 @@ func WriteToBundle(bundle string, data []byte) error {
 // file does not exist, the error satisfies errors.Is(err, os.ErrNotExist).
 func ReadFromBundle(bundle string) ([]byte, error) {
 	p := BundlePath(bundle)
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	data, err := boundedread.FileNoFollow(p, MaxSize)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("read enclave manifest: %s is a symbolic link", p)
+	}
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("read enclave manifest: %s is a symbolic link", p)
-		}
 		return nil, fmt.Errorf("read enclave manifest: %w", err)
-	}
-	defer f.Close()
-	return readOpened(f, p, MaxSize)
-}
-
-// readOpened reads an opened regular file of at most limit bytes.
-func readOpened(f *os.File, name string, limit int64) ([]byte, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read %s: not a regular file", name)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("read %s: more than the %d bytes allowed", name, limit)
 	}
 	return data, nil
 }

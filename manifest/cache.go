@@ -11,10 +11,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
 // DefaultCacheMaxBytes bounds a conversion cache when OpenCache is given 0.
@@ -170,15 +171,10 @@ func (c *Cache) Get(key CacheKey, id Identity) ([]byte, error) {
 	}
 	name := key.fileName()
 	p := filepath.Join(c.dir, name)
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	data, err := boundedread.FileNoFollow(p, MaxSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrCacheMiss
 	}
-	if err != nil {
-		return nil, c.discard(p, err)
-	}
-	data, err := readOpened(f, p, MaxSize)
-	f.Close()
 	if err != nil {
 		return nil, c.discard(p, err)
 	}

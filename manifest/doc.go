@@ -15,5 +15,6 @@
 // ephemeral keys (unless the caller explicitly allows ephemeral ones), trailing data and bad
 // signatures are all errors. It must never generate a signing key unless a caller asks for an
 // ephemeral one, and then the manifest says so. It never measures anything itself and imports
-// no enclave runtime (rune links it and stays lean): the caller hands it the measurement.
+// no enclave runtime and no HTTP or TLS code (rune links it and stays lean): the caller hands
+// it the measurement, and the signing service's client and server live in manifest/signservice.
 package manifest

@@ -1,11 +1,6 @@
 package manifest
 
 import (
-	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"testing"
 
@@ -60,7 +55,7 @@ func FuzzParsePayload(f *testing.F) {
 	f.Add([]byte(`{"a":{"b":[[[[[[[[[]]]]]]]]]}}`))
 	f.Add([]byte(`{"version":1,"version":1}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		m, err := parsePayload(payload)
+		m, err := ParsePayload(payload)
 		if err != nil {
 			return
 		}
@@ -74,7 +69,7 @@ func roundTrip(t *testing.T, m *Manifest) {
 	if err != nil {
 		t.Fatalf("re-encode an accepted manifest: %v", err)
 	}
-	m2, err := parsePayload(again)
+	m2, err := ParsePayload(again)
 	if err != nil {
 		t.Fatalf("re-encoded manifest refused: %v\n%s", err, again)
 	}
@@ -86,59 +81,6 @@ func roundTrip(t *testing.T, m *Manifest) {
 	if !reflect.DeepEqual(m, m2) {
 		t.Fatalf("round trip changed the manifest:\n%+v\n%+v", m, m2)
 	}
-}
-
-// FuzzSigningService sends arbitrary request bodies to the signing service handler as an
-// authenticated client: no panic, and a 200 answer only for a payload that is a valid
-// manifest for the service's key, with a signature that verifies.
-func FuzzSigningService(f *testing.F) {
-	key := mustKeySigner(f, ed25519TestKey())
-	svc, err := NewSigningService(key, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, m := range fuzzManifests(f) {
-		p := payloadOf(f, m)
-		body, _ := encodeCompact(signRequest{Payload: strictBase64.EncodeToString(p), Digest: PayloadDigest(p)})
-		f.Add(body)
-	}
-	f.Add([]byte(`{"payload":"e30=","digest":"sha256:00"}`))
-	f.Add([]byte(`{}`))
-	ca := testpki.NewCA(f, "fuzz")
-	client := ca.Client(f, "fuzz-client")
-	state := &tls.ConnectionState{Version: tls.VersionTLS13, VerifiedChains: [][]*x509.Certificate{{client.Cert, ca.Cert}}}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, "/v1/sign", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.TLS = state
-		rec := httptest.NewRecorder()
-		svc.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			return
-		}
-		var sreq signRequest
-		if err := decodeStrict(body, &sreq); err != nil {
-			t.Fatalf("signed a request that does not decode: %v", err)
-		}
-		payload, err := strictBase64.DecodeString(sreq.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := parsePayload(payload); err != nil {
-			t.Fatalf("signed a payload that is not a manifest: %v", err)
-		}
-		var resp signResponse
-		if err := decodeStrict(rec.Body.Bytes(), &resp); err != nil {
-			t.Fatal(err)
-		}
-		sig, err := strictBase64.DecodeString(resp.Signature)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := verifySignature(AlgEd25519, key.id.PublicKey, payload, sig); err != nil {
-			t.Fatal(err)
-		}
-	})
 }
 
 // FuzzTrustPEM feeds arbitrary trust files to AddPEM: errors, never a panic; an accepted file

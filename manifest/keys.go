@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
-	"syscall"
 )
 
 // Signature algorithms. The algorithm is bound to the key type: a verifier never lets the
@@ -108,7 +106,7 @@ var pssOptions = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: 
 
 // verifySignature checks sig over SignatureInput(payload) with pub, which must be a key of
 // algorithm alg.
-func verifySignature(alg string, pub crypto.PublicKey, payload, sig []byte) error {
+func VerifySignature(alg string, pub crypto.PublicKey, payload, sig []byte) error {
 	keyAlg, err := AlgorithmFor(pub)
 	if err != nil {
 		return err
@@ -217,16 +215,4 @@ func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 		return nil, err
 	}
 	return signer, nil
-}
-
-// readBounded reads a small regular file. It opens without blocking and checks the opened
-// file, so a FIFO or device put in place of a key cannot stall the caller or feed it endless
-// data.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readOpened(f, path, limit)
 }

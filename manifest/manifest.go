@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
 )
 
 const (
@@ -172,8 +174,9 @@ func (m *Manifest) validate() error {
 	if err := m.Signer.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for name, s := range m.strings() {
-		if !utf8.ValidString(s) {
+	strs := m.strings()
+	for _, name := range slices.Sorted(maps.Keys(strs)) {
+		if !utf8.ValidString(strs[name]) {
 			add("%s is not valid UTF-8 and cannot be represented in a manifest", name)
 		}
 	}
@@ -339,12 +342,14 @@ type payloadHeader struct {
 	Version json.RawMessage `json:"version"`
 }
 
-// parsePayload decodes and validates a payload without any trust decision.
-func parsePayload(payload []byte) (*Manifest, error) {
+// ParsePayload decodes and validates payload bytes (the signed part of a manifest) without
+// any trust decision: for a signing service that checks what it is asked to sign. Never base
+// a trust decision on its result: use Verify.
+func ParsePayload(payload []byte) (*Manifest, error) {
 	if len(payload) > MaxPayloadSize {
 		return nil, fmt.Errorf("%w: payload is %d bytes, more than %d", ErrMalformed, len(payload), MaxPayloadSize)
 	}
-	if err := checkJSONStructure(payload); err != nil {
+	if err := strictjson.CheckStructure(payload); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	var hdr payloadHeader
@@ -359,7 +364,7 @@ func parsePayload(payload []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w %s (this build reads version %d)", ErrUnsupportedVersion, clip(v), Version)
 	}
 	var m Manifest
-	if err := decodeStrict(payload, &m); err != nil {
+	if err := strictjson.Decode(payload, &m); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	if err := m.validate(); err != nil {
@@ -370,7 +375,7 @@ func parsePayload(payload []byte) (*Manifest, error) {
 
 // marshalPayload encodes a validated manifest.
 func marshalPayload(m *Manifest) ([]byte, error) {
-	b, err := encodeCompact(m)
+	b, err := strictjson.Encode(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest payload: %w", err)
 	}
@@ -395,7 +400,7 @@ func decodeEnvelope(data []byte) (payload, sig []byte, err error) {
 		return nil, nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(data), MaxSize)
 	}
 	var env envelope
-	if err := decodeStrict(data, &env); err != nil {
+	if err := strictjson.Decode(data, &env); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if env.Payload == "" || env.Signature == "" {
@@ -411,7 +416,7 @@ func decodeEnvelope(data []byte) (payload, sig []byte, err error) {
 }
 
 func encodeEnvelope(payload, sig []byte) ([]byte, error) {
-	b, err := encodeCompact(envelope{
+	b, err := strictjson.Encode(envelope{
 		Payload:   strictBase64.EncodeToString(payload),
 		Signature: strictBase64.EncodeToString(sig),
 	})
@@ -428,5 +433,5 @@ func ParseUnverified(data []byte) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parsePayload(payload)
+	return ParsePayload(payload)
 }

@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
 // maxKeyFileSize bounds a private key file.
@@ -46,7 +48,7 @@ func (id Identity) check() error {
 	return nil
 }
 
-// Signer signs manifest payloads: a local key (KeySigner) or a signing service (ServiceSigner).
+// Signer signs manifest payloads: a local key (KeySigner) or a signing service (signservice.Client).
 type Signer interface {
 	// Identity describes the key Sign signs with.
 	Identity(ctx context.Context) (Identity, error)
@@ -81,7 +83,7 @@ func newKeySigner(key crypto.Signer, ephemeral bool) (*KeySigner, error) {
 
 // LoadKeySigner reads a PEM private key file (see ParsePrivateKeyPEM for the forms accepted).
 func LoadKeySigner(path string) (*KeySigner, error) {
-	data, err := readBounded(path, maxKeyFileSize)
+	data, err := boundedread.File(path, maxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -157,7 +159,7 @@ func Sign(ctx context.Context, m Manifest, s Signer) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign enclave manifest: %w", err)
 	}
-	if err := verifySignature(id.Algorithm, id.PublicKey, payload, sig); err != nil {
+	if err := VerifySignature(id.Algorithm, id.PublicKey, payload, sig); err != nil {
 		return nil, fmt.Errorf("sign enclave manifest: the signer returned a signature that does not verify with key %s: %w", id.KeyID, err)
 	}
 	out, err := encodeEnvelope(payload, sig)

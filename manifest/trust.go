@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
 // maxTrustFileSize bounds a trust file: a few hundred keys or certificates.
@@ -125,7 +127,7 @@ func (t *Trust) AddPEM(data []byte) error {
 
 // LoadTrust reads a PEM file of trusted public keys and certificates.
 func LoadTrust(path string) (*Trust, error) {
-	data, err := readBounded(path, maxTrustFileSize)
+	data, err := boundedread.File(path, maxTrustFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("enclave manifest trust: %w", err)
 	}
@@ -214,7 +216,7 @@ func Verify(data []byte, trust *Trust) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify enclave manifest: %w", err)
 	}
-	m, err := parsePayload(payload)
+	m, err := ParsePayload(payload)
 	if err != nil {
 		return nil, fmt.Errorf("verify enclave manifest: %w", err)
 	}
@@ -233,7 +235,7 @@ func Verify(data []byte, trust *Trust) (*Manifest, error) {
 		}
 		pub = k.pub
 	}
-	if err := verifySignature(m.Signer.Algorithm, pub, payload, sig); err != nil {
+	if err := VerifySignature(m.Signer.Algorithm, pub, payload, sig); err != nil {
 		return nil, fmt.Errorf("verify enclave manifest (key id %s): %w", m.Signer.KeyID, err)
 	}
 	return m, nil

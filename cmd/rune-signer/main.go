@@ -3,7 +3,7 @@
 // made with a key that never leaves this service. TLS 1.3 only; a client certificate issued
 // by --client-ca is required; every signature is logged (log/slog, JSON on stderr) with the
 // client's identity and what was signed. The protocol and the checks live in package
-// manifest (SigningService); this file only parses flags and runs the server.
+// manifest/signservice (Handler); this file only parses flags and runs the server.
 //
 // It must never serve plain HTTP, sign for an unauthenticated client, or sign anything but
 // a well-formed manifest payload naming its own key.
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
 )
 
 const usageText = `Usage: rune-signer --key KEY.pem --tls-cert CERT.pem --tls-key KEY.pem --client-ca CA.pem [--listen ADDR]
@@ -135,11 +136,11 @@ func printPublicKey(ctx context.Context, w io.Writer, key *manifest.KeySigner) e
 }
 
 func serve(ctx context.Context, o options, key *manifest.KeySigner, log *slog.Logger, ready func(net.Addr)) error {
-	svc, err := manifest.NewSigningService(key, log)
+	svc, err := signservice.NewHandler(key, log)
 	if err != nil {
 		return err
 	}
-	tlsConf, err := manifest.ServiceTLSConfig(o.tlsCert, o.tlsKey, o.clientCA)
+	tlsConf, err := signservice.ServerTLSConfig(o.tlsCert, o.tlsKey, o.clientCA)
 	if err != nil {
 		return err
 	}

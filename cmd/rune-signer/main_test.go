@@ -20,6 +20,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
 	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 
@@ -119,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("trust from --print-public-key: %v\n%s", err, pub.String())
 	}
 
-	signer, err := manifest.NewServiceSigner(manifest.ServiceOptions{URL: url, ClientCertFile: p.clientCert, ClientKeyFile: p.clientKey, CACertFile: p.caFile, Timeout: 10 * time.Second})
+	signer, err := signservice.NewClient(signservice.ClientOptions{URL: url, ClientCertFile: p.clientCert, ClientKeyFile: p.clientKey, CACertFile: p.caFile, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A client with a certificate from another CA gets nothing.
-	stranger, err := manifest.NewServiceSigner(manifest.ServiceOptions{URL: url, ClientCertFile: p.strangerCert, ClientKeyFile: p.strangerKey, CACertFile: p.caFile})
+	stranger, err := signservice.NewClient(signservice.ClientOptions{URL: url, ClientCertFile: p.strangerCert, ClientKeyFile: p.strangerKey, CACertFile: p.caFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("other path: %s", resp.Status)
 	}
 	// An oversized request is cut off.
-	resp, err = authed.Post(url, "application/json", bytes.NewReader(make([]byte, manifest.MaxSignRequestSize+1)))
+	resp, err = authed.Post(url, "application/json", bytes.NewReader(make([]byte, signservice.MaxRequestSize+1)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-package manifest
+package signservice
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -10,42 +11,50 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+
+	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
 )
 
-// SigningService is the HTTP handler of a signing service (cmd/rune-signer). It signs only
+// Handler is the HTTP handler of a signing service (cmd/rune-signer). It signs only
 // well-formed manifest payloads that name its own key, only for clients whose certificate
 // the TLS layer verified, and logs every signature it makes with the client's identity, so
 // that what was signed for whom can be audited. It is never a general-purpose signing
 // oracle: the context prefix of SignatureInput and the payload checks see to that.
-type SigningService struct {
-	key  *KeySigner
+type Handler struct {
+	key  *manifest.KeySigner
+	id   manifest.Identity
 	info []byte
 	log  *slog.Logger
 }
 
-// NewSigningService serves signatures made with key. An ephemeral key is refused: a service
-// exists to sign with a key verifiers trust.
-func NewSigningService(key *KeySigner, log *slog.Logger) (*SigningService, error) {
-	if key.id.Ephemeral {
-		return nil, errors.New("signing service: refusing to sign with an ephemeral key")
-	}
-	der, err := x509.MarshalPKIXPublicKey(key.id.PublicKey)
+// NewHandler serves signatures made with key. An ephemeral key is refused: a service exists
+// to sign with a key verifiers trust.
+func NewHandler(key *manifest.KeySigner, log *slog.Logger) (*Handler, error) {
+	id, err := key.Identity(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("signing service: %w", err)
 	}
-	info, err := encodeCompact(keyInfo{KeyID: key.id.KeyID, Algorithm: key.id.Algorithm, PublicKey: strictBase64.EncodeToString(der)})
+	if id.Ephemeral {
+		return nil, errors.New("signing service: refusing to sign with an ephemeral key")
+	}
+	der, err := x509.MarshalPKIXPublicKey(id.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing service: %w", err)
+	}
+	info, err := strictjson.Encode(keyInfo{KeyID: id.KeyID, Algorithm: id.Algorithm, PublicKey: strictBase64.EncodeToString(der)})
 	if err != nil {
 		return nil, fmt.Errorf("signing service: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &SigningService{key: key, info: info, log: log}, nil
+	return &Handler{key: key, id: id, info: info, log: log}, nil
 }
 
-// ServiceTLSConfig is the server side of the signing service's TLS: TLS 1.3 only, and a
+// ServerTLSConfig is the server side of the signing service's TLS: TLS 1.3 only, and a
 // client certificate issued by one of the CAs in clientCAFile is required.
-func ServiceTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+func ServerTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("signing service certificate: %w", err)
@@ -66,7 +75,7 @@ func ServiceTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, erro
 }
 
 // ServeHTTP implements http.Handler.
-func (s *SigningService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The TLS configuration already requires a verified client certificate; checking again
 	// here keeps the handler safe if it is ever mounted behind a different listener.
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
@@ -86,27 +95,27 @@ func (s *SigningService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *SigningService) sign(w http.ResponseWriter, r *http.Request, client string) {
+func (s *Handler) sign(w http.ResponseWriter, r *http.Request, client string) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeJSON {
 		s.refuse(w, r, client, http.StatusUnsupportedMediaType, "the request must be "+contentTypeJSON)
 		return
 	}
-	if r.ContentLength > MaxSignRequestSize {
-		s.refuse(w, r, client, http.StatusRequestEntityTooLarge, fmt.Sprintf("request of %d bytes is larger than %d", r.ContentLength, MaxSignRequestSize))
+	if r.ContentLength > MaxRequestSize {
+		s.refuse(w, r, client, http.StatusRequestEntityTooLarge, fmt.Sprintf("request of %d bytes is larger than %d", r.ContentLength, MaxRequestSize))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSignRequestSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestSize))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.refuse(w, r, client, http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes", MaxSignRequestSize))
+			s.refuse(w, r, client, http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes", MaxRequestSize))
 			return
 		}
 		s.refuse(w, r, client, http.StatusBadRequest, "read request: "+err.Error())
 		return
 	}
 	var req signRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := strictjson.Decode(body, &req); err != nil {
 		s.refuse(w, r, client, http.StatusBadRequest, "request: "+err.Error())
 		return
 	}
@@ -115,16 +124,16 @@ func (s *SigningService) sign(w http.ResponseWriter, r *http.Request, client str
 		s.refuse(w, r, client, http.StatusBadRequest, "payload is not base64: "+err.Error())
 		return
 	}
-	if d := PayloadDigest(payload); req.Digest != d {
+	if d := manifest.PayloadDigest(payload); req.Digest != d {
 		s.refuse(w, r, client, http.StatusBadRequest, fmt.Sprintf("digest %q does not match the payload (%s)", clip(req.Digest), d))
 		return
 	}
-	m, err := parsePayload(payload)
+	m, err := manifest.ParsePayload(payload)
 	if err != nil {
 		s.refuse(w, r, client, http.StatusBadRequest, err.Error())
 		return
 	}
-	id := s.key.id
+	id := s.id
 	if m.Signer.KeyID != id.KeyID || m.Signer.Algorithm != id.Algorithm || m.Signer.Ephemeral {
 		s.refuse(w, r, client, http.StatusBadRequest, fmt.Sprintf("the payload names signer %s (%s, ephemeral %t); this service signs with %s (%s)",
 			m.Signer.KeyID, m.Signer.Algorithm, m.Signer.Ephemeral, id.KeyID, id.Algorithm))
@@ -136,7 +145,7 @@ func (s *SigningService) sign(w http.ResponseWriter, r *http.Request, client str
 		s.refuse(w, r, client, http.StatusInternalServerError, "signing failed")
 		return
 	}
-	resp, err := encodeCompact(signResponse{Signature: strictBase64.EncodeToString(sig), KeyID: id.KeyID, Algorithm: id.Algorithm})
+	resp, err := strictjson.Encode(signResponse{Signature: strictBase64.EncodeToString(sig), KeyID: id.KeyID, Algorithm: id.Algorithm})
 	if err != nil {
 		s.refuse(w, r, client, http.StatusInternalServerError, "encode response")
 		return
@@ -151,16 +160,16 @@ func (s *SigningService) sign(w http.ResponseWriter, r *http.Request, client str
 	s.reply(w, http.StatusOK, resp)
 }
 
-func (s *SigningService) refuse(w http.ResponseWriter, r *http.Request, client string, status int, msg string) {
+func (s *Handler) refuse(w http.ResponseWriter, r *http.Request, client string, status int, msg string) {
 	s.log.Warn("request refused", "client", client, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "status", status, "reason", msg)
-	body, err := encodeCompact(serviceError{Error: msg})
+	body, err := strictjson.Encode(serviceError{Error: msg})
 	if err != nil {
 		body = []byte(`{"error":"internal error"}`)
 	}
 	s.reply(w, status, body)
 }
 
-func (s *SigningService) reply(w http.ResponseWriter, status int, body []byte) {
+func (s *Handler) reply(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", contentTypeJSON)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

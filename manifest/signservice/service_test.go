@@ -1,8 +1,9 @@
-package manifest
+package signservice
 
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 
@@ -25,7 +27,7 @@ type signingFixture struct {
 	caFile                     string // the CA of the service's certificate and of clients
 	clientCert, clientKey      string // a client the service accepts
 	strangerCert, strangerKey  string // a client from another CA
-	key                        *KeySigner
+	pub                        crypto.PublicKey
 	logs                       *syncBuffer
 	serverCA                   *x509.CertPool
 	clientTLS, strangerTLSCert tls.Certificate
@@ -48,7 +50,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func newSigningFixture(t *testing.T, handler func(*SigningService) http.Handler) *signingFixture {
+func newSigningFixture(t *testing.T, handler func(*Handler) http.Handler) *signingFixture {
 	t.Helper()
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "signing")
@@ -58,12 +60,13 @@ func newSigningFixture(t *testing.T, handler func(*SigningService) http.Handler)
 	f.clientCert, f.clientKey = ca.Client(t, "shim-node-1").Write(t, dir)
 	f.strangerCert, f.strangerKey = stranger.Client(t, "intruder").Write(t, dir)
 
-	f.key = mustKeySigner(t, ed25519TestKey())
-	svc, err := NewSigningService(f.key, slog.New(slog.NewJSONHandler(f.logs, nil)))
+	key := mustKeySigner(t, ed25519TestKey())
+	f.pub = ed25519TestKey().Public()
+	svc, err := NewHandler(key, slog.New(slog.NewJSONHandler(f.logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConf, err := ServiceTLSConfig(serverCert, serverKey, f.caFile)
+	tlsConf, err := ServerTLSConfig(serverCert, serverKey, f.caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,9 +90,9 @@ func newSigningFixture(t *testing.T, handler func(*SigningService) http.Handler)
 	return f
 }
 
-func (f *signingFixture) signer(t *testing.T) *ServiceSigner {
+func (f *signingFixture) signer(t *testing.T) *Client {
 	t.Helper()
-	s, err := NewServiceSigner(ServiceOptions{URL: f.url, ClientCertFile: f.clientCert, ClientKeyFile: f.clientKey, CACertFile: f.caFile})
+	s, err := NewClient(ClientOptions{URL: f.url, ClientCertFile: f.clientCert, ClientKeyFile: f.clientKey, CACertFile: f.caFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,15 +109,15 @@ func (f *signingFixture) rawClient(maxVersion uint16, certs ...tls.Certificate) 
 func TestSigningServiceEndToEnd(t *testing.T) {
 	f := newSigningFixture(t, nil)
 	s := f.signer(t)
-	data, err := Sign(context.Background(), sampleManifest(), s)
+	data, err := manifest.Sign(context.Background(), sampleManifest(), s)
 	if err != nil {
 		t.Fatalf("Sign through the service: %v", err)
 	}
-	m, err := Verify(data, trustFor(t, f.key.key.Public()))
+	m, err := manifest.Verify(data, trustFor(t, f.pub))
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if m.Signer.Algorithm != AlgEd25519 || m.Signer.Ephemeral {
+	if m.Signer.Algorithm != manifest.AlgEd25519 || m.Signer.Ephemeral {
 		t.Fatalf("signer %+v", m.Signer)
 	}
 	logs := f.logs.String()
@@ -122,14 +125,14 @@ func TestSigningServiceEndToEnd(t *testing.T) {
 		t.Fatalf("the service did not log the signature with the client and measurement:\n%s", logs)
 	}
 	// A second manifest reuses the identity fetched once.
-	if _, err := Sign(context.Background(), sampleManifest(), s); err != nil {
+	if _, err := manifest.Sign(context.Background(), sampleManifest(), s); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestSigningServiceRefusesUnauthenticatedClients(t *testing.T) {
 	f := newSigningFixture(t, nil)
-	body := mustJSON(t, signRequest{Payload: "e30=", Digest: PayloadDigest([]byte("{}"))})
+	body := mustJSON(t, signRequest{Payload: "e30=", Digest: manifest.PayloadDigest([]byte("{}"))})
 	tests := []struct {
 		name   string
 		client *http.Client
@@ -151,12 +154,12 @@ func TestSigningServiceRefusesUnauthenticatedClients(t *testing.T) {
 			}
 		})
 	}
-	// The same refusals through ServiceSigner: a stranger's certificate gets no signature.
-	s, err := NewServiceSigner(ServiceOptions{URL: f.url, ClientCertFile: f.strangerCert, ClientKeyFile: f.strangerKey, CACertFile: f.caFile})
+	// The same refusals through Client: a stranger's certificate gets no signature.
+	s, err := NewClient(ClientOptions{URL: f.url, ClientCertFile: f.strangerCert, ClientKeyFile: f.strangerKey, CACertFile: f.caFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Sign(context.Background(), sampleManifest(), s); err == nil {
+	if _, err := manifest.Sign(context.Background(), sampleManifest(), s); err == nil {
 		t.Fatal("a client from another CA got a signature")
 	}
 	// Plain HTTP to the TLS port gets nothing either.
@@ -176,10 +179,10 @@ func TestSigningServiceRefusesUnauthenticatedClients(t *testing.T) {
 func TestSigningServiceRefusesBadRequests(t *testing.T) {
 	f := newSigningFixture(t, nil)
 	client := f.rawClient(0, f.clientTLS)
-	other := mustKeySigner(t, testKeys(t)[0].key)
+	other := mustKeySigner(t, otherKey())
 	foreign := payloadOf(t, mustSign(t, sampleManifest(), other))
-	own := payloadOf(t, mustSign(t, sampleManifest(), f.key))
-	ephemeral, _ := NewEphemeralSigner()
+	own := payloadOf(t, mustSign(t, sampleManifest(), mustKeySigner(t, ed25519TestKey())))
+	ephemeral, _ := manifest.NewEphemeralSigner()
 	tests := []struct {
 		name        string
 		method      string
@@ -188,13 +191,13 @@ func TestSigningServiceRefusesBadRequests(t *testing.T) {
 		status      int
 		msg         string
 	}{
-		{"oversized", "POST", "application/json", bytes.Repeat([]byte("a"), MaxSignRequestSize+1), http.StatusRequestEntityTooLarge, "larger than"},
-		{"wrong content type", "POST", "text/plain", mustJSON(t, signRequest{Payload: b64(own), Digest: PayloadDigest(own)}), http.StatusUnsupportedMediaType, "application/json"},
+		{"oversized", "POST", "application/json", bytes.Repeat([]byte("a"), MaxRequestSize+1), http.StatusRequestEntityTooLarge, "larger than"},
+		{"wrong content type", "POST", "text/plain", mustJSON(t, signRequest{Payload: b64(own), Digest: manifest.PayloadDigest(own)}), http.StatusUnsupportedMediaType, "application/json"},
 		{"not JSON", "POST", "application/json", []byte("sign this"), http.StatusBadRequest, "request"},
 		{"unknown member", "POST", "application/json", []byte(`{"payload":"e30=","digest":"x","key":"k"}`), http.StatusBadRequest, "unknown field"},
-		{"digest mismatch", "POST", "application/json", mustJSON(t, signRequest{Payload: b64(own), Digest: PayloadDigest([]byte("other"))}), http.StatusBadRequest, "does not match the payload"},
-		{"not a manifest", "POST", "application/json", mustJSON(t, signRequest{Payload: b64([]byte(`{"hello":1}`)), Digest: PayloadDigest([]byte(`{"hello":1}`))}), http.StatusBadRequest, "malformed"},
-		{"names another key", "POST", "application/json", mustJSON(t, signRequest{Payload: b64(foreign), Digest: PayloadDigest(foreign)}), http.StatusBadRequest, "this service signs with"},
+		{"digest mismatch", "POST", "application/json", mustJSON(t, signRequest{Payload: b64(own), Digest: manifest.PayloadDigest([]byte("other"))}), http.StatusBadRequest, "does not match the payload"},
+		{"not a manifest", "POST", "application/json", mustJSON(t, signRequest{Payload: b64([]byte(`{"hello":1}`)), Digest: manifest.PayloadDigest([]byte(`{"hello":1}`))}), http.StatusBadRequest, "malformed"},
+		{"names another key", "POST", "application/json", mustJSON(t, signRequest{Payload: b64(foreign), Digest: manifest.PayloadDigest(foreign)}), http.StatusBadRequest, "this service signs with"},
 		{"names an ephemeral key", "POST", "application/json", signRequestFor(t, payloadOf(t, mustSign(t, sampleManifest(), ephemeral))), http.StatusBadRequest, "ephemeral true"},
 		{"method", "DELETE", "", nil, http.StatusMethodNotAllowed, "not allowed"},
 	}
@@ -216,7 +219,7 @@ func TestSigningServiceRefusesBadRequests(t *testing.T) {
 		})
 	}
 	// Oversized without a declared length (chunked): cut off while reading.
-	req, _ := http.NewRequest("POST", f.url, io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("a"), MaxSignRequestSize+1))))
+	req, _ := http.NewRequest("POST", f.url, io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("a"), MaxRequestSize+1))))
 	req.Header.Set("Content-Type", "application/json")
 	if req.ContentLength != 0 {
 		t.Fatalf("request has a length: %d", req.ContentLength)
@@ -242,7 +245,7 @@ func TestSigningServiceRefusesBadRequests(t *testing.T) {
 	}
 }
 
-func TestServiceSignerURLChecks(t *testing.T) {
+func TestClientURLChecks(t *testing.T) {
 	tests := []struct{ url, msg string }{
 		{"http://signer.example/v1/sign", "plain http:// is refused"},
 		{"ftp://signer.example/", `scheme "ftp" is not https`},
@@ -253,68 +256,69 @@ func TestServiceSignerURLChecks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
-			_, err := NewServiceSigner(ServiceOptions{URL: tc.url, ClientCertFile: "/c", ClientKeyFile: "/k"})
+			_, err := NewClient(ClientOptions{URL: tc.url, ClientCertFile: "/c", ClientKeyFile: "/k"})
 			if err == nil || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want %q", err, tc.msg)
 			}
 		})
 	}
-	if _, err := NewServiceSigner(ServiceOptions{URL: "https://signer.example/"}); err == nil || !strings.Contains(err.Error(), "client certificate and key are required") {
+	if _, err := NewClient(ClientOptions{URL: "https://signer.example/"}); err == nil || !strings.Contains(err.Error(), "client certificate and key are required") {
 		t.Fatalf("no client certificate: %v", err)
 	}
 }
 
 // A service that misbehaves (announces one key, signs with another; redirects; answers
 // with garbage) never yields a manifest.
-func TestServiceSignerDistrustsTheService(t *testing.T) {
-	other := mustKeySigner(t, testKeys(t)[0].key)
+func TestClientDistrustsTheService(t *testing.T) {
+	other := mustKeySigner(t, otherKey())
+	otherID, _ := other.Identity(context.Background())
 	tests := []struct {
 		name string
-		wrap func(*SigningService) http.Handler
+		wrap func(*Handler) http.Handler
 		msg  string
 	}{
-		{"signs with another key", func(s *SigningService) http.Handler {
+		{"signs with another key", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost {
 					var req signRequest
 					json.NewDecoder(r.Body).Decode(&req)
 					payload, _ := strictBase64.DecodeString(req.Payload)
 					sig, _ := other.Sign(r.Context(), payload)
-					s.reply(w, 200, mustJSON(t, signResponse{Signature: b64(sig), KeyID: s.key.id.KeyID, Algorithm: s.key.id.Algorithm}))
+					s.reply(w, 200, mustJSON(t, signResponse{Signature: b64(sig), KeyID: s.id.KeyID, Algorithm: s.id.Algorithm}))
 					return
 				}
 				s.ServeHTTP(w, r)
 			})
 		}, "does not verify"},
-		{"names another key", func(s *SigningService) http.Handler {
+		{"names another key", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost {
-					s.reply(w, 200, mustJSON(t, signResponse{Signature: "AA==", KeyID: other.id.KeyID, Algorithm: other.id.Algorithm}))
+					s.reply(w, 200, mustJSON(t, signResponse{Signature: "AA==", KeyID: otherID.KeyID, Algorithm: otherID.Algorithm}))
 					return
 				}
 				s.ServeHTTP(w, r)
 			})
 		}, "but announced"},
-		{"inconsistent key description", func(s *SigningService) http.Handler {
+		{"inconsistent key description", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				var info keyInfo
 				json.Unmarshal(s.info, &info)
-				info.KeyID = other.id.KeyID
+				info.KeyID = otherID.KeyID
 				s.reply(w, 200, mustJSON(t, info))
 			})
 		}, "key id"},
-		{"redirects", func(s *SigningService) http.Handler {
+		{"redirects", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusTemporaryRedirect)
 			})
 		}, "redirects are not followed"},
-		{"not JSON", func(s *SigningService) http.Handler {
+		{"not JSON", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/html")
 				fmt.Fprint(w, "<html>")
 			})
 		}, "not JSON"},
-		{"error message", func(s *SigningService) http.Handler {
+		{"error message", func(s *Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				s.reply(w, http.StatusForbidden, mustJSON(t, serviceError{Error: "policy: image not allowed"}))
 			})
@@ -323,7 +327,7 @@ func TestServiceSignerDistrustsTheService(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newSigningFixture(t, tc.wrap)
-			_, err := Sign(context.Background(), sampleManifest(), f.signer(t))
+			_, err := manifest.Sign(context.Background(), sampleManifest(), f.signer(t))
 			if err == nil || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want %q", err, tc.msg)
 			}
@@ -335,13 +339,13 @@ func TestServiceTLSConfigRequiresClientCA(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "x")
 	cert, key := ca.Server(t, "s").Write(t, dir)
-	if _, err := ServiceTLSConfig(cert, key, ""); err == nil || !strings.Contains(err.Error(), "client CA file is required") {
+	if _, err := ServerTLSConfig(cert, key, ""); err == nil || !strings.Contains(err.Error(), "client CA file is required") {
 		t.Fatalf("no client CA: %v", err)
 	}
-	if _, err := ServiceTLSConfig(cert, key, key); err == nil || !strings.Contains(err.Error(), "not a CERTIFICATE") {
+	if _, err := ServerTLSConfig(cert, key, key); err == nil || !strings.Contains(err.Error(), "not a CERTIFICATE") {
 		t.Fatalf("key as client CA: %v", err)
 	}
-	conf, err := ServiceTLSConfig(cert, key, ca.WriteCA(t, dir))
+	conf, err := ServerTLSConfig(cert, key, ca.WriteCA(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +357,7 @@ func TestServiceTLSConfigRequiresClientCA(t *testing.T) {
 // The handler refuses requests that reached it without a verified client certificate, even
 // if it were mounted behind a listener that does not require one.
 func TestSigningServiceHandlerChecksClientItself(t *testing.T) {
-	svc, err := NewSigningService(mustKeySigner(t, ed25519TestKey()), nil)
+	svc, err := NewHandler(mustKeySigner(t, ed25519TestKey()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,5 +385,15 @@ func mustJSON(t *testing.T, v any) []byte {
 func b64(b []byte) string { return strictBase64.EncodeToString(b) }
 
 func signRequestFor(t *testing.T, payload []byte) []byte {
-	return mustJSON(t, signRequest{Payload: b64(payload), Digest: PayloadDigest(payload)})
+	return mustJSON(t, signRequest{Payload: b64(payload), Digest: manifest.PayloadDigest(payload)})
+}
+
+func TestHandlerRefusesEphemeralKey(t *testing.T) {
+	eph, err := manifest.NewEphemeralSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewHandler(eph, nil); err == nil || !strings.Contains(err.Error(), "ephemeral") {
+		t.Fatalf("got %v", err)
+	}
 }

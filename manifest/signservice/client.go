@@ -1,4 +1,4 @@
-package manifest
+package signservice
 
 import (
 	"bytes"
@@ -14,13 +14,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
+	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
 )
 
-// DefaultServiceTimeout bounds one request to a signing service when ServiceOptions.Timeout is 0.
-const DefaultServiceTimeout = 30 * time.Second
+// DefaultTimeout bounds one request to a signing service when ClientOptions.Timeout is 0.
+const DefaultTimeout = 30 * time.Second
 
-// ServiceOptions configure a ServiceSigner (the shim's [signing.service] section).
-type ServiceOptions struct {
+// maxCertFileSize bounds a CA certificate file.
+const maxCertFileSize = 4 << 20
+
+// ClientOptions configure a Client (the shim's [signing.service] section).
+type ClientOptions struct {
 	// URL is the service's https:// URL. http:// is refused.
 	URL string
 	// ClientCertFile and ClientKeyFile are this client's PEM certificate (chain) and key:
@@ -29,23 +36,22 @@ type ServiceOptions struct {
 	// CACertFile holds PEM CA certificates for the service's certificate; empty means the
 	// system roots.
 	CACertFile string
-	// Timeout bounds each request; 0 means DefaultServiceTimeout.
+	// Timeout bounds each request; 0 means DefaultTimeout.
 	Timeout time.Duration
 }
 
-// ServiceSigner has a remote signing service sign manifests, over HTTPS with a client
-// certificate (TLS 1.3 only).
-type ServiceSigner struct {
+// Client has a remote signing service sign manifests, over HTTPS with a client certificate
+// (TLS 1.3 only). It implements manifest.Signer.
+type Client struct {
 	url    string
 	client *http.Client
 
 	mu sync.Mutex
-	id *Identity
+	id *manifest.Identity
 }
 
-// NewServiceSigner checks the options and prepares the client; it does not contact the
-// service yet.
-func NewServiceSigner(opts ServiceOptions) (*ServiceSigner, error) {
+// NewClient checks the options and prepares the client; it does not contact the service yet.
+func NewClient(opts ClientOptions) (*Client, error) {
 	if err := checkServiceURL(opts.URL); err != nil {
 		return nil, err
 	}
@@ -64,7 +70,7 @@ func NewServiceSigner(opts ServiceOptions) (*ServiceSigner, error) {
 	}
 	timeout := opts.Timeout
 	if timeout == 0 {
-		timeout = DefaultServiceTimeout
+		timeout = DefaultTimeout
 	}
 	if timeout < 0 {
 		return nil, fmt.Errorf("signing service timeout %v is negative", timeout)
@@ -81,7 +87,7 @@ func NewServiceSigner(opts ServiceOptions) (*ServiceSigner, error) {
 		MaxIdleConns:        2,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &ServiceSigner{
+	return &Client{
 		url: opts.URL,
 		client: &http.Client{
 			Transport: transport,
@@ -120,7 +126,7 @@ func checkServiceURL(raw string) error {
 // loadCertPool reads PEM certificates; a file without any is an error, so that an empty pool
 // never means "trust nothing" by accident.
 func loadCertPool(path string) (*x509.CertPool, error) {
-	data, err := readBounded(path, maxTrustFileSize)
+	data, err := boundedread.File(path, maxCertFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +155,7 @@ func loadCertPool(path string) (*x509.CertPool, error) {
 }
 
 // Identity asks the service which key it signs with (once; the answer is kept).
-func (s *ServiceSigner) Identity(ctx context.Context) (Identity, error) {
+func (s *Client) Identity(ctx context.Context) (manifest.Identity, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.id != nil {
@@ -157,40 +163,52 @@ func (s *ServiceSigner) Identity(ctx context.Context) (Identity, error) {
 	}
 	body, err := s.do(ctx, http.MethodGet, nil)
 	if err != nil {
-		return Identity{}, err
+		return manifest.Identity{}, err
 	}
 	var info keyInfo
-	if err := decodeStrict(body, &info); err != nil {
-		return Identity{}, fmt.Errorf("signing service %s: key description: %w", s.url, err)
+	if err := strictjson.Decode(body, &info); err != nil {
+		return manifest.Identity{}, fmt.Errorf("signing service %s: key description: %w", s.url, err)
 	}
 	id, err := info.identity()
 	if err != nil {
-		return Identity{}, fmt.Errorf("signing service %s: %w", s.url, err)
+		return manifest.Identity{}, fmt.Errorf("signing service %s: %w", s.url, err)
 	}
 	s.id = &id
 	return id, nil
 }
 
-func (k *keyInfo) identity() (Identity, error) {
-	si := SignerInfo{KeyID: k.KeyID, Algorithm: k.Algorithm, Ephemeral: true, PublicKey: k.PublicKey}
-	if err := si.validate(); err != nil {
-		return Identity{}, fmt.Errorf("key description: %w", err)
-	}
-	// ephemeralKey checks that the announced id and algorithm are those of the key sent.
-	pub, err := si.ephemeralKey()
+func (k *keyInfo) identity() (manifest.Identity, error) {
+	der, err := strictBase64.DecodeString(k.PublicKey)
 	if err != nil {
-		return Identity{}, fmt.Errorf("key description: %w", err)
+		return manifest.Identity{}, fmt.Errorf("key description: public_key is not base64: %v", err)
 	}
-	return Identity{KeyID: k.KeyID, Algorithm: k.Algorithm, PublicKey: pub}, nil
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return manifest.Identity{}, fmt.Errorf("key description: public_key: %v", err)
+	}
+	alg, err := manifest.AlgorithmFor(pub)
+	if err != nil {
+		return manifest.Identity{}, fmt.Errorf("key description: %w", err)
+	}
+	id, err := manifest.KeyID(pub)
+	if err != nil {
+		return manifest.Identity{}, err
+	}
+	// The announced id and algorithm must be the key's, so a service cannot name one key and
+	// sign with another.
+	if id != k.KeyID || alg != k.Algorithm {
+		return manifest.Identity{}, fmt.Errorf("key description: announces key id %s (%s) for a key whose id is %s (%s)", clip(k.KeyID), clip(k.Algorithm), id, alg)
+	}
+	return manifest.Identity{KeyID: id, Algorithm: alg, PublicKey: pub}, nil
 }
 
 // Sign has the service sign SignatureInput(payload).
-func (s *ServiceSigner) Sign(ctx context.Context, payload []byte) ([]byte, error) {
+func (s *Client) Sign(ctx context.Context, payload []byte) ([]byte, error) {
 	id, err := s.Identity(ctx)
 	if err != nil {
 		return nil, err
 	}
-	req, err := encodeCompact(signRequest{Payload: strictBase64.EncodeToString(payload), Digest: PayloadDigest(payload)})
+	req, err := strictjson.Encode(signRequest{Payload: strictBase64.EncodeToString(payload), Digest: manifest.PayloadDigest(payload)})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +217,7 @@ func (s *ServiceSigner) Sign(ctx context.Context, payload []byte) ([]byte, error
 		return nil, err
 	}
 	var resp signResponse
-	if err := decodeStrict(body, &resp); err != nil {
+	if err := strictjson.Decode(body, &resp); err != nil {
 		return nil, fmt.Errorf("signing service %s: response: %w", s.url, err)
 	}
 	if resp.KeyID != id.KeyID || resp.Algorithm != id.Algorithm {
@@ -209,12 +227,15 @@ func (s *ServiceSigner) Sign(ctx context.Context, payload []byte) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("signing service %s: signature is not base64: %w", s.url, err)
 	}
+	if err := manifest.VerifySignature(id.Algorithm, id.PublicKey, payload, sig); err != nil {
+		return nil, fmt.Errorf("signing service %s returned a signature that does not verify with its key %s: %w", s.url, id.KeyID, err)
+	}
 	return sig, nil
 }
 
 // do sends one request and returns the body of a 200 answer; any other answer is an error
 // carrying the service's message.
-func (s *ServiceSigner) do(ctx context.Context, method string, body []byte) ([]byte, error) {
+func (s *Client) do(ctx context.Context, method string, body []byte) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -242,7 +263,7 @@ func (s *ServiceSigner) do(ctx context.Context, method string, body []byte) ([]b
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(data))
 		var se serviceError
-		if decodeStrict(data, &se) == nil && se.Error != "" {
+		if strictjson.Decode(data, &se) == nil && se.Error != "" {
 			msg = se.Error
 		}
 		return nil, fmt.Errorf("signing service %s refused (%s): %q", s.url, resp.Status, clip(msg))

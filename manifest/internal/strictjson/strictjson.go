@@ -1,4 +1,8 @@
-package manifest
+// Package strictjson decodes JSON documents that have exactly one reading: it refuses what
+// encoding/json would otherwise accept silently (invalid UTF-8, duplicate or case-folded
+// member names, null, unknown members, trailing data). It is the parsing rule of every
+// document of the enclave manifest and its signing protocol, and must never relax it.
+package strictjson
 
 import (
 	"bytes"
@@ -9,16 +13,16 @@ import (
 	"unicode/utf8"
 )
 
-// maxJSONDepth bounds nesting: the deepest document of this package is three levels deep.
-const maxJSONDepth = 8
+// MaxDepth bounds nesting: the deepest document of the manifest format is three levels deep.
+const MaxDepth = 8
 
-// decodeStrict decodes exactly one JSON value of data into v, refusing everything
+// Decode decodes exactly one JSON value of data into v, refusing everything
 // encoding/json would otherwise let through silently: invalid UTF-8 (it would be replaced by
 // U+FFFD), duplicate member names (the last would win), member names that only match a field
 // case-insensitively, null, unknown members and anything after the value. A document this
 // function accepts therefore has exactly one reading.
-func decodeStrict(data []byte, v any) error {
-	if err := checkJSONStructure(data); err != nil {
+func Decode(data []byte, v any) error {
+	if err := CheckStructure(data); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -38,11 +42,11 @@ type jsonFrame struct {
 	keys    map[string]bool
 }
 
-// checkJSONStructure walks the tokens of data and enforces the rules of decodeStrict that
+// CheckStructure walks the tokens of data and enforces the rules of Decode that
 // encoding/json cannot: valid UTF-8, one top-level value, no null, member names of lower-case
 // ASCII letters, digits and '_' (so no case-folded match can exist), each at most once per
 // object, bounded nesting.
-func checkJSONStructure(data []byte) error {
+func CheckStructure(data []byte) error {
 	if !utf8.Valid(data) {
 		return errors.New("not valid UTF-8")
 	}
@@ -97,8 +101,8 @@ func checkJSONStructure(data []byte) error {
 		case json.Delim:
 			switch t {
 			case '{', '[':
-				if len(stack) >= maxJSONDepth {
-					return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
+				if len(stack) >= MaxDepth {
+					return fmt.Errorf("nested deeper than %d levels", MaxDepth)
 				}
 				stack = append(stack, &jsonFrame{object: t == '{', wantKey: t == '{', keys: map[string]bool{}})
 			case ']':
@@ -133,8 +137,8 @@ func isMemberName(s string) bool {
 	return true
 }
 
-// encodeCompact marshals v without HTML escaping and without the encoder's trailing newline.
-func encodeCompact(v any) ([]byte, error) {
+// Encode marshals v without HTML escaping and without the encoder's trailing newline.
+func Encode(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
