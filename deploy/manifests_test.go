@@ -834,7 +834,7 @@ func TestImages(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"./cmd/rune", "./cmd/init-runelet", "./cmd/containerd-shim-rune-v2", "./cmd/rune-device-plugin"} {
-		if !regexp.MustCompile(`(?m)go build .* `+regexp.QuoteMeta(cmd)+`( |$)`).Match(dockerfile) {
+		if !regexp.MustCompile(`(?m)go build .* ` + regexp.QuoteMeta(cmd) + `( |$)`).Match(dockerfile) {
 			t.Errorf("image/Dockerfile does not build %s", cmd)
 		}
 		if _, err := os.Stat(filepath.Join("..", cmd)); err != nil {
