@@ -13,11 +13,11 @@ for d in "${dirs[@]}"; do
     echo "fuzz $d $target ($fuzztime)"
     # A short minimisation time: minimising a multi-kilobyte seed can otherwise stall for minutes.
     corpus="$d/testdata/fuzz/$target"
-    before=$(ls "$corpus" 2>/dev/null | wc -l)
+    before=$( (ls "$corpus" 2>/dev/null || true) | wc -l)
     if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$d" >/tmp/fuzz-$$.log 2>&1; then
       # A finding always leaves its failing input in the corpus directory. A failure without one is
       # the fuzzing engine itself (a worker starved on a loaded machine): that gets one more run.
-      if [ "$(ls "$corpus" 2>/dev/null | wc -l)" != "$before" ] ||
+      if [ "$( (ls "$corpus" 2>/dev/null || true) | wc -l)" != "$before" ] ||
          ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$d" >>/tmp/fuzz-$$.log 2>&1; then
         cat /tmp/fuzz-$$.log; rm -f /tmp/fuzz-$$.log; echo "fuzz target $target in $d failed" >&2; exit 1
       fi
