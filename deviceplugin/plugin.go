@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -242,4 +243,19 @@ func socketIdentity(path string) (fileIdentity, bool) {
 		return fileIdentity{}, false
 	}
 	return fileIdentity{dev: uint64(st.Dev), ino: st.Ino, ctimeSec: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec, isUnixSocket: true}, true
+}
+
+// RegisterFlags defines the command-line flags of rune-device-plugin on fs, with their
+// defaults, writing into c. The deployment manifests are checked against these flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.PluginDir, "plugin-dir", filepath.Clean(pb.DevicePluginPath), "the kubelet's device-plugin directory (kubelet.sock and the plugin's sockets)")
+	fs.StringVar(&c.HostRoot, "host-root", "/", "where the node's / is seen (sysfs, /dev and "+AESMSocketDir+" are looked at under it)")
+	fs.Int64Var(&c.EPCMiB, "epc-mib", 0, "EPC size in MiB to advertise instead of reading "+SysfsNodeDir+"/node*/x86/sgx_total_bytes (kernels before 5.17)")
+	fs.Int64Var(&c.MaxEPCMiB, "max-epc-mib", DefaultMaxEPCMiB, "advertise at most this many MiB of EPC")
+	fs.BoolVar(&c.SGXProvision, "sgx-provision", true, "give EPC containers the SGX provisioning device too (access to the provisioning key, for quoting without aesmd)")
+	fs.BoolVar(&c.EPCRuntimeArgs, "epc-runtime-args", true, "annotate EPC containers with "+AnnotationRuntimeArgs+"=memory=<n>M, the enclave memory limit rune passes to the enclave runtime")
+	fs.IntVar(&c.TDXSlots, "tdx-slots", DefaultSlots, "containers that may use TDX at once (0 disables "+ResourceTDX+")")
+	fs.IntVar(&c.SNPSlots, "snp-slots", DefaultSlots, "containers that may use SEV-SNP at once (0 disables "+ResourceSNP+")")
+	fs.IntVar(&c.SimSlots, "sim-slots", DefaultSlots, "containers that may use the simulated TEE at once (0 disables "+ResourceSim+")")
+	fs.DurationVar(&c.PollInterval, "poll-interval", DefaultPollInterval, "how often to look at the TEE devices and the kubelet socket")
 }
