@@ -59,6 +59,7 @@ type Plugin struct {
 
 	mu        sync.Mutex
 	resources map[string]*resource // the resources seen available at least once
+	said      map[string]string    // the last message logged about each subject
 }
 
 // New checks cfg and fills in its defaults.
@@ -106,6 +107,7 @@ func New(cfg Config) (*Plugin, error) {
 		host:      hostFS{root: filepath.Clean(cfg.HostRoot)},
 		log:       cfg.Log,
 		resources: map[string]*resource{},
+		said:      map[string]string{},
 	}, nil
 }
 
@@ -147,7 +149,9 @@ func (p *Plugin) rescan() {
 			p.resources[name] = r
 			p.mu.Unlock()
 		case err == nil:
-			r.setDevices(devs)
+			if r.setDevices(devs) {
+				p.log.Infof("%s: %d devices, %d healthy", name, len(devs), countHealthy(devs))
+			}
 		case r != nil:
 			// Once advertised, a resource stays registered: its devices turn Unhealthy so
 			// that the kubelet stops placing pods here but keeps the running ones.
@@ -155,7 +159,7 @@ func (p *Plugin) rescan() {
 				p.log.Warnf("%s: unhealthy: %v", name, err)
 			}
 		case !errors.Is(err, errUnavailable):
-			p.log.Errorf("%s: %v", name, err)
+			p.sayOnce("probe "+name, logrus.ErrorLevel, fmt.Sprintf("%s: %v", name, err))
 		}
 	}
 }
@@ -182,12 +186,35 @@ func (p *Plugin) reconcile(ctx context.Context) {
 			if ctx.Err() != nil {
 				return // shutting down
 			}
-			p.log.Errorf("%s: register with the kubelet (will retry): %v", name, err)
+			p.sayOnce("register "+name, logrus.ErrorLevel, fmt.Sprintf("%s: register with the kubelet (will retry): %v", name, err))
 			continue
 		}
+		p.sayOnce("register "+name, logrus.DebugLevel, "")
 		r.setRegistered(kubelet)
 		p.log.Infof("%s: registered with the kubelet, endpoint %s", name, r.socketName)
 	}
+}
+
+// sayOnce logs msg unless it is what was last logged about subject: the host is probed every
+// poll interval, and a lasting problem is worth one line, not one per poll.
+func (p *Plugin) sayOnce(subject string, level logrus.Level, msg string) {
+	p.mu.Lock()
+	same := p.said[subject] == msg
+	p.said[subject] = msg
+	p.mu.Unlock()
+	if !same && msg != "" {
+		p.log.WithField("subject", subject).Log(level, msg)
+	}
+}
+
+func countHealthy(devs []*pb.Device) int {
+	n := 0
+	for _, d := range devs {
+		if d.Health == pb.Healthy {
+			n++
+		}
+	}
+	return n
 }
 
 // register calls the kubelet's Register with this resource's endpoint and options.

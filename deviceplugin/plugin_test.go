@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -894,4 +895,37 @@ func FuzzParseEPCBytes(f *testing.F) {
 			t.Errorf("ParseEPCBytes(%q) = %s", data, got)
 		}
 	})
+}
+
+// TestLastingProblemLoggedOnce: the host is probed every poll; a problem that lasts is one log
+// line, and a new problem is another.
+func TestLastingProblemLoggedOnce(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	root := hostTree(t, map[string]string{"/dev/sgx_enclave": "", "/sys/devices/system/node/node0/x86/sgx_total_bytes": "lots\n"}, nil)
+	p, err := New(Config{PluginDir: "/nonexistent", HostRoot: root, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errorsLogged := func() (n int) {
+		for _, e := range hook.AllEntries() {
+			if e.Level == logrus.ErrorLevel {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 {
+		p.rescan()
+	}
+	if n := errorsLogged(); n != 1 {
+		t.Errorf("%d errors logged for one lasting problem, want 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(root, "sys/devices/system/node/node0/x86/sgx_total_bytes"), []byte("-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.rescan()
+	p.rescan()
+	if n := errorsLogged(); n != 2 {
+		t.Errorf("%d errors logged after the problem changed, want 2", n)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
@@ -135,7 +136,7 @@ func (p *Plugin) epcDevices() ([]*pb.Device, error) {
 		return nil, fmt.Errorf("the kernel reports no SGX memory (less than 1 MiB) in %s: %w", SysfsNodeDir, errUnavailable)
 	}
 	if total > uint64(len(devs)) {
-		p.log.Warnf("%s: the node has %d MiB of EPC; advertising %d (raise the EPC device limit to advertise more)", ResourceEPC, total, len(devs))
+		p.sayOnce("epc limit", logrus.WarnLevel, fmt.Sprintf("%s: the node has %d MiB of EPC; advertising %d (raise the EPC device limit to advertise more)", ResourceEPC, total, len(devs)))
 	}
 	return devs, nil
 }
