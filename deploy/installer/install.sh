@@ -37,6 +37,10 @@ END_MARK="# END inclavare-containers runtime rune"
 IMPORT_MARK="# added by rune-deploy"
 DROPIN=inclavare-rune.toml
 
+# Scratch files, removed however the script ends.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
 log() { echo "rune-deploy: $*" >&2; }
 die() {
 	log "error: $*"
@@ -192,7 +196,8 @@ compose_v2() {
 # only rune, so the block carries them too. Sets CHANGED when it changed anything.
 add_runtime_v2() {
 	f=$(node "$CONTAINERD_CONFIG")
-	work=$(mktemp -d)
+	work="$WORK/v2"
+	mkdir -p "$work"
 	if [ -f "$f" ] && has_content "$f"; then
 		strip_block "$f" >"$work/base"
 	else
@@ -237,7 +242,7 @@ add_runtime_v3() {
 	fi
 	f=$(node "$CONTAINERD_CONFIG")
 	import="$CONTAINERD_CONF_D/$DROPIN"
-	tmp=$(mktemp)
+	tmp="$WORK/config.new"
 	if [ ! -f "$f" ] || ! has_content "$f"; then
 		[ -e "$f" ] || : >"$(state containerd-config.created)"
 		printf 'version = 3\nimports = ["%s"] %s\n' "$import" "$IMPORT_MARK" >"$tmp"
@@ -306,7 +311,7 @@ cleanup() {
 	case $version in
 	2)
 		if [ -f "$f" ] && grep -qxF "$BEGIN_MARK" "$f"; then
-			tmp=$(mktemp)
+			tmp="$WORK/config.new"
 			strip_block "$f" >"$tmp"
 			if [ -e "$(state containerd-config.created)" ] && [ "$(cat "$tmp")" = "version = 2" ]; then
 				rm -f "$f"
@@ -323,7 +328,7 @@ cleanup() {
 			changed=true
 		fi
 		if [ -f "$f" ] && grep -qF "$IMPORT_MARK" "$f"; then
-			tmp=$(mktemp)
+			tmp="$WORK/config.new"
 			grep -vF "$IMPORT_MARK" "$f" >"$tmp" || true
 			if [ -e "$(state containerd-config.created)" ] && [ "$(cat "$tmp")" = "version = 3" ]; then
 				rm -f "$f"
