@@ -551,3 +551,92 @@ func TestInstallerUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestInstalledConfigLoadsCRI starts the real containerd on the configuration rune-deploy
+// writes (made private: its own root, state and sockets) and checks that its CRI plugin loads.
+// The control case shows what the installer avoids: the runtime table of rune alone, appended
+// to Debian's configuration, leaves containerd without its default runtime runc, and the CRI
+// plugin fails.
+func TestInstalledConfigLoadsCRI(t *testing.T) {
+	if _, err := exec.LookPath("ctr"); err != nil {
+		t.Fatalf("ctr (containerd's client) is needed: %v", err)
+	}
+	n := newTestNode(t)
+	n.write("/etc/containerd/config.toml", debianContainerdConfig)
+	n.run(true, "install")
+	installed := n.read("/etc/containerd/config.toml")
+
+	handler, err := os.ReadFile("containerd/containerd-1.6-1.7.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	naive := debianContainerdConfig + strings.Replace(string(handler), "version = 2\n", "", 1)
+
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"installed", installed, "ok"},
+		{"rune table alone", naive, "error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := criPluginStatus(t, tc.config); got != tc.want {
+				t.Errorf("CRI plugin status %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// criPluginStatus runs containerd on config, with private paths, and returns the status ctr
+// reports for the CRI plugin.
+func criPluginStatus(t *testing.T, config string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ctrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "containerd.sock")
+	private := strings.Replace(config, "version = 2\n", fmt.Sprintf("version = 2\nroot = %q\nstate = %q\n", dir+"/root", dir+"/state"), 1)
+	private = strings.ReplaceAll(private, "/var/lib/containerd/opt", dir+"/opt")
+	private += fmt.Sprintf("\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n", sock, sock+".ttrpc")
+	writeFile(t, filepath.Join(dir, "config.toml"), private, 0o644)
+	var log bytes.Buffer
+	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := exec.Command("ctr", "--address", sock, "plugins", "ls").Output()
+		if err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				f := strings.Fields(line)
+				if len(f) >= 4 && f[0] == "io.containerd.grpc.v1" && f[1] == "cri" {
+					return f[len(f)-1]
+				}
+			}
+			t.Fatalf("ctr plugins ls lists no CRI plugin:\n%s", out)
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("containerd exited: %v\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd never answered\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
