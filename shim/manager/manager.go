@@ -10,9 +10,12 @@
 package manager
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +35,9 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/inclavare-containers/inclavare-go/shim/bootstrap"
 	"github.com/inclavare-containers/inclavare-go/shim/task"
 )
 
@@ -80,9 +85,38 @@ func (m Manager) Start(ctx context.Context, id string, opts shim.StartOpts) (_ s
 	if err != nil {
 		return "", err
 	}
-	address, err := shim.SocketAddress(ctx, opts.Address, Group(id, spec.Annotations))
+	// containerd ≥ 2.3 sends bootstrap parameters on stdin and wants a bootstrap result
+	// (task API v3) back; containerd 1.x sends its runtime options, or nothing, and wants
+	// the bare address (task API v2).
+	input, err := io.ReadAll(io.LimitReader(os.Stdin, maxStdin))
 	if err != nil {
-		return "", fmt.Errorf("shim socket address: %w", err)
+		return "", fmt.Errorf("read stdin: %w", err)
+	}
+	params, err := bootstrap.Parse(input, id, ns)
+	if err != nil && !errors.Is(err, bootstrap.ErrLegacy) {
+		return "", err
+	}
+	runtimeOptions := input
+	answer := func(address string) string { return address }
+	group := Group(id, spec.Annotations)
+	var address string
+	if params != nil {
+		log.G(ctx).WithField("containerd", params.ContainerdVersion).Debug("bootstrap protocol, task API v3")
+		runtimeOptions = nil
+		for _, a := range params.Extensions {
+			if a.MessageName() == runcOptionsType {
+				runtimeOptions, _ = proto.Marshal(a)
+			}
+		}
+		answer = func(address string) string { return string(bootstrap.Result(address)) }
+		if params.SocketDir != "" {
+			address = socketAddressIn(params.SocketDir, opts.Address, ns, group)
+		}
+	}
+	if address == "" {
+		if address, err = shim.SocketAddress(ctx, opts.Address, group); err != nil {
+			return "", fmt.Errorf("shim socket address: %w", err)
+		}
 	}
 
 	socket, err := shim.NewSocket(address)
@@ -95,7 +129,7 @@ func (m Manager) Start(ctx context.Context, id string, opts shim.StartOpts) (_ s
 			if err := shim.WriteAddress("address", address); err != nil {
 				return "", fmt.Errorf("record the address of the group's shim: %w", err)
 			}
-			return address, nil
+			return answer(address), nil
 		}
 		// Nobody answers: a dead shim's leftover socket.
 		if err := shim.RemoveSocket(address); err != nil {
@@ -146,9 +180,8 @@ func (m Manager) Start(ctx context.Context, id string, opts shim.StartOpts) (_ s
 	}()
 	go func() { _ = cmd.Wait() }()
 
-	// containerd passes the runtime options on stdin; runc options may name a cgroup for
-	// the shim itself.
-	if ro, err := shim.ReadRuntimeOptions[*options.Options](os.Stdin); err == nil && ro.ShimCgroup != "" {
+	// runc options may name a cgroup for the shim itself.
+	if ro, err := shim.ReadRuntimeOptions[*options.Options](bytes.NewReader(runtimeOptions)); err == nil && ro.ShimCgroup != "" {
 		if err := joinCgroup(ro.ShimCgroup, cmd.Process.Pid); err != nil {
 			return "", err
 		}
@@ -156,7 +189,21 @@ func (m Manager) Start(ctx context.Context, id string, opts shim.StartOpts) (_ s
 	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
 		return "", fmt.Errorf("adjust the shim's OOM score: %w", err)
 	}
-	return address, nil
+	return answer(address), nil
+}
+
+// maxStdin bounds what start reads from containerd: runtime options or bootstrap
+// parameters are a few hundred bytes.
+const maxStdin = 10 << 20
+
+// runcOptionsType names the runtime options containerd's CRI and ctr pass.
+var runcOptionsType = (&options.Options{}).ProtoReflect().Descriptor().FullName()
+
+// socketAddressIn is the shim socket of a group in the socket directory containerd's
+// configuration names, hashed the way containerd's own shims name theirs.
+func socketAddressIn(dir, containerdAddress, ns, group string) string {
+	d := sha256.Sum256([]byte(filepath.Join(containerdAddress, ns, group)))
+	return fmt.Sprintf("unix://%s/%x", dir, d)
 }
 
 // startShim starts cmd, in a new core-scheduling group when SCHED_CORE is set (as

@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	taskV3API "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
 	apitask "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
@@ -152,9 +153,11 @@ func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*S
 	return s, nil
 }
 
-// RegisterTTRPC serves the service as containerd's task API v2.
+// RegisterTTRPC serves the service as containerd's task API v2 (containerd 1.x) and v3
+// (containerd ≥ 2.3); the bootstrap answer at start tells containerd which to use.
 func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTaskService(server, s)
+	taskV3API.RegisterTTRPCTaskService(server, taskV3{s})
 	return nil
 }
 

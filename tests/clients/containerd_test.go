@@ -60,44 +60,15 @@ func startContainerd(t *testing.T) *containerdSuite {
 		}
 	}
 
-	// Every path containerd would otherwise take from the host defaults
-	// (/var/lib/containerd, /run/containerd, /opt/containerd) points into
-	// the suite directory. CRI is not needed and would want CNI and a pause
-	// image.
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[debug]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), s.state, s.sock, s.sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
-	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		t.Fatalf("write containerd config: %v", err)
+	c := NewContainerd(tools["containerd"], s.ctr, dir)
+	c.State, c.Sock = s.state, s.sock
+	if err := c.WriteConfig("", false, false); err != nil {
+		t.Fatal(err)
 	}
-	s.daemon, err = StartDaemon("containerd", dir, 10*time.Minute, tools["containerd"], "--config", configPath)
+	err = c.Start("containerd", 10*time.Minute)
+	s.daemon = c.Daemon
 	if err != nil {
-		t.Fatalf("start containerd: %v", err)
-	}
-	err = s.daemon.WaitReady(60*time.Second, func(ctx context.Context) error {
-		res, err := Run(ctx, 10*time.Second, nil, s.ctr, "-a", s.sock, "--timeout", "2s", "version")
-		if err == nil && res.ExitCode != 0 {
-			err = errors.New(res.String())
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("containerd: %v", err)
+		t.Fatal(err)
 	}
 
 	layer, err := BusyboxRootfsTar(tools["busybox"])

@@ -84,64 +84,47 @@ func (e *Env) start(wasm bool) error {
 	if err := os.MkdirAll(e.PodLogs, 0o755); err != nil {
 		return fmt.Errorf("create pod log dir: %w", err)
 	}
-	// Every path containerd would take from the host defaults points into Dir. The rune
-	// handler hands the shim its configuration the Kubernetes way, through the runtime
-	// options' ConfigPath. CRI's CNI setup is never reached: every pod uses the host network.
-	config := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-
-[grpc]
-  address = %[3]q
-
-[ttrpc]
-  address = "%[3]s.ttrpc"
-
-[debug]
-  address = "%[3]s.debug"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %[5]q
+	// The rune handler hands the shim its configuration the Kubernetes way, through the
+	// runtime options' ConfigPath. CRI's CNI setup is never reached: every pod uses the
+	// host network.
+	c := clients.NewContainerd(e.Containerd, e.Ctr, e.Dir)
+	c.Sock, c.Config = e.Sock, e.Config
+	criConfig := fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[1]q
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = %[6]q
+    conf_dir = %[2]q
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = %[7]q
+    default_runtime_name = %[3]q
     snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[7]s]
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[3]s]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[7]s.options]
-        BinaryName = %[8]q
-        Root = %[9]q
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[10]s]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[3]s.options]
+        BinaryName = %[4]q
+        Root = %[5]q
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[6]s]
       runtime_type = "io.containerd.rune.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[10]s.options]
-        ConfigPath = %[11]q
-`, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "state"), e.Sock, filepath.Join(e.Dir, "opt"),
-		PauseImage, filepath.Join(e.Dir, "cni"), HandlerRunc, e.Runc, e.RuncRoot, HandlerRune, shimConfig)
-	if err := os.WriteFile(e.Config, []byte(config), 0o644); err != nil {
-		return fmt.Errorf("write containerd config: %w", err)
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[6]s.options]
+        ConfigPath = %[7]q
+`, PauseImage, filepath.Join(e.Dir, "cni"), HandlerRunc, e.Runc, e.RuncRoot, HandlerRune, shimConfig)
+	if err := c.WriteConfig(criConfig, true, false); err != nil {
+		return err
 	}
 	crictlConfig := fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 60\npull-image-on-create: false\n", e.Sock)
 	if err := os.WriteFile(filepath.Join(e.Dir, "crictl.yaml"), []byte(crictlConfig), 0o644); err != nil {
 		return fmt.Errorf("write crictl config: %w", err)
 	}
 	// containerd looks up containerd-shim-rune-v2 (and the runc shim) on its own PATH.
-	argv := []string{"/usr/bin/env", "PATH=" + filepath.Dir(e.Shim) + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin",
-		e.Containerd, "--config", e.Config}
-	d, err := clients.StartDaemon("containerd", e.Dir, 2*time.Hour, argv...)
+	err := c.Start("containerd", 2*time.Hour, "PATH="+filepath.Dir(e.Shim)+":"+os.Getenv("PATH")+":/usr/sbin:/sbin")
+	e.daemon = c.Daemon
 	if err != nil {
-		return fmt.Errorf("start containerd: %w", err)
+		return err
 	}
-	e.daemon = d
-	err = d.WaitReady(60*time.Second, func(ctx context.Context) error {
+	err = e.daemon.WaitReady(60*time.Second, func(ctx context.Context) error {
 		res, err := clients.Run(ctx, 10*time.Second, nil, e.Crictl, e.crictlArgs("--timeout", "2s", "info")...)
 		if err == nil && res.ExitCode != 0 {
 			err = errors.New(res.String())

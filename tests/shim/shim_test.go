@@ -25,10 +25,31 @@ import (
 // ctrDeleteExit matches containerd 1.6's report of a non-zero exit on `ctr task delete`.
 var ctrDeleteExit = regexp.MustCompile(`exit with non-zero exit code (\d+)`)
 
-// TestShim runs every scenario against one private containerd, in order; the containerd
-// restart comes last.
-func TestShim(t *testing.T) {
-	s := startSuite(t)
+// TestShim runs every scenario against one private containerd 1.x (task API v2), in order;
+// the containerd restart comes last.
+func TestShim(t *testing.T) { scenarios(t, startSuite(t)) }
+
+// TestShimContainerd2 runs the same scenarios against containerd 2.x built from the Go
+// module proxy (CONTAINERD2_BINARY and CTR2_BINARY name another build), which starts the
+// shim with bootstrap parameters and talks task API v3 to it.
+func TestShimContainerd2(t *testing.T) {
+	containerd, ctr := os.Getenv(envContainerd2), os.Getenv(envCtr2)
+	if containerd == "" || ctr == "" {
+		_, tools := clients.Prerequisites(t, "go")
+		cache, err := clients.TestCacheDir()
+		if err == nil {
+			containerd, ctr, err = clients.InstallContainerd2(tools["go"], cache)
+		}
+		if err != nil {
+			clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
+		}
+	}
+	s := startSuiteOn(t, containerd, ctr)
+	s.taskAPI = 3
+	scenarios(t, s)
+}
+
+func scenarios(t *testing.T, s *suite) {
 
 	t.Run("RunOutputAndExitCode", func(t *testing.T) {
 		tests := []struct {
@@ -77,6 +98,20 @@ func TestShim(t *testing.T) {
 		opts := readShimOptions(t, s.bundle(id))
 		if opts.BinaryName != s.rune || opts.Root != s.runeRoot {
 			t.Fatalf("recorded options %+v, want binary %s and root %s (from the shim configuration)", opts, s.rune, s.runeRoot)
+		}
+		if s.taskAPI == 3 {
+			// containerd 2.x records what the shim answered at start.
+			var b struct {
+				Version  int    `json:"version"`
+				Protocol string `json:"protocol"`
+			}
+			data, err := os.ReadFile(filepath.Join(s.bundle(id), "bootstrap.json"))
+			if err == nil {
+				err = json.Unmarshal(data, &b)
+			}
+			if err != nil || b.Version != 3 || b.Protocol != "ttrpc" {
+				t.Fatalf("bootstrap.json %q (%v): want task API version 3 over ttrpc", data, err)
+			}
 		}
 		st, err := clients.QueryState(context.Background(), s.rune, s.runeStateRoot(), id)
 		if err != nil {

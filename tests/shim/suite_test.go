@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +32,10 @@ const (
 	// to run the suite against another containerd, such as a 1.7 built from source.
 	envContainerd = "CONTAINERD_BINARY"
 	envCtr        = "CTR_BINARY"
+	// envContainerd2 and envCtr2 name the containerd 2.x to test against (default: built
+	// with go install into the test cache).
+	envContainerd2 = "CONTAINERD2_BINARY"
+	envCtr2        = "CTR2_BINARY"
 )
 
 // suite is one private containerd whose PATH leads to the shim under test.
@@ -50,6 +53,8 @@ type suite struct {
 	fifoDir    string
 	logDir     string
 	daemon     *clients.Daemon
+	cd         *clients.Containerd
+	taskAPI    int // the task API version containerd must use, when known
 }
 
 // shimBinary returns the shim under test.
@@ -75,9 +80,25 @@ func shimBinary(t *testing.T) string {
 	return abs
 }
 
+// startSuite starts the suite on containerd 1.x: Debian's 1.6, or the containerd and ctr
+// named by CONTAINERD_BINARY and CTR_BINARY (such as a 1.7 built from source).
 func startSuite(t *testing.T) *suite {
 	t.Helper()
-	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "busybox", "go")
+	_, tools := clients.Prerequisites(t, "containerd", "ctr")
+	containerd, ctr := tools["containerd"], tools["ctr"]
+	if v := os.Getenv(envContainerd); v != "" {
+		containerd = v
+	}
+	if v := os.Getenv(envCtr); v != "" {
+		ctr = v
+	}
+	return startSuiteOn(t, containerd, ctr)
+}
+
+// startSuiteOn starts the suite on the given containerd and ctr.
+func startSuiteOn(t *testing.T, containerd, ctr string) *suite {
+	t.Helper()
+	runeBin, tools := clients.Prerequisites(t, "busybox", "go")
 	dir, err := os.MkdirTemp("", "rune-shim-")
 	if err != nil {
 		t.Fatalf("create suite dir: %v", err)
@@ -85,49 +106,25 @@ func startSuite(t *testing.T) *suite {
 	s := &suite{
 		rune:       runeBin,
 		shim:       shimBinary(t),
-		containerd: tools["containerd"],
-		ctr:        tools["ctr"],
+		containerd: containerd,
+		ctr:        ctr,
 		dir:        dir,
-		config:     filepath.Join(dir, "containerd.toml"),
 		shimConfig: filepath.Join(dir, "shim.toml"),
-		state:      filepath.Join(dir, "state"),
-		sock:       filepath.Join(dir, "containerd.sock"),
 		runeRoot:   filepath.Join(dir, "rune"),
 		fifoDir:    filepath.Join(dir, "fifo"),
 		logDir:     filepath.Join(dir, "logs"),
 	}
-	for env, p := range map[string]*string{envContainerd: &s.containerd, envCtr: &s.ctr} {
-		if v := os.Getenv(env); v != "" {
-			*p = v
-		}
-	}
+	s.cd = clients.NewContainerd(containerd, ctr, dir)
+	s.config, s.state, s.sock = s.cd.Config, s.cd.State, s.cd.Sock
 	t.Cleanup(func() { s.teardown(t) })
 	for _, d := range []string{s.fifoDir, s.logDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatalf("create %s: %v", d, err)
 		}
 	}
-	// Every path containerd would take from the host defaults points into dir. CRI is
-	// not needed (and would want CNI and a pause image).
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[debug]
-  address = %q
-  level = "debug"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), s.state, s.sock, s.sock+".ttrpc", filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
-	writeFile(t, s.config, config)
+	if err := s.cd.WriteConfig("", false, true); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, s.shimConfig, fmt.Sprintf("log_level = \"debug\"\n\n[rune]\npath = %q\nroot = %q\n", s.rune, s.runeRoot))
 	s.startDaemon(t, "containerd")
 
@@ -159,25 +156,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 // name names its log file, <dir>/<name>.log.
 func (s *suite) startDaemon(t *testing.T, name string) {
 	t.Helper()
-	env := []string{
-		"PATH=" + filepath.Dir(s.shim) + ":" + os.Getenv("PATH"),
-		"INCLAVARE_SHIM_CONFIG=" + s.shimConfig,
-	}
-	argv := append(append([]string{"/usr/bin/env"}, env...), s.containerd, "--config", s.config)
-	d, err := clients.StartDaemon(name, s.dir, 15*time.Minute, argv...)
+	err := s.cd.Start(name, 15*time.Minute,
+		"PATH="+filepath.Dir(s.shim)+":"+os.Getenv("PATH"),
+		"INCLAVARE_SHIM_CONFIG="+s.shimConfig)
+	s.daemon = s.cd.Daemon
 	if err != nil {
-		t.Fatalf("start containerd: %v", err)
-	}
-	s.daemon = d
-	err = d.WaitReady(60*time.Second, func(ctx context.Context) error {
-		res, err := clients.Run(ctx, 10*time.Second, nil, s.ctr, "-a", s.sock, "--timeout", "2s", "version")
-		if err == nil && res.ExitCode != 0 {
-			err = errors.New(res.String())
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("containerd: %v", err)
+		t.Fatal(err)
 	}
 }
 
