@@ -29,6 +29,12 @@ const (
 	// MaxSize bounds a manifest file (the envelope); MaxPayloadSize bounds the payload in it.
 	MaxSize        = 1 << 20
 	MaxPayloadSize = 512 << 10
+	// AnnotationRequired, set to "true" among an OCI spec's annotations, makes rune refuse to
+	// create the container unless its bundle holds a manifest that verifies and matches. The
+	// shim sets it on every container a carrier converted, so that a manifest removed from
+	// the bundle fails create instead of silently running unverified. It can only make rune
+	// stricter: "false" or its absence leaves rune's own policy in force.
+	AnnotationRequired = "io.inclavare.enclave-manifest.required"
 )
 
 // Sentinel errors, so that callers can branch on the kind of failure (errors.Is).

@@ -63,15 +63,23 @@ type Rune struct {
 	Root string `toml:"root"`
 	// SystemdCgroup makes rune use systemd cgroup paths (rune --systemd-cgroup).
 	SystemdCgroup bool `toml:"systemd_cgroup"`
+	// ManifestTrust is the PEM file of keys rune trusts for the enclave manifests of
+	// converted containers (rune --manifest-trust). Empty: rune's own default.
+	ManifestTrust string `toml:"manifest_trust"`
 }
 
-// Signing says how carriers sign the enclave manifests they produce: with a local key
-// or through an authenticated signing service, never both.
+// Signing says how carriers sign the enclave manifests they produce: with a local key,
+// through an authenticated signing service, or (development only, when asked for by
+// name) with a throwaway key; exactly one of them.
 type Signing struct {
 	// KeyFile is a PEM private key (PKCS#1, PKCS#8 or SEC 1).
 	KeyFile string `toml:"key_file"`
 	// Service is a remote signer reached over mutually authenticated TLS.
 	Service *SigningService `toml:"service"`
+	// Ephemeral signs with a key made up for each conversion. Its manifests prove only
+	// that nothing was damaged, not who converted the image; rune accepts them only
+	// because the shim then tells it to (rune --manifest-allow-ephemeral).
+	Ephemeral bool `toml:"ephemeral"`
 }
 
 // SigningService is a signing service reached over HTTPS with a client certificate.
@@ -180,6 +188,9 @@ func (c *Config) validate() error {
 		errs = append(errs, checkAbsolute("rune.path", c.Rune.Path))
 	}
 	errs = append(errs, checkAbsolute("rune.root", c.Rune.Root))
+	if c.Rune.ManifestTrust != "" {
+		errs = append(errs, checkAbsolute("rune.manifest_trust", c.Rune.ManifestTrust))
+	}
 	errs = append(errs, c.Signing.validate())
 	errs = append(errs, checkAbsolute("carriers.cache_dir", c.Carriers.CacheDir))
 	seen := make(map[string]bool)
@@ -195,17 +206,20 @@ func (c *Config) validate() error {
 	// A converted image runs as an enclave whose identity is its signer: without a
 	// signer there is nothing to convert to.
 	if len(c.Carriers.Enabled) > 0 && !c.Signing.Configured() {
-		errs = append(errs, errors.New("carriers.enabled needs [signing] key_file or [signing.service]"))
+		errs = append(errs, errors.New("carriers.enabled needs [signing] key_file or [signing.service] (or, for development only, ephemeral = true)"))
 	}
 	return errors.Join(errs...)
 }
 
 // Configured reports whether a signer is configured.
-func (s Signing) Configured() bool { return s.KeyFile != "" || s.Service != nil }
+func (s Signing) Configured() bool { return s.KeyFile != "" || s.Service != nil || s.Ephemeral }
 
 func (s Signing) validate() error {
 	if s.KeyFile != "" && s.Service != nil {
 		return errors.New("signing: key_file and [signing.service] are mutually exclusive")
+	}
+	if s.Ephemeral && (s.KeyFile != "" || s.Service != nil) {
+		return errors.New("signing: ephemeral = true excludes key_file and [signing.service] (an ephemeral key would never be used)")
 	}
 	if s.KeyFile != "" {
 		return checkAbsolute("signing.key_file", s.KeyFile)

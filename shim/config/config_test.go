@@ -79,6 +79,15 @@ cache_dir = "/var/cache/carriers"
 				Carriers: Carriers{CacheDir: DefaultCarrierCacheDir},
 			},
 		},
+		{
+			name: "ephemeral signing and rune's manifest trust",
+			doc:  "[rune]\nmanifest_trust = \"/etc/trust.pem\"\n[signing]\nephemeral = true\n[carriers]\nenabled = [\"native\"]\n",
+			want: Config{
+				Rune:     Rune{Root: DefaultRuneRoot, ManifestTrust: "/etc/trust.pem"},
+				Signing:  Signing{Ephemeral: true},
+				Carriers: Carriers{Enabled: []string{"native"}, CacheDir: DefaultCarrierCacheDir},
+			},
+		},
 		{name: "warn level", doc: `log_level = "warn"`, want: Config{LogLevel: "warn", Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}}},
 	}
 	for _, tc := range tests {
@@ -126,6 +135,9 @@ func TestParseInvalid(t *testing.T) {
 		{"carrier name", "[signing]\nkey_file = \"/k\"\n[carriers]\nenabled = [\"Occlum!\"]\n", []string{`"Occlum!" is not a carrier name`}},
 		{"carrier twice", "[signing]\nkey_file = \"/k\"\n[carriers]\nenabled = [\"wasm\", \"wasm\"]\n", []string{`"wasm" listed twice`}},
 		{"carriers without signer", "[carriers]\nenabled = [\"wasm\"]\n", []string{"carriers.enabled needs [signing]"}},
+		{"ephemeral with a key file", "[signing]\nkey_file = \"/k\"\nephemeral = true\n", []string{"ephemeral = true excludes key_file"}},
+		{"ephemeral with a service", "[signing]\nephemeral = true\n[signing.service]\nurl = \"https://s\"\nclient_cert = \"/c\"\nclient_key = \"/k\"\n", []string{"ephemeral = true excludes"}},
+		{"relative manifest trust", "[rune]\nmanifest_trust = \"trust.pem\"\n", []string{`rune.manifest_trust "trust.pem": must be an absolute path`}},
 		{"several problems at once", "log_level = \"x\"\n[rune]\nroot = \"r\"\n", []string{"log_level", "rune.root"}},
 		{"oversized", strings.Repeat("#", maxFileSize+1), []string{"more than the"}},
 	}
@@ -248,6 +260,11 @@ func TestCheckFiles(t *testing.T) {
 	certPEM, certDER := selfSigned(t, ecKey)
 	cert := w("cert.pem", certPEM)
 	public := w("public.pem", pemOf("PUBLIC KEY", certDER))
+	spki, err := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustKey := w("trust.pem", pemOf("PUBLIC KEY", spki))
 	twoKeys := w("two.pem", pemOf("EC PRIVATE KEY", ecDER)+pemOf("EC PRIVATE KEY", ecDER))
 	corrupt := w("corrupt.pem", pemOf("EC PRIVATE KEY", []byte("not DER")))
 	exe := w("rune", "#!/bin/sh\n")
@@ -278,6 +295,10 @@ func TestCheckFiles(t *testing.T) {
 		{"mismatched pair", Config{Signing: Signing{Service: svc(cert, rsaPEM, "")}}, "client_cert/client_key"},
 		{"CA file without certificate", Config{Signing: Signing{Service: svc(cert, ecPEM, ecPEM)}}, `"EC PRIVATE KEY" is not a CERTIFICATE`},
 		{"empty CA file", Config{Signing: Signing{Service: svc(cert, ecPEM, notExe)}}, "no PEM certificate"},
+		{"manifest trust: a certificate", Config{Rune: Rune{ManifestTrust: cert}}, ""},
+		{"manifest trust: a public key", Config{Rune: Rune{ManifestTrust: trustKey}}, ""},
+		{"manifest trust: a private key", Config{Rune: Rune{ManifestTrust: ecPEM}}, `rune.manifest_trust: enclave manifest trust ` + ecPEM + `: PEM block 1 is "EC PRIVATE KEY"`},
+		{"manifest trust: missing", Config{Rune: Rune{ManifestTrust: filepath.Join(dir, "none.pem")}}, "rune.manifest_trust: enclave manifest trust: "},
 		{"executable rune", Config{Rune: Rune{Path: exe}}, ""},
 		{"rune not executable", Config{Rune: Rune{Path: notExe}}, "not an executable file"},
 		{"rune is a directory", Config{Rune: Rune{Path: dir}}, "not an executable file"},

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/inclavare-containers/inclavare-go/manifest"
 )
 
 // CheckFiles reads every file the configuration names and checks it holds what the key
@@ -20,6 +22,12 @@ func (c *Config) CheckFiles() error {
 	if c.Rune.Path != "" {
 		if err := checkExecutable(c.Rune.Path); err != nil {
 			errs = append(errs, fmt.Errorf("rune.path: %w", err))
+		}
+	}
+	if c.Rune.ManifestTrust != "" {
+		// The same reader rune uses, so a file the shim accepts is one rune accepts.
+		if _, err := manifest.LoadTrust(c.Rune.ManifestTrust); err != nil {
+			errs = append(errs, fmt.Errorf("rune.manifest_trust: %w", err))
 		}
 	}
 	if c.Signing.KeyFile != "" {
