@@ -8,6 +8,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 
 	// The sandbox API stub containerd 1.7 may ask a pod's shim for.
 	_ "github.com/containerd/containerd/runtime/v2/runc/pause"
@@ -21,6 +23,16 @@ import (
 const runtimeType = "io.containerd.rune.v2"
 
 func main() {
+	m := manager.New(runtimeType)
+	// containerd 2.x asks a shim binary for its runtime info with a lone -info flag, which
+	// containerd 1.7's shim package (what this shim is built on) does not know.
+	if len(os.Args) == 2 && (os.Args[1] == "-info" || os.Args[1] == "--info") {
+		if err := m.RunInfo(context.Background()); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[0], err)
+			os.Exit(1)
+		}
+		return
+	}
 	task.RegisterPlugin()
-	shim.RunManager(context.Background(), manager.New(runtimeType))
+	shim.RunManager(context.Background(), m)
 }

@@ -94,25 +94,26 @@ func (c *Containerd) Bundle(ns, id string) string {
 	return filepath.Join(c.State, "io.containerd.runtime.v2.task", ns, id)
 }
 
-// InstallContainerd2 returns containerd and ctr of Containerd2Version from
-// cacheDir/containerd-<version>, building them there with `go install` first when they are
-// not there yet (a few minutes on this machine, once).
-func InstallContainerd2(goBin, cacheDir string) (containerd, ctr string, err error) {
-	gobin := filepath.Join(cacheDir, "containerd-"+Containerd2Version)
-	containerd, ctr = filepath.Join(gobin, "containerd"), filepath.Join(gobin, "ctr")
-	for _, p := range []struct{ bin, pkg string }{{containerd, "cmd/containerd"}, {ctr, "cmd/ctr"}} {
-		if _, err := os.Stat(p.bin); err == nil {
+// InstallContainerd2 returns the directory holding containerd, ctr and
+// containerd-shim-runc-v2 of Containerd2Version (cacheDir/containerd-<version>), building
+// them there with `go install` first when they are not there yet (a few minutes on this
+// machine, once). containerd ≥ 2.3 needs its own runc shim: Debian's 1.6 shim reads the
+// bootstrap parameters on its stdin as runtime options and fails.
+func InstallContainerd2(goBin, cacheDir string) (dir string, err error) {
+	dir = filepath.Join(cacheDir, "containerd-"+Containerd2Version)
+	for _, name := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			continue
 		}
-		mod := "github.com/containerd/containerd/v2/" + p.pkg + "@" + Containerd2Version
+		mod := "github.com/containerd/containerd/v2/cmd/" + name + "@" + Containerd2Version
 		cmd := exec.Command(goBin, "install", mod)
-		cmd.Env = append(os.Environ(), "GOBIN="+gobin)
+		cmd.Env = append(os.Environ(), "GOBIN="+dir)
 		cmd.Dir = os.TempDir() // outside any module, so go.mod is not consulted
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go install %s: %w\n%s", mod, err, b)
+			return "", fmt.Errorf("go install %s: %w\n%s", mod, err, b)
 		}
 	}
-	return containerd, ctr, nil
+	return dir, nil
 }
 
 // TestCacheDir is where suites keep tools they build once (crictl, containerd 2.x).

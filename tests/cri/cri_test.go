@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,11 +20,23 @@ import (
 // envShimBinary overrides the shim under test (default <repo>/bin/containerd-shim-rune-v2).
 const envShimBinary = "SHIM_BINARY"
 
-// startEnv checks the prerequisites, starts the CRI containerd and removes it when the
-// test ends.
-func startEnv(t *testing.T) *Env {
+// startEnv checks the prerequisites, starts the CRI containerd (Debian's 1.6, or with
+// generation2 containerd 2.x built from the Go module proxy) and removes it when the test
+// ends.
+func startEnv(t *testing.T, generation2 bool) *Env {
 	t.Helper()
 	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "runc", "busybox", "go")
+	var containerd2 string // the directory of containerd 2.x and its runc shim
+	if generation2 {
+		cache, err := clients.TestCacheDir()
+		if err == nil {
+			containerd2, err = clients.InstallContainerd2(tools["go"], cache)
+		}
+		if err != nil {
+			clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
+		}
+		tools["containerd"], tools["ctr"] = filepath.Join(containerd2, "containerd"), filepath.Join(containerd2, "ctr")
+	}
 	shim := os.Getenv(envShimBinary)
 	if shim == "" {
 		root, err := clients.RepoRoot()
@@ -45,7 +58,7 @@ func startEnv(t *testing.T) *Env {
 	}
 	e, err := Start(Tools{
 		Containerd: tools["containerd"], Ctr: tools["ctr"], Runc: tools["runc"], Busybox: tools["busybox"],
-		Go: tools["go"], Rune: runeBin, Shim: shim, Crictl: crictl,
+		Go: tools["go"], Rune: runeBin, Shim: shim, Crictl: crictl, RuncShimDir: containerd2,
 	}, true)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -218,8 +231,63 @@ func execCheck(t *testing.T, e *Env, id string, cmd []string, want string, wantE
 
 // TestCRI runs a rune pod (an enclave container, an exec target in an enclave, an
 // ordinary container) and a runc pod through crictl.
-func TestCRI(t *testing.T) {
-	e := startEnv(t)
+// TestCRI runs pods through the CRI plugin of Debian's containerd 1.6.
+func TestCRI(t *testing.T) { criScenarios(t, startEnv(t, false)) }
+
+// TestCRIContainerd2 runs the same pods through containerd 2.x's CRI, which also asks the
+// shim for rune's features (`containerd-shim-rune-v2 -info`).
+func TestCRIContainerd2(t *testing.T) {
+	e := startEnv(t, true)
+	t.Run("RuntimeFeatures", func(t *testing.T) {
+		// What containerd reports per handler derives from the runtime's OCI features:
+		// user namespaces need the "user" namespace and idmapped mounts.
+		var f struct {
+			Linux struct {
+				Namespaces      []string `json:"namespaces"`
+				MountExtensions struct {
+					IDMap struct {
+						Enabled bool `json:"enabled"`
+					} `json:"idmap"`
+				} `json:"mountExtensions"`
+			} `json:"linux"`
+		}
+		res, err := clients.Run(context.Background(), clientTimeout, nil, e.Rune, "features")
+		if err == nil && res.ExitCode == 0 {
+			err = json.Unmarshal([]byte(res.Stdout), &f)
+		}
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("rune features: %v %s", err, res)
+		}
+		wantUserns := slices.Contains(f.Linux.Namespaces, "user") && f.Linux.MountExtensions.IDMap.Enabled
+		if !wantUserns {
+			t.Fatalf("rune features on this machine lack user namespaces or idmapped mounts: %s", res.Stdout)
+		}
+		var info struct {
+			RuntimeHandlers []struct {
+				Name     string `json:"name"`
+				Features struct {
+					UserNamespaces bool `json:"user_namespaces"`
+				} `json:"features"`
+			} `json:"runtimeHandlers"`
+		}
+		out := must(t, e, "info")
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("decode crictl info: %v", err)
+		}
+		for _, h := range info.RuntimeHandlers {
+			if h.Name == HandlerRune {
+				if !h.Features.UserNamespaces {
+					t.Fatalf("handler rune: user_namespaces false, want true (from rune features through the shim's -info)\n%s", out)
+				}
+				return
+			}
+		}
+		t.Fatalf("handler rune not in crictl info:\n%s", out)
+	})
+	criScenarios(t, e)
+}
+
+func criScenarios(t *testing.T, e *Env) {
 	runeState := func(id string) string { return filepath.Join(e.RuneRoot, Namespace, id) }
 
 	t.Run("RunePod", func(t *testing.T) {
@@ -227,11 +295,12 @@ func TestCRI(t *testing.T) {
 		pod := must(t, e, "runp", "--runtime", HandlerRune, podJSON)
 		var sandbox struct {
 			Status struct {
-				State string `json:"state"`
+				State          string `json:"state"`
+				RuntimeHandler string `json:"runtimeHandler"` // CRI's field, filled by containerd 2.x
 			} `json:"status"`
 			Info struct {
 				Pid            int    `json:"pid"`
-				RuntimeHandler string `json:"runtimeHandler"`
+				RuntimeHandler string `json:"runtimeHandler"` // containerd 1.6's verbose info
 				RuntimeType    string `json:"runtimeType"`
 			} `json:"info"`
 		}
@@ -239,9 +308,13 @@ func TestCRI(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &sandbox); err != nil {
 			t.Fatalf("decode crictl inspectp: %v\n%s", err, out)
 		}
-		if sandbox.Status.State != "SANDBOX_READY" || sandbox.Info.RuntimeHandler != HandlerRune || sandbox.Info.RuntimeType != "io.containerd.rune.v2" {
+		handler := sandbox.Status.RuntimeHandler
+		if handler == "" {
+			handler = sandbox.Info.RuntimeHandler
+		}
+		if sandbox.Status.State != "SANDBOX_READY" || handler != HandlerRune || sandbox.Info.RuntimeType != "io.containerd.rune.v2" {
 			t.Fatalf("pod sandbox: state %s, handler %q, runtime type %q; want SANDBOX_READY under rune / io.containerd.rune.v2",
-				sandbox.Status.State, sandbox.Info.RuntimeHandler, sandbox.Info.RuntimeType)
+				sandbox.Status.State, handler, sandbox.Info.RuntimeType)
 		}
 		// The sandbox (pause) container runs under rune: rune has its state, and its
 		// parent is the rune shim.

@@ -39,6 +39,9 @@ type Tools struct {
 	Rune       string
 	Shim       string // containerd-shim-rune-v2; containerd finds it through PATH
 	Crictl     string
+	// RuncShimDir, when set, holds the containerd-shim-runc-v2 the runc handler runs
+	// (containerd 2.x needs its own); otherwise the one on PATH.
+	RuncShimDir string
 }
 
 // Env is one private containerd with the CRI plugin and its crictl.
@@ -119,7 +122,11 @@ func (e *Env) start(wasm bool) error {
 		return fmt.Errorf("write crictl config: %w", err)
 	}
 	// containerd looks up containerd-shim-rune-v2 (and the runc shim) on its own PATH.
-	err := c.Start("containerd", 2*time.Hour, "PATH="+filepath.Dir(e.Shim)+":"+os.Getenv("PATH")+":/usr/sbin:/sbin")
+	path := filepath.Dir(e.Shim) + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
+	if e.RuncShimDir != "" {
+		path = filepath.Dir(e.Shim) + ":" + e.RuncShimDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
+	}
+	err := c.Start("containerd", 2*time.Hour, "PATH="+path)
 	e.daemon = c.Daemon
 	if err != nil {
 		return err

@@ -37,9 +37,11 @@ func TestShimContainerd2(t *testing.T) {
 	if containerd == "" || ctr == "" {
 		_, tools := clients.Prerequisites(t, "go")
 		cache, err := clients.TestCacheDir()
+		var dir string
 		if err == nil {
-			containerd, ctr, err = clients.InstallContainerd2(tools["go"], cache)
+			dir, err = clients.InstallContainerd2(tools["go"], cache)
 		}
+		containerd, ctr = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
 		if err != nil {
 			clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
 		}
