@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -238,6 +240,28 @@ func (n *testNode) dumpRuneRuntime() (map[string]any, map[string]any) {
 	return rt, cri.(map[string]any)
 }
 
+// containerd2RuneRuntime has containerd 2.x load the node's configuration, its imports
+// pointed into the node, and returns the CRI runtime rune as containerd understood it.
+func (n *testNode) containerd2RuneRuntime(containerd string) map[string]any {
+	n.t.Helper()
+	config := strings.ReplaceAll(n.read("/etc/containerd/config.toml"), "/etc/containerd/conf.d/", n.path("/etc/containerd/conf.d")+"/")
+	path := filepath.Join(n.base, "containerd2.toml")
+	writeFile(n.t, path, config, 0o644)
+	var stderr bytes.Buffer
+	cmd := exec.Command(containerd, "--config", path, "config", "dump")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		n.t.Fatalf("containerd 2.x config dump: %v\n%s", err, stderr.String())
+	}
+	var dump map[string]any
+	if err := toml.Unmarshal(out, &dump); err != nil {
+		n.t.Fatalf("containerd 2.x's dump: %v\n%s", err, out)
+	}
+	rt, _ := dig(dump, "plugins", "io.containerd.cri.v1.runtime", "containerd", "runtimes", "rune").(map[string]any)
+	return rt
+}
+
 func dig(v any, keys ...string) any {
 	for _, k := range keys {
 		m, ok := v.(map[string]any)
@@ -406,13 +430,25 @@ func TestInstallerRefuses(t *testing.T) {
 }
 
 // TestInstallerContainerd2 covers containerd 2.x configurations (version 3): a drop-in in
-// conf.d and an imports line. containerd 2.x is not on this machine, so the files are checked
-// with the strict parser instead of by containerd.
+// conf.d and an imports line, each checked by a real containerd 2.x (built with go install,
+// as the shim tests do) loading the node's configuration.
 func TestInstallerContainerd2(t *testing.T) {
 	dropin, err := os.ReadFile("containerd/containerd-2.x.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	goBin, err := exec.LookPath("go")
+	var dir string
+	if err == nil {
+		var cache string
+		if cache, err = clients.TestCacheDir(); err == nil {
+			dir, err = clients.InstallContainerd2(goBin, cache)
+		}
+	}
+	if err != nil {
+		clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
+	}
+	containerd2 := filepath.Join(dir, "containerd")
 	const own = "version = 3\n\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10'\n"
 	tests := []struct {
 		name       string
@@ -441,9 +477,10 @@ func TestInstallerContainerd2(t *testing.T) {
 			if got != tc.wantConfig {
 				t.Errorf("containerd configuration:\n%s\nwant:\n%s", got, tc.wantConfig)
 			}
-			var parsed map[string]any
-			if err := toml.Unmarshal([]byte(got), &parsed); err != nil {
-				t.Errorf("containerd configuration is not TOML: %v", err)
+			rt := n.containerd2RuneRuntime(containerd2)
+			if dig(rt, "runtime_type") != "io.containerd.rune.v2" || dig(rt, "options", "ConfigPath") != "/etc/inclavare-containers/config.toml" ||
+				fmt.Sprint(dig(rt, "container_annotations")) != "[enclave.*]" {
+				t.Errorf("containerd %s understands runtime rune as %v", clients.Containerd2Version, rt)
 			}
 			if n.restarts() != 1 {
 				t.Errorf("%d restarts, want 1", n.restarts())
