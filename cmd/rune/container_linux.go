@@ -47,7 +47,7 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 		return -1, err
 	}
 	root := c.GlobalString("root")
-	enc, err := prepareEnclave(spec, root, id, cwd)
+	enc, err := prepareEnclave(spec, root, id, cwd, manifestPolicyFrom(c))
 	if err != nil {
 		return -1, err
 	}

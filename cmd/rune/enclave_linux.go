@@ -13,6 +13,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
@@ -98,8 +99,12 @@ func readCrash(f *os.File) []byte {
 
 // prepareEnclave validates the enclave settings of spec and rewrites it to run the runelet. It returns
 // nil for an ordinary container. Nothing is created on the host before the settings are known good.
-func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, error) {
+func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy) (*enclaveLaunch, error) {
 	s, err := enclave.FromSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	m, err := mp.verify(bundle, spec, s)
 	if err != nil || s == nil {
 		return nil, err
 	}
@@ -135,6 +140,9 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string) (*enclaveLaunch, 
 		SimPlatformKey: os.Getenv("RUNE_SIM_PLATFORM_KEY"),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := matchManifest(bundle, m, s, host.Measurement, manifest.Entrypoint{Path: path, Args: launch.Args, Env: launch.Env, Cwd: launch.Cwd}); err != nil {
 		return nil, err
 	}
 	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: cacheDir})

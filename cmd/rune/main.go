@@ -53,6 +53,7 @@ func main() {
 		cli.BoolFlag{Name: "systemd-cgroup", Usage: "enable systemd cgroup support, expects cgroupsPath to be of form \"slice:prefix:name\" for e.g. \"system.slice:rune:434234\""},
 		cli.StringFlag{Name: "rootless", Value: "auto", Usage: "ignore cgroup permission errors ('true', 'false', or 'auto')"},
 	}
+	app.Flags = append(app.Flags, manifestFlags...)
 	app.Commands = []cli.Command{
 		attestCommand,
 		checkpointCommand,
