@@ -28,7 +28,6 @@ import (
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	taskV3API "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
 	apitask "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
@@ -157,7 +156,7 @@ func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*S
 // (containerd ≥ 2.3); the bootstrap answer at start tells containerd which to use.
 func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTaskService(server, s)
-	taskV3API.RegisterTTRPCTaskService(server, taskV3{s})
+	registerTaskV3(server, s)
 	return nil
 }
 
