@@ -238,6 +238,17 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
+// Requested reports whether the container of bundle asks for a carrier (RUNE_CARRIER in its
+// environment) and which, without reading anything else: the shim loads its configuration
+// for a conversion only when one is asked for.
+func Requested(bundle string) (string, bool, error) {
+	sp, err := readSpec(bundle)
+	if err != nil {
+		return "", false, err
+	}
+	return requested(sp.spec)
+}
+
 // requested returns the carrier named by RUNE_CARRIER in spec's environment.
 func requested(spec *specs.Spec) (string, bool, error) {
 	if spec.Process == nil {

@@ -22,6 +22,9 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/inclavare-containers/inclavare-go/shim/carrier"
+	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
 
 // OptionsFile is the bundle file holding the runc options a task was created with; the
@@ -84,6 +87,12 @@ func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.Creat
 		}()
 	}
 
+	conv, err := convertCarrier(ctx, r, ns, opts.BinaryName)
+	if err != nil {
+		return nil, err
+	}
+	defer conv.Release() // after rune create: it reads what the conversion set for it
+
 	rt := process.NewRunc(opts.Root, r.Bundle, ns, opts.BinaryName, opts.SystemdCgroup)
 	p := process.New(r.ID, rt, stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
 	p.Bundle = r.Bundle
@@ -123,6 +132,33 @@ func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.Creat
 	}
 	c.loadCgroup(ctx)
 	return c, nil
+}
+
+func init() { availableCarriers = carrier.Names() }
+
+// convertCarrier turns the container into an enclave container when its environment names a
+// carrier (RUNE_CARRIER; shim/carrier): a signed enclave manifest and the enclave settings in
+// the bundle, for rune create to verify. It returns nil when no carrier is asked for.
+func convertCarrier(ctx context.Context, r *taskAPI.CreateTaskRequest, ns, runePath string) (*carrier.Result, error) {
+	if _, ok, err := carrier.Requested(r.Bundle); err != nil || !ok {
+		return nil, err
+	}
+	req, err := DecodeRuntimeOptions(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(config.Locate(req.ConfigPath, req.ConfigBody, os.Getenv))
+	if err != nil {
+		return nil, err
+	}
+	res, err := carrier.Convert(ctx, carrier.Request{
+		Bundle: r.Bundle, ContainerID: r.ID, Namespace: ns, Config: cfg, RunePath: runePath,
+		ContainerdAddress: carrier.ContainerdAddress(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", r.ID, err)
+	}
+	return res, nil
 }
 
 // WriteOptions records opts in the bundle, with protobuf field names (binary_name, root).
