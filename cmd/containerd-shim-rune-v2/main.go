@@ -1,6 +1,7 @@
 //go:build linux
 
-// Command containerd-shim-rune-v2 is the containerd shim (task API v2, runtime type
+// Command containerd-shim-rune-v2 is the containerd shim (task API v2 for containerd 1.x,
+// v3 for containerd >= 2.3; runtime type
 // io.containerd.rune.v2) that runs containers with rune. containerd starts one per
 // container, or one per Kubernetes pod sandbox; it is configured by
 // /etc/inclavare-containers/config.toml (see shim/README.md).
@@ -11,8 +12,6 @@ import (
 	"fmt"
 	"os"
 
-	// The sandbox API stub containerd 1.7 may ask a pod's shim for.
-	_ "github.com/containerd/containerd/runtime/v2/runc/pause"
 	"github.com/containerd/containerd/runtime/v2/shim"
 
 	"github.com/inclavare-containers/inclavare-go/shim/manager"
