@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/containerd/cgroups/v3"
@@ -31,6 +32,7 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	apitask "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/pkg/oom"
 	oomv1 "github.com/containerd/containerd/pkg/oom/v1"
 	oomv2 "github.com/containerd/containerd/pkg/oom/v2"
@@ -182,6 +184,8 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	s.lifecycleMu.Unlock()
 	c, err := newContainer(ctx, s.platform, r, opts)
 	if err != nil {
+		ns, _ := namespaces.Namespace(ctx)
+		err = explainNoSpace(err, r.Bundle, filepath.Join(opts.Root, ns))
 		s.endStart(nil, nil)
 		s.mu.Lock()
 		delete(s.containers, r.ID)

@@ -526,6 +526,13 @@ func scenarios(t *testing.T, s *suite) {
 
 	t.Run("Faults", func(t *testing.T) { testFaults(t, s) })
 
+	t.Run("FullDisk", func(t *testing.T) {
+		t.Run("ordinary", func(t *testing.T) { testFullDisk(t, s, nil, []string{"echo", "room enough"}, "room enough\n") })
+		t.Run("enclave", func(t *testing.T) {
+			testFullDisk(t, s, enclaveEnv, []string{"/app/hello.wasm"}, "Hello from an enclave container!")
+		})
+	})
+
 	t.Run("ContainerdRestart", func(t *testing.T) {
 		const id, enclaveID = "survivor", "enclave-survivor"
 		s.startDetached(t, nil, id, "sleep", "600")
