@@ -155,7 +155,7 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	if img == nil {
 		if req.ContainerdAddress == "" {
 			imageNote = "containerd's address is unknown"
-		} else if img, err = LookupImage(ctx, req.ContainerdAddress, req.Namespace, req.ContainerID); err != nil {
+		} else if img, err = LookupImage(ctx, req.ContainerdAddress, req.Namespace, req.ContainerID, sp.spec.Annotations[AnnotationCRIImageName]); err != nil {
 			imageNote = err.Error()
 			img = nil
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -236,6 +237,53 @@ func TestCarrier(t *testing.T) {
 		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(cfg, "wasm")...), "carrier-env", "/app/prog.wasm", "env", "RUNE_CARRIER")...)
 		if res.ExitCode != 0 || res.Stdout != "unset\n" {
 			t.Fatalf("RUNE_CARRIER seen by the workload: %s", res)
+		}
+	})
+
+	t.Run("CRI-style container: image from the io.kubernetes.cri.image-name annotation", func(t *testing.T) {
+		// Like CRI's, this container records no image in containerd (its rootfs is a host
+		// directory); the annotation names the image, as the user wrote it (normalized here).
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rootfs := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(rootfs, "app"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, "app", "prog.wasm"), buildWasm(t, goBin, "./tests/integration/testdata/enclaveprog"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		criCache := filepath.Join(dir, "cri-cache")
+		ccfg := s.carrierConfig(t, filepath.Join(dir, "cri.toml"), fmt.Sprintf("[signing]\nkey_file = %q", key.keyFile), key.trustFile, criCache)
+		short := strings.TrimPrefix(image, "docker.io/library/")
+		for i, want := range []string{"cache=miss", "cache=hit"} {
+			id := fmt.Sprintf("carrier-cri-%d", i)
+			t.Cleanup(func() { s.remove(t, id) })
+			args := append([]string{"run", "--runtime", runtimeType, "--fifo-dir", s.fifoDir, "--rm", "--rootfs",
+				"--annotation", "io.kubernetes.cri.image-name=" + short}, carrierFlags(ccfg, "wasm")...)
+			res := s.ctrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
+			if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
+				t.Fatalf("ctr run --rootfs with RUNE_CARRIER=wasm: %s", res)
+			}
+			line := s.conversionLog(t, id, "converted to an enclave container")
+			if !strings.Contains(line, want) || !strings.Contains(line, "image_digest=\""+digest+"\"") || !strings.Contains(line, "image=\""+image+"\"") {
+				t.Errorf("conversion %d: %s; want %s, image %s at %s", i, line, want, image, digest)
+			}
+		}
+		// Without the annotation the image is unknown: converted all the same, not cached, and said why.
+		const id = "carrier-no-image"
+		t.Cleanup(func() { s.remove(t, id) })
+		args := append([]string{"run", "--runtime", runtimeType, "--fifo-dir", s.fifoDir, "--rm", "--rootfs"}, carrierFlags(ccfg, "wasm")...)
+		res := s.ctrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
+		if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
+			t.Fatalf("ctr run --rootfs without an image: %s", res)
+		}
+		if line := s.conversionLog(t, id, "converted to an enclave container"); !strings.Contains(line, "cache=off") || !strings.Contains(line, "records no image") {
+			t.Errorf("conversion without an image: %s; want cache=off and the reason", line)
+		}
+		if entries := cacheEntries(t, criCache); len(entries) != 1 {
+			t.Errorf("cache entries: %v, want the one of the annotated runs", entries)
 		}
 	})
 
