@@ -354,6 +354,36 @@ func criScenarios(t *testing.T, e *Env) {
 
 		// rune refuses bad enclave settings when CRI creates the task (at start); the
 		// reason reaches the Kubernetes client and nothing is left in rune's root.
+		// What the device plugin adds for an EPC allocation (enclave.runtime.args=memory=<n>M)
+		// reaches rune as an annotation through the handler's container_annotations, beside the
+		// settings given as annotations instead of env.
+		t.Run("enclave settings from annotations", func(t *testing.T) {
+			annotated := func(name, args string) map[string]any {
+				c := containerConfig(name, nil, "/app/hello.wasm", "3")
+				c["annotations"] = map[string]string{"enclave.type": "sim", "enclave.runtime.path": "builtin:wasm", "enclave.runtime.args": args}
+				return c
+			}
+			id := runContainer(t, e, pod, podJSON, annotated("annotated", "memory=64M"))
+			if ci := waitState(t, e, id, "CONTAINER_EXITED"); ci.Status.ExitCode != 3 {
+				t.Fatalf("enclave container from annotations: exit code %d, want 3", ci.Status.ExitCode)
+			}
+			waitLogs(t, e, id, "Hello from an enclave container!")
+			must(t, e, "rm", id)
+
+			// A limit the runtime cannot honour fails the start, naming it: the annotation arrived.
+			id = must(t, e, "create", "--no-pull", pod, writeJSON(t, e, "tiny.json", annotated("tiny", "memory=1K")), podJSON)
+			res, err := e.Run(context.Background(), "start", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode == 0 || !strings.Contains(res.Stderr, "memory size") || !strings.Contains(res.Stderr, "1K") {
+				t.Fatalf("crictl start with enclave.runtime.args=memory=1K: %s; want a failure naming the memory size", res)
+			}
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after a failed start: %v, want none", id, err)
+			}
+			must(t, e, "rm", id)
+		})
 		t.Run("enclave bad settings fail start", func(t *testing.T) {
 			id := must(t, e, "create", "--no-pull", pod, writeJSON(t, e, "bogus.json", containerConfig("bogus",
 				map[string]string{"ENCLAVE_TYPE": "bogus", "ENCLAVE_RUNTIME_PATH": "builtin:wasm"}, "/app/hello.wasm")), podJSON)

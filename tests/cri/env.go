@@ -111,6 +111,7 @@ func (e *Env) start(wasm bool) error {
         Root = %[5]q
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[6]s]
       runtime_type = "io.containerd.rune.v2"
+      container_annotations = ["enclave.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[6]s.options]
         ConfigPath = %[7]q
 `, PauseImage, filepath.Join(e.Dir, "cni"), HandlerRunc, e.Runc, e.RuncRoot, HandlerRune, shimConfig)
