@@ -513,14 +513,3 @@ func TestHoldRuneEnvironment(t *testing.T) {
 	}
 	release()
 }
-
-func TestLookupImageErrors(t *testing.T) {
-	ctx := context.Background()
-	if _, err := LookupImage(ctx, "", "ns", "id", ""); err == nil {
-		t.Error("LookupImage without an address succeeded")
-	}
-	sock := filepath.Join(t.TempDir(), "none.sock")
-	if _, err := LookupImage(ctx, sock, "ns", "id", ""); err == nil || !strings.Contains(err.Error(), "container ns/id") {
-		t.Errorf("LookupImage on a socket nobody serves: %v", err)
-	}
-}
