@@ -19,8 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/containerd/log"
@@ -30,44 +28,22 @@ import (
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
+	"github.com/inclavare-containers/inclavare-go/shim/conversion"
 )
 
 const (
-	// EnvCarrier in a container's environment selects the carrier. The shim removes it from
-	// the environment: it is an instruction to the shim, not input to the workload (and
-	// would otherwise be part of the measurement).
-	EnvCarrier = "RUNE_CARRIER"
+	// EnvCarrier in a container's environment selects the carrier (conversion.EnvCarrier).
+	EnvCarrier = conversion.EnvCarrier
 	// AnnotationCarrier records in the bundle's config.json which carrier converted it.
 	AnnotationCarrier = "io.inclavare.carrier"
 )
 
-// Carrier is one conversion: the enclave runtime a workload is run in.
-type Carrier struct {
-	Name string
-	// RuntimePath is the ENCLAVE_RUNTIME_PATH the carrier stands for. A container that names
-	// another runtime itself is refused.
-	RuntimePath string
-	// DefaultType is the ENCLAVE_TYPE when the container names none.
-	DefaultType string
-}
-
-// carriers are those this build provides, by name. The built-in runtimes run on the sim TEE
-// by default (docs/enclave-containers.md); builtin:wasm also runs in a TD or an SNP guest
-// when the container says ENCLAVE_TYPE=tdx or snp.
-var carriers = map[string]Carrier{
-	"wasm":   {Name: "wasm", RuntimePath: enclave.BuiltinPrefix + "wasm", DefaultType: enclave.TypeSim},
-	"native": {Name: "native", RuntimePath: enclave.BuiltinPrefix + "native", DefaultType: enclave.TypeSim},
-}
+// Carrier is one kind of conversion (the table is package conversion's, which the shim
+// links without this package).
+type Carrier = conversion.Carrier
 
 // Names lists the carriers this build provides, sorted.
-func Names() []string {
-	names := make([]string, 0, len(carriers))
-	for n := range carriers {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+func Names() []string { return conversion.Names() }
 
 // Request is one container to convert.
 type Request struct {
@@ -101,24 +77,13 @@ type Result struct {
 	// says why).
 	Cache     string
 	CacheNote string
-
-	release func()
-}
-
-// Release ends the hold on the shim's environment that Convert took for rune (see
-// RuneEnvironment); call it after `rune create` returned. It may be called more than once.
-func (r *Result) Release() {
-	if r != nil && r.release != nil {
-		r.release()
-		r.release = nil
-	}
 }
 
 // Convert converts the container of req.Bundle when its environment names a carrier, and
 // returns nil, nil when it does not. On success the bundle holds the signed manifest, its
 // config.json the enclave settings (as enclave.* annotations, which rune reads) and
-// manifest.AnnotationRequired, and the shim's environment holds what rune must be told
-// (Result.Release gives it back).
+// manifest.AnnotationRequired. What rune must be told besides (the trust file, the
+// allowance for ephemeral keys) is the caller's to set: conversion.HoldRuneEnvironment.
 func Convert(ctx context.Context, req Request) (*Result, error) {
 	sp, err := readSpec(req.Bundle)
 	if err != nil {
@@ -132,7 +97,7 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := c.plan(sp.spec, req.Bundle)
+	plan, err := planFor(c, sp.spec, req.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("carrier %s: %w", c.Name, err)
 	}
@@ -218,12 +183,9 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Measurement = parsed.Measurement
 
-	release := holdRuneEnvironment(req.Config)
 	if err := sp.convert(req.Bundle, data, plan, c.Name); err != nil {
-		release()
 		return nil, fmt.Errorf("carrier %s: %w", c.Name, err)
 	}
-	res.release = release
 	fields := logrus.Fields{
 		"measurement": res.Measurement, "runtime": res.Settings.RuntimePath, "tee": res.Settings.Type,
 		"key_id": res.KeyID, "cache": res.Cache, "entrypoint": res.Entrypoint.Path,
@@ -238,54 +200,16 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// Requested reports whether the container of bundle asks for a carrier (RUNE_CARRIER in its
-// environment) and which, without reading anything else: the shim loads its configuration
-// for a conversion only when one is asked for.
-func Requested(bundle string) (string, bool, error) {
-	sp, err := readSpec(bundle)
-	if err != nil {
-		return "", false, err
-	}
-	return requested(sp.spec)
-}
-
 // requested returns the carrier named by RUNE_CARRIER in spec's environment.
 func requested(spec *specs.Spec) (string, bool, error) {
 	if spec.Process == nil {
 		return "", false, nil
 	}
-	name, found := "", false
-	for _, kv := range spec.Process.Env {
-		v, ok := strings.CutPrefix(kv, EnvCarrier+"=")
-		if !ok {
-			continue
-		}
-		if found && v != name {
-			return "", false, fmt.Errorf("%s is set twice, to %q and %q", EnvCarrier, name, v)
-		}
-		name, found = v, true
-	}
-	if found && name == "" {
-		return "", false, fmt.Errorf("%s is empty: name a carrier (available: %s)", EnvCarrier, strings.Join(Names(), ", "))
-	}
-	return name, found, nil
+	return conversion.RequestedIn(spec.Process.Env)
 }
 
 // choose returns the carrier name names, if this build has it and the configuration enables it.
-func choose(name string, cfg *config.Config) (Carrier, error) {
-	c, ok := carriers[name]
-	if !ok {
-		return Carrier{}, fmt.Errorf("%s=%q: no such carrier in this shim (available: %s)", EnvCarrier, name, strings.Join(Names(), ", "))
-	}
-	if !slices.Contains(cfg.Carriers.Enabled, name) {
-		enabled := "none"
-		if len(cfg.Carriers.Enabled) > 0 {
-			enabled = strings.Join(cfg.Carriers.Enabled, ", ")
-		}
-		return Carrier{}, fmt.Errorf("%s=%q: carrier %q is not enabled in the shim configuration (carriers.enabled: %s)", EnvCarrier, name, name, enabled)
-	}
-	return c, nil
-}
+func choose(name string, cfg *config.Config) (Carrier, error) { return conversion.Choose(name, cfg) }
 
 // rootfsOf is the host path of spec's root file system, as rune resolves it.
 func rootfsOf(bundle string, spec *specs.Spec) (string, error) {

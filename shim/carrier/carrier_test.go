@@ -22,6 +22,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
 	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
+	"github.com/inclavare-containers/inclavare-go/shim/conversion"
 )
 
 var testImage = &manifest.Image{Reference: "registry.example/app:1", Digest: "sha256:" + strings.Repeat("ab", 32)}
@@ -83,7 +84,8 @@ func TestChoose(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	wasmC, nativeC := carriers["wasm"], carriers["native"]
+	wasmC, _ := conversion.Lookup("wasm")
+	nativeC, _ := conversion.Lookup("native")
 	tests := []struct {
 		name     string
 		c        Carrier
@@ -152,7 +154,7 @@ func TestPlan(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := readBundleSpec(t, bundle)
-			p, err := tc.c.plan(sp.spec, bundle)
+			p, err := planFor(tc.c, sp.spec, bundle)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("plan: %v, want error %q", err, tc.wantErr)
@@ -219,7 +221,6 @@ func TestConvert(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Convert: %v", err)
 		}
-		res.Release()
 		data, err := manifest.ReadFromBundle(bundle)
 		if err != nil {
 			t.Fatal(err)
@@ -335,12 +336,8 @@ func TestConvert(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := os.Getenv(EnvManifestAllowEphemeral); got != "true" {
-			t.Errorf("while held, %s = %q: rune would refuse the manifest", EnvManifestAllowEphemeral, got)
-		}
-		res.Release()
-		if _, ok := os.LookupEnv(EnvManifestAllowEphemeral); ok {
-			t.Errorf("%s still set after Release", EnvManifestAllowEphemeral)
+		if !res.Ephemeral {
+			t.Errorf("result %+v does not say the key is ephemeral", res)
 		}
 		data, err := manifest.ReadFromBundle(bundle)
 		if err != nil {
@@ -387,9 +384,8 @@ func TestConvertRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle := testBundle(t, tc.args, tc.env, nil)
 			_, before := readBundleSpec(t, bundle)
-			res, err := Convert(context.Background(), Request{Bundle: bundle, ContainerID: "c", Namespace: "ns", Config: tc.cfg, Image: testImage})
+			_, err := Convert(context.Background(), Request{Bundle: bundle, ContainerID: "c", Namespace: "ns", Config: tc.cfg, Image: testImage})
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				res.Release()
 				t.Fatalf("Convert: %v, want error %q", err, tc.wantErr)
 			}
 			if _, after := readBundleSpec(t, bundle); string(after) != string(before) {
@@ -459,7 +455,6 @@ func TestConvertSigningService(t *testing.T) {
 		if err != nil {
 			t.Fatalf("conversion %d: %v", i, err)
 		}
-		res.Release()
 		data, err := manifest.ReadFromBundle(bundle)
 		if err != nil {
 			t.Fatal(err)
@@ -484,32 +479,4 @@ func TestConvertSigningService(t *testing.T) {
 			t.Errorf("manifest left behind: %v", err)
 		}
 	})
-}
-
-func TestHoldRuneEnvironment(t *testing.T) {
-	t.Setenv(EnvManifestTrust, "/inherited/trust.pem")
-	os.Unsetenv(EnvManifestAllowEphemeral)
-	// What the shim inherited is read once per process; the test sets it before first use.
-	runeEnvInherited = onceInherited()
-	cfg := config.Default()
-	cfg.Rune.ManifestTrust = "/etc/configured.pem"
-	cfg.Signing.Ephemeral = true
-	release := holdRuneEnvironment(cfg)
-	if os.Getenv(EnvManifestTrust) != "/etc/configured.pem" || os.Getenv(EnvManifestAllowEphemeral) != "true" {
-		t.Fatalf("held: %s=%q %s=%q", EnvManifestTrust, os.Getenv(EnvManifestTrust), EnvManifestAllowEphemeral, os.Getenv(EnvManifestAllowEphemeral))
-	}
-	release()
-	release() // a second call changes nothing
-	if os.Getenv(EnvManifestTrust) != "/inherited/trust.pem" {
-		t.Errorf("after release %s = %q, want the inherited value", EnvManifestTrust, os.Getenv(EnvManifestTrust))
-	}
-	if _, ok := os.LookupEnv(EnvManifestAllowEphemeral); ok {
-		t.Errorf("after release %s is set", EnvManifestAllowEphemeral)
-	}
-	// Without configured values, rune gets what the shim inherited.
-	release = holdRuneEnvironment(config.Default())
-	if os.Getenv(EnvManifestTrust) != "/inherited/trust.pem" {
-		t.Errorf("unconfigured: %s = %q", EnvManifestTrust, os.Getenv(EnvManifestTrust))
-	}
-	release()
 }

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -35,16 +33,6 @@ const (
 	// (containerd's namespaces.GRPCHeader).
 	namespaceHeader = "containerd-namespace"
 )
-
-// ContainerdAddress is containerd's gRPC socket as containerd gave it to this shim: the
-// shim's -address flag, else $GRPC_ADDRESS (set by containerd for its shims). Empty when
-// neither is known.
-func ContainerdAddress() string {
-	if f := flag.Lookup("address"); f != nil && f.Value.String() != "" {
-		return f.Value.String()
-	}
-	return os.Getenv("GRPC_ADDRESS")
-}
 
 // LookupImage asks containerd, over its gRPC socket at address, which image container id of
 // namespace ns was made from and what that image's digest is (the images API: the target

@@ -83,7 +83,7 @@ type plan struct {
 // ENCLAVE_* variables and enclave.* annotations (variables first, as rune reads them), with
 // the carrier's runtime and, when the container names no TEE, the carrier's default type. A
 // container that names another runtime than the carrier's is refused rather than overridden.
-func (c Carrier) plan(spec *specs.Spec, bundle string) (*plan, error) {
+func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 	if spec.Process == nil {
 		return nil, errors.New("the OCI spec has no process")
 	}

@@ -2,21 +2,20 @@ package config
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-
-	"github.com/inclavare-containers/inclavare-go/manifest"
+	"slices"
+	"strings"
 )
 
-// CheckFiles reads every file the configuration names and checks it holds what the key
-// says: a private key, a certificate and its key, CA certificates. A bad file fails here,
-// at create, rather than when the first image is converted.
+// CheckFiles looks at every file the configuration names without parsing any key or
+// certificate: it is there, a regular file, and holds PEM blocks of the kinds the key says.
+// A missing or misplaced file fails here, at every create; the keys and certificates
+// themselves are parsed where they are used, by the conversion (rune-carrier) and by rune.
 func (c *Config) CheckFiles() error {
 	var errs []error
 	if c.Rune.Path != "" {
@@ -24,88 +23,54 @@ func (c *Config) CheckFiles() error {
 			errs = append(errs, fmt.Errorf("rune.path: %w", err))
 		}
 	}
-	if c.Rune.ManifestTrust != "" {
-		// The same reader rune uses, so a file the shim accepts is one rune accepts.
-		if _, err := manifest.LoadTrust(c.Rune.ManifestTrust); err != nil {
-			errs = append(errs, fmt.Errorf("rune.manifest_trust: %w", err))
+	check := func(key, path string, one bool, kinds ...string) {
+		if path == "" {
+			return
+		}
+		if err := checkPEM(path, one, kinds...); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
-	if c.Signing.KeyFile != "" {
-		if err := checkPrivateKeyFile(c.Signing.KeyFile); err != nil {
-			errs = append(errs, fmt.Errorf("signing.key_file: %w", err))
-		}
-	}
+	check("rune.manifest_trust", c.Rune.ManifestTrust, false, "PUBLIC KEY", "CERTIFICATE")
+	check("signing.key_file", c.Signing.KeyFile, true, privateKeyBlocks...)
 	if svc := c.Signing.Service; svc != nil {
-		if _, err := tls.LoadX509KeyPair(svc.ClientCert, svc.ClientKey); err != nil {
-			errs = append(errs, fmt.Errorf("signing.service.client_cert/client_key: %w", err))
-		}
-		if svc.CACert != "" {
-			if _, err := LoadCertPool(svc.CACert); err != nil {
-				errs = append(errs, fmt.Errorf("signing.service.ca_cert: %w", err))
-			}
-		}
+		check("signing.service.client_cert", svc.ClientCert, false, "CERTIFICATE")
+		check("signing.service.client_key", svc.ClientKey, true, privateKeyBlocks...)
+		check("signing.service.ca_cert", svc.CACert, false, "CERTIFICATE")
 	}
 	return errors.Join(errs...)
 }
 
-// checkPrivateKeyFile accepts exactly one PEM private key block in a form Go can parse.
-func checkPrivateKeyFile(path string) error {
+// privateKeyBlocks are the PEM forms of a private key Go reads.
+var privateKeyBlocks = []string{"RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"}
+
+// checkPEM accepts a file of PEM blocks of the given kinds (exactly one block when one).
+func checkPEM(path string, one bool, kinds ...string) error {
 	data, err := readFile(path)
 	if err != nil {
 		return err
 	}
-	block, rest := pem.Decode(data)
-	if block == nil {
-		return fmt.Errorf("%s: no PEM block", path)
-	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return fmt.Errorf("%s: more than one PEM block", path)
-	}
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		_, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		_, err = x509.ParseECPrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		_, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return fmt.Errorf("%s: PEM block %q is not a private key (want RSA PRIVATE KEY, EC PRIVATE KEY or PRIVATE KEY)", path, block.Type)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: parse %s: %w", path, block.Type, err)
-	}
-	return nil
-}
-
-// LoadCertPool reads PEM CA certificates; a file with no certificate is an error, so an
-// empty pool can never mean "trust nothing" by accident or "trust the system" by surprise.
-func LoadCertPool(path string) (*x509.CertPool, error) {
-	data, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
 	n := 0
-	for len(data) > 0 {
+	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
 		if block == nil {
 			break
 		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: PEM block %q is not a CERTIFICATE", path, block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n+1, err)
-		}
-		pool.AddCert(cert)
 		n++
+		if !slices.Contains(kinds, block.Type) {
+			return fmt.Errorf("%s: PEM block %d is %q, want %s", path, n, block.Type, strings.Join(kinds, " or "))
+		}
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	switch {
+	case n == 0:
+		return fmt.Errorf("%s: no PEM block", path)
+	case len(bytes.TrimSpace(data)) > 0:
+		return fmt.Errorf("%s: data after the last PEM block", path)
+	case one && n > 1:
+		return fmt.Errorf("%s: %d PEM blocks, want one", path, n)
 	}
-	return pool, nil
+	return nil
 }
 
 // ResolveRune returns the rune binary the shim drives: rune.path when set; else "rune"

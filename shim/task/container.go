@@ -21,10 +21,10 @@ import (
 	"github.com/containerd/containerd/pkg/stdio"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/inclavare-containers/inclavare-go/shim/carrier"
-	"github.com/inclavare-containers/inclavare-go/shim/config"
+	"github.com/inclavare-containers/inclavare-go/shim/conversion"
 )
 
 // OptionsFile is the bundle file holding the runc options a task was created with; the
@@ -52,7 +52,8 @@ type container struct {
 }
 
 // newContainer mounts the rootfs, records the options and runs `rune create`.
-func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.CreateTaskRequest, opts *options.Options) (_ *container, retErr error) {
+func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.CreateTaskRequest, cs *createSettings, shimExe string) (_ *container, retErr error) {
+	opts := cs.opts
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
@@ -87,11 +88,11 @@ func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.Creat
 		}()
 	}
 
-	conv, err := convertCarrier(ctx, r, ns, opts.BinaryName)
+	release, err := convertCarrier(ctx, r, ns, cs, shimExe)
 	if err != nil {
 		return nil, err
 	}
-	defer conv.Release() // after rune create: it reads what the conversion set for it
+	defer release() // after rune create: it reads what the conversion set for it
 
 	rt := process.NewRunc(opts.Root, r.Bundle, ns, opts.BinaryName, opts.SystemdCgroup)
 	p := process.New(r.ID, rt, stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
@@ -134,31 +135,32 @@ func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.Creat
 	return c, nil
 }
 
-func init() { availableCarriers = carrier.Names() }
-
 // convertCarrier turns the container into an enclave container when its environment names a
-// carrier (RUNE_CARRIER; shim/carrier): a signed enclave manifest and the enclave settings in
-// the bundle, for rune create to verify. It returns nil when no carrier is asked for.
-func convertCarrier(ctx context.Context, r *taskAPI.CreateTaskRequest, ns, runePath string) (*carrier.Result, error) {
-	if _, ok, err := carrier.Requested(r.Bundle); err != nil || !ok {
-		return nil, err
+// carrier (RUNE_CARRIER): the rune-carrier helper writes a signed enclave manifest and the
+// enclave settings into the bundle, for rune create to verify. The returned release ends
+// the hold on what rune must be told (conversion.HoldRuneEnvironment); call it after rune
+// create.
+func convertCarrier(ctx context.Context, r *taskAPI.CreateTaskRequest, ns string, cs *createSettings, shimExe string) (release func(), err error) {
+	if _, ok, err := conversion.Requested(r.Bundle); err != nil || !ok {
+		return func() {}, err
 	}
-	req, err := DecodeRuntimeOptions(r.Options)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := config.Load(config.Locate(req.ConfigPath, req.ConfigBody, os.Getenv))
-	if err != nil {
-		return nil, err
-	}
-	res, err := carrier.Convert(ctx, carrier.Request{
-		Bundle: r.Bundle, ContainerID: r.ID, Namespace: ns, Config: cfg, RunePath: runePath,
-		ContainerdAddress: carrier.ContainerdAddress(),
-	})
+	helper, err := conversion.Helper(shimExe)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
-	return res, nil
+	release = conversion.HoldRuneEnvironment(cs.cfg)
+	res, err := conversion.Run(ctx, helper, conversion.Request{
+		Bundle: r.Bundle, ContainerID: r.ID, Namespace: ns,
+		ConfigPath: cs.source.ConfigPath, ConfigBody: cs.source.ConfigBody,
+		RunePath: cs.opts.BinaryName, ContainerdAddress: conversion.ContainerdAddress(),
+		LogLevel: log.G(ctx).Logger.GetLevel().String(),
+	})
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("create %s: %w", r.ID, err)
+	}
+	log.G(ctx).WithFields(logrus.Fields{"id": r.ID, "carrier": res.Carrier, "cache": res.Cache}).Debug("carrier done")
+	return release, nil
 }
 
 // WriteOptions records opts in the bundle, with protobuf field names (binary_name, root).

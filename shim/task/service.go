@@ -49,11 +49,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/inclavare-containers/inclavare-go/shim/config"
+	"github.com/inclavare-containers/inclavare-go/shim/conversion"
 )
-
-// availableCarriers are the image carriers this build provides (none yet: image
-// conversion comes with the carriers). A configuration enabling any other fails create.
-var availableCarriers []string
 
 // Service is the shim's task service.
 type Service struct {
@@ -164,12 +161,12 @@ func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 
 // Create checks the configuration, pins the container to rune and runs `rune create`.
 func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
-	opts, err := s.runeOptions(ctx, r)
+	cs, err := s.runeOptions(ctx, r)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create refused")
 		return nil, errdefs.ToGRPC(fmt.Errorf("containerd-shim-rune-v2: %v: %w", err, errdefs.ErrInvalidArgument))
 	}
-	log.G(ctx).WithFields(logrus.Fields{"id": r.ID, "rune": opts.BinaryName, "root": opts.Root}).Debug("create")
+	log.G(ctx).WithFields(logrus.Fields{"id": r.ID, "rune": cs.opts.BinaryName, "root": cs.opts.Root}).Debug("create")
 
 	s.mu.Lock()
 	if _, ok := s.containers[r.ID]; ok {
@@ -182,10 +179,10 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	s.lifecycleMu.Lock()
 	s.starting++
 	s.lifecycleMu.Unlock()
-	c, err := newContainer(ctx, s.platform, r, opts)
+	c, err := newContainer(ctx, s.platform, r, cs, s.shimExe)
 	if err != nil {
 		ns, _ := namespaces.Namespace(ctx)
-		err = explainNoSpace(err, r.Bundle, filepath.Join(opts.Root, ns))
+		err = explainNoSpace(err, r.Bundle, filepath.Join(cs.opts.Root, ns))
 		s.endStart(nil, nil)
 		s.mu.Lock()
 		delete(s.containers, r.ID)
@@ -208,9 +205,16 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
 }
 
+// createSettings is what a create request asks for, once the configuration is read.
+type createSettings struct {
+	opts   *options.Options // pinned to the configured rune
+	cfg    *config.Config
+	source RequestOptions // where the configuration came from, for rune-carrier
+}
+
 // runeOptions reads the configuration the request points at and returns the runc
-// options that run rune.
-func (s *Service) runeOptions(ctx context.Context, r *taskAPI.CreateTaskRequest) (*options.Options, error) {
+// options that drive the configured rune, with the configuration itself.
+func (s *Service) runeOptions(ctx context.Context, r *taskAPI.CreateTaskRequest) (*createSettings, error) {
 	req, err := DecodeRuntimeOptions(r.Options)
 	if err != nil {
 		return nil, err
@@ -220,14 +224,18 @@ func (s *Service) runeOptions(ctx context.Context, r *taskAPI.CreateTaskRequest)
 		return nil, err
 	}
 	applyLogLevel(ctx, cfg)
-	if err := cfg.CheckCarriers(availableCarriers); err != nil {
+	if err := cfg.CheckCarriers(conversion.Names()); err != nil {
 		return nil, err
 	}
 	runePath, err := cfg.ResolveRune(s.shimExe)
 	if err != nil {
 		return nil, err
 	}
-	return PinToRune(req.Runc, cfg, runePath)
+	opts, err := PinToRune(req.Runc, cfg, runePath)
+	if err != nil {
+		return nil, err
+	}
+	return &createSettings{opts: opts, cfg: cfg, source: req}, nil
 }
 
 func applyLogLevel(ctx context.Context, cfg *config.Config) {

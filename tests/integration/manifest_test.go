@@ -74,11 +74,9 @@ func convertBundle(t *testing.T, r *runtimeBin, bundle string, signing config.Si
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	ctx := log.WithLogger(context.Background(), logrus.NewEntry(quiet))
-	res, err := carrier.Convert(ctx, carrier.Request{Bundle: bundle, ContainerID: "t", Namespace: "t", Config: cfg, RunePath: r.path})
-	if err != nil {
+	if _, err := carrier.Convert(ctx, carrier.Request{Bundle: bundle, ContainerID: "t", Namespace: "t", Config: cfg, RunePath: r.path}); err != nil {
 		t.Fatalf("convert %s: %v", bundle, err)
 	}
-	res.Release()
 }
 
 // carrierBundle is an enclave test bundle converted by carrier c (wasm: /app/prog.wasm;
