@@ -342,13 +342,18 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
+	spec, err := withoutCarrier(r.Spec)
+	if err != nil {
+		release()
+		return nil, errdefs.ToGRPC(err)
+	}
 	p, err := c.init.Exec(ctx, c.bundle, &process.ExecConfig{
 		ID:       r.ExecID,
 		Terminal: r.Terminal,
 		Stdin:    r.Stdin,
 		Stdout:   r.Stdout,
 		Stderr:   r.Stderr,
-		Spec:     r.Spec,
+		Spec:     spec,
 	})
 	if err != nil {
 		release()

@@ -204,6 +204,12 @@ func TestCarrier(t *testing.T) {
 		if out.ExitCode != 0 || out.Stdout != "unset\n" {
 			t.Errorf("ENCLAVE_TYPE in an exec'd process's environment: %s", out)
 		}
+		// ctr passes the container's own environment, RUNE_CARRIER included, to exec'd processes:
+		// it is an instruction to the shim, which keeps it from the workload.
+		out = s.ctrCmd(t, "task", "exec", "--exec-id", "carrier-env", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "env", "RUNE_CARRIER")
+		if out.ExitCode != 0 || out.Stdout != "unset\n" {
+			t.Errorf("RUNE_CARRIER in an exec'd process's environment: %s", out)
+		}
 		if line := s.conversionLog(t, id, "converted to an enclave container"); !strings.Contains(line, "cache=miss") {
 			t.Errorf("first conversion of the image not a cache miss: %s", line)
 		}
