@@ -45,6 +45,7 @@ conformance: build
 
 bench: build
 	bench/lifecycle/run.sh $(BIN)/rune runc crun
+	bench/cri/run.sh
 
 clean:
 	rm -rf $(BIN)

@@ -487,6 +487,9 @@ func scenarios(t *testing.T, s *suite) {
 			{name: "unavailable carrier", content: "[signing]\nkey_file = \"" + keyFile + "\"\n[carriers]\nenabled = [\"occlum\"]\n", want: `carrier "occlum" is not available`},
 			{name: "key file not a key", content: "[signing]\nkey_file = \"" + notAKey + "\"\n", want: "signing.key_file: " + notAKey + ": no PEM block"},
 			{name: "missing file", want: "no such file or directory"},
+			// Corrupted files: cut short while being written, or overwritten with garbage.
+			{name: "truncated", content: "[rune]\npath = \"/usr/bi", want: "line 2, column 15: toml: unterminated basic string"},
+			{name: "garbage", content: "\x00\xff\xfe\x01garbage", want: "line 1, column 1: toml: invalid character"},
 		}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
