@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/pal"
@@ -126,7 +125,7 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if len(launch.Args) == 0 {
 		return nil, errors.New("args must not be empty")
 	}
-	path, err := lookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd)
+	path, err := runelet.LookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd)
 	if err != nil {
 		return nil, err
 	}
@@ -153,23 +152,6 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	prep.Config.Measurement = host.Measurement
 	prep.Config.EnclaveKey = host.EnclaveKey
 	return &enclaveLaunch{root: root, id: id, prep: prep}, nil
-}
-
-// lookPathInRootfs resolves name as the runelet will inside the container, but from the host,
-// never leaving rootfs (symlinks are resolved inside it). It returns the in-container path.
-func lookPathInRootfs(rootfs, name string, env []string, cwd string) (string, error) {
-	p, err := runelet.LookPath(name, env, cwd, func(p string) bool {
-		hp, err := securejoin.SecureJoin(rootfs, p)
-		if err != nil {
-			return false
-		}
-		fi, err := os.Stat(hp)
-		return err == nil && fi.Mode().IsRegular()
-	})
-	if err != nil {
-		return "", fmt.Errorf("%w (in the container's rootfs %s)", err, rootfs)
-	}
-	return p, nil
 }
 
 func wasmCacheDir() string {

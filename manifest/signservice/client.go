@@ -64,7 +64,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	var roots *x509.CertPool
 	if opts.CACertFile != "" {
-		if roots, err = loadCertPool(opts.CACertFile); err != nil {
+		if roots, err = LoadCertPool(opts.CACertFile); err != nil {
 			return nil, fmt.Errorf("signing service CA: %w", err)
 		}
 	}
@@ -123,9 +123,9 @@ func checkServiceURL(raw string) error {
 	return nil
 }
 
-// loadCertPool reads PEM certificates; a file without any is an error, so that an empty pool
+// LoadCertPool reads PEM certificates; a file without any is an error, so that an empty pool
 // never means "trust nothing" by accident.
-func loadCertPool(path string) (*x509.CertPool, error) {
+func LoadCertPool(path string) (*x509.CertPool, error) {
 	data, err := boundedread.File(path, maxCertFileSize)
 	if err != nil {
 		return nil, err

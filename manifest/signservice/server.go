@@ -62,7 +62,7 @@ func ServerTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error
 	if clientCAFile == "" {
 		return nil, errors.New("signing service: a client CA file is required (clients must be authenticated)")
 	}
-	pool, err := loadCertPool(clientCAFile)
+	pool, err := LoadCertPool(clientCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("signing service client CA: %w", err)
 	}

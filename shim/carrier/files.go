@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
 
@@ -35,7 +36,7 @@ func CheckFiles(c *config.Config) error {
 			errs = append(errs, fmt.Errorf("signing.service.client_cert/client_key: %w", err))
 		}
 		if svc.CACert != "" {
-			if _, err := LoadCertPool(svc.CACert); err != nil {
+			if _, err := signservice.LoadCertPool(svc.CACert); err != nil {
 				errs = append(errs, fmt.Errorf("signing.service.ca_cert: %w", err))
 			}
 		}
@@ -70,37 +71,6 @@ func checkPrivateKeyFile(path string) error {
 		return fmt.Errorf("%s: parse %s: %w", path, block.Type, err)
 	}
 	return nil
-}
-
-// LoadCertPool reads PEM CA certificates; a file with no certificate is an error, so an
-// empty pool can never mean "trust nothing" by accident or "trust the system" by surprise.
-func LoadCertPool(path string) (*x509.CertPool, error) {
-	data, err := readConfigFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for len(data) > 0 {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: PEM block %q is not a CERTIFICATE", path, block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n+1, err)
-		}
-		pool.AddCert(cert)
-		n++
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // readConfigFile reads a file the configuration names: a regular file (never a FIFO, which

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
@@ -121,7 +120,7 @@ func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 	if len(proc.Args) == 0 {
 		return nil, errors.New("process.args must not be empty")
 	}
-	path, err := lookPathInRootfs(rootfs, proc.Args[0], proc.Env, proc.Cwd)
+	path, err := runelet.LookPathInRootfs(rootfs, proc.Args[0], proc.Env, proc.Cwd)
 	if err != nil {
 		return nil, err
 	}
@@ -156,23 +155,6 @@ func setting(spec *specs.Spec, env, annotation string) (string, bool) {
 	}
 	v, ok := spec.Annotations[annotation]
 	return v, ok
-}
-
-// lookPathInRootfs resolves name as rune does at create (runelet.LookPath inside the rootfs,
-// symlinks resolved within it) and returns the in-container path.
-func lookPathInRootfs(rootfs, name string, env []string, cwd string) (string, error) {
-	p, err := runelet.LookPath(name, env, cwd, func(p string) bool {
-		hp, err := securejoin.SecureJoin(rootfs, p)
-		if err != nil {
-			return false
-		}
-		fi, err := os.Stat(hp)
-		return err == nil && fi.Mode().IsRegular()
-	})
-	if err != nil {
-		return "", fmt.Errorf("%w (in the container's rootfs %s)", err, rootfs)
-	}
-	return p, nil
 }
 
 // convert writes the manifest and the converted config.json. The new config.json is checked
