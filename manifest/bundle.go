@@ -3,10 +3,10 @@ package manifest
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 
+	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
@@ -20,7 +20,7 @@ func WriteToBundle(bundle string, data []byte) error {
 	if _, err := ParseUnverified(data); err != nil {
 		return fmt.Errorf("write enclave manifest: %w", err)
 	}
-	if err := writeFileAtomic(bundle, FileName, data); err != nil {
+	if err := atomicfile.Write(filepath.Join(bundle, FileName), data, 0o600); err != nil {
 		return fmt.Errorf("write enclave manifest: %w", err)
 	}
 	return nil
@@ -39,42 +39,4 @@ func ReadFromBundle(bundle string) ([]byte, error) {
 		return nil, fmt.Errorf("read enclave manifest: %w", err)
 	}
 	return data, nil
-}
-
-// writeFileAtomic writes dir/name through a temporary file in dir that is synced and renamed,
-// so a reader sees the old file or the whole new one, never a part.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return err
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	done = true
-	// Make the rename itself durable.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
 )
 
@@ -224,7 +225,7 @@ func (c *Cache) Put(key CacheKey, data []byte) error {
 	name := key.fileName()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := writeFileAtomic(c.dir, name, data); err != nil {
+	if err := atomicfile.Write(filepath.Join(c.dir, name), data, 0o600); err != nil {
 		return fmt.Errorf("manifest cache: %w", err)
 	}
 	return c.evict(name)

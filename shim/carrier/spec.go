@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 )
@@ -171,7 +172,7 @@ func (b *bundleSpec) convert(bundle string, data []byte, p *plan, carrierName st
 	if err := manifest.WriteToBundle(bundle, data); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(bundle, "config.json"), out, b.mode); err != nil {
+	if err := atomicfile.Write(filepath.Join(bundle, "config.json"), out, b.mode); err != nil {
 		os.Remove(manifest.BundlePath(bundle))
 		return fmt.Errorf("rewrite config.json: %w", err)
 	}
@@ -236,37 +237,5 @@ func checkConverted(out []byte, p *plan) error {
 	if spec.Annotations[manifest.AnnotationRequired] != "true" {
 		return errors.New("the converted spec does not require its manifest")
 	}
-	return nil
-}
-
-// writeFileAtomic replaces path through a synced temporary file in its directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	done = true
 	return nil
 }
