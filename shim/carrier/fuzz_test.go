@@ -43,24 +43,3 @@ func FuzzRewriteSpec(f *testing.F) {
 		}
 	})
 }
-
-// FuzzContainerdReply: the reader of containerd's replies (gRPC frame, protobuf fields) never
-// panics, and what it accepts as a frame is exactly the bytes after a matching prefix.
-func FuzzContainerdReply(f *testing.F) {
-	for _, seed := range [][]byte{
-		{0, 0, 0, 0, 0},
-		append([]byte{0, 0, 0, 0, 7}, protoString(1, string(protoString(3, "a:b")))...),
-		protoString(1, string(protoString(3, string(protoString(2, fakeDigest))))),
-		{0x0a, 0x80, 0x80, 0x80, 0x80, 0x10},
-		{0x08, 0x96, 0x01, 0x0a, 0x00},
-	} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if msg, err := unframe(data); err == nil && (len(msg) != len(data)-5 || data[0] != 0) {
-			t.Fatalf("unframe accepted %x as %x", data, msg)
-		}
-		containerImage(data)
-		imageDigest(data)
-	})
-}
