@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path"
 	"runtime"
+	"slices"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -83,8 +86,17 @@ func BusyboxRootfsTar(busyboxPath string) ([]byte, error) {
 // OCIArchive wraps one uncompressed layer into a tarred OCI image layout
 // (oci-layout, index.json, blobs/sha256/...) whose single manifest carries
 // the reference name refName (for example "latest"), which is what
-// `ctr images import --base-name` keys on.
+// `ctr images import --base-name` keys on. The image runs /bin/sh.
 func OCIArchive(layer []byte, refName string) ([]byte, error) {
+	return OCIArchiveWithConfig(layer, refName, ocispec.ImageConfig{
+		Env:        []string{"PATH=/bin"},
+		Cmd:        []string{"/bin/sh"},
+		WorkingDir: "/",
+	})
+}
+
+// OCIArchiveWithConfig is OCIArchive with the image configuration config.
+func OCIArchiveWithConfig(layer []byte, refName string, config ocispec.ImageConfig) ([]byte, error) {
 	layerDigest := digest.FromBytes(layer)
 	cfg := ocispec.Image{
 		Created: &fixedTime,
@@ -92,11 +104,7 @@ func OCIArchive(layer []byte, refName string) ([]byte, error) {
 			Architecture: runtime.GOARCH,
 			OS:           "linux",
 		},
-		Config: ocispec.ImageConfig{
-			Env:        []string{"PATH=/bin"},
-			Cmd:        []string{"/bin/sh"},
-			WorkingDir: "/",
-		},
+		Config: config,
 		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDigest}},
 	}
 	cfgJSON, err := json.Marshal(cfg)
@@ -176,4 +184,55 @@ func writeTarFile(tw *tar.Writer, name string, data []byte) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
+}
+
+// WithFiles returns layer (an uncompressed tar; nil for none) with executable files added at
+// the given paths, and the directories holding them. Files are added in name order, so the
+// same input makes the same bytes.
+func WithFiles(layer []byte, files map[string][]byte) ([]byte, error) {
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	if layer != nil {
+		tr := tar.NewReader(bytes.NewReader(layer))
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read layer: %w", err)
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return nil, fmt.Errorf("copy %s: %w", h.Name, err)
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				return nil, fmt.Errorf("copy %s: %w", h.Name, err)
+			}
+		}
+	}
+	dirs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		var parents []string
+		for dir := path.Dir(name); dir != "." && dir != "/" && !dirs[dir]; dir = path.Dir(dir) {
+			dirs[dir] = true
+			parents = append(parents, dir)
+		}
+		for _, dir := range slices.Backward(parents) {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: fixedTime}); err != nil {
+				return nil, fmt.Errorf("write dir %s: %w", dir, err)
+			}
+		}
+		data := files[name]
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: fixedTime}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("write %s: %w", name, err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("close layer: %w", err)
+	}
+	return out.Bytes(), nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
 )
 
@@ -147,7 +149,7 @@ func (e *Env) start(wasm bool) error {
 	if err != nil {
 		return err
 	}
-	layer, err := addFiles(nil, map[string][]byte{"pause": pause})
+	layer, err := clients.WithFiles(nil, map[string][]byte{"pause": pause})
 	if err != nil {
 		return fmt.Errorf("pause image layer: %w", err)
 	}
@@ -165,7 +167,7 @@ func (e *Env) start(wasm bool) error {
 				return err
 			}
 		}
-		if layer, err = addFiles(layer, files); err != nil {
+		if layer, err = clients.WithFiles(layer, files); err != nil {
 			return fmt.Errorf("workload image layer: %w", err)
 		}
 	}
@@ -192,7 +194,7 @@ func (e *Env) build(env []string, pkg string) ([]byte, error) {
 // importImage imports a one-layer image into CRI's namespace as ref (name:tag).
 func (e *Env) importImage(ref string, layer []byte, entrypoint []string) error {
 	name, tag, _ := strings.Cut(strings.TrimPrefix(ref, "docker.io/"), ":")
-	archive, err := ociArchive(layer, tag, entrypoint)
+	archive, err := clients.OCIArchiveWithConfig(layer, tag, ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Entrypoint: entrypoint, WorkingDir: "/"})
 	if err != nil {
 		return fmt.Errorf("image %s: %w", ref, err)
 	}

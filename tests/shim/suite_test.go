@@ -1,11 +1,9 @@
 package shim
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,7 +130,7 @@ func startSuiteOn(t *testing.T, containerd, ctr string) *suite {
 	if err != nil {
 		t.Fatalf("build image rootfs: %v", err)
 	}
-	layer, err = withFiles(layer, map[string][]byte{
+	layer, err = clients.WithFiles(layer, map[string][]byte{
 		"app/hello.wasm": buildWasm(t, tools["go"], "./examples/hello"),
 		"app/prog.wasm":  buildWasm(t, tools["go"], "./tests/integration/testdata/enclaveprog"),
 	})
@@ -191,48 +189,6 @@ func buildWasm(t *testing.T, goBin, pkg string) []byte {
 		t.Fatal(err)
 	}
 	return data
-}
-
-// withFiles returns the tar layer with regular files added (and their directories).
-func withFiles(layer []byte, files map[string][]byte) ([]byte, error) {
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
-	tr := tar.NewReader(bytes.NewReader(layer))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read layer: %w", err)
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return nil, err
-		}
-	}
-	dirs := map[string]bool{}
-	for name, data := range files {
-		if dir := filepath.Dir(name); dir != "." && !dirs[dir] {
-			dirs[dir] = true
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
-				return nil, err
-			}
-		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
 }
 
 func (s *suite) args(args ...string) []string {
