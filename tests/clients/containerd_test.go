@@ -34,6 +34,7 @@ type containerdSuite struct {
 	fifoDir  string
 	logDir   string
 	daemon   *Daemon
+	Ctr      // ctr against the suite's namespace
 }
 
 func startContainerd(t *testing.T) *containerdSuite {
@@ -53,6 +54,7 @@ func startContainerd(t *testing.T) *containerdSuite {
 		fifoDir:  filepath.Join(dir, "fifo"),
 		logDir:   filepath.Join(dir, "logs"),
 	}
+	s.Ctr = Ctr{Bin: s.ctr, Sock: s.sock, Namespace: ctrNamespace}
 	t.Cleanup(func() { s.teardown(t) })
 	for _, d := range []string{s.fifoDir, s.logDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -83,39 +85,11 @@ func startContainerd(t *testing.T) *containerdSuite {
 	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
 		t.Fatalf("write OCI archive: %v", err)
 	}
-	s.mustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(ctrImage, ":latest"), archivePath)
-	if out := s.mustCtr(t, "images", "ls", "-q"); !hasLine(out, ctrImage) {
+	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(ctrImage, ":latest"), archivePath)
+	if out := s.MustCtr(t, "images", "ls", "-q"); !HasLine(out, ctrImage) {
 		t.Fatalf("image %s not listed after import; images: %q", ctrImage, out)
 	}
 	return s
-}
-
-func (s *containerdSuite) args(args ...string) []string {
-	return append([]string{"-a", s.sock, "-n", ctrNamespace}, args...)
-}
-
-func (s *containerdSuite) exec(ctx context.Context, stdin []byte, args ...string) (Result, error) {
-	return Run(ctx, clientTimeout, stdin, s.ctr, s.args(args...)...)
-}
-
-// ctrCmd runs a ctr command; only a failure to run it at all is fatal.
-func (s *containerdSuite) ctrCmd(t *testing.T, args ...string) Result {
-	t.Helper()
-	res, err := s.exec(context.Background(), nil, args...)
-	if err != nil {
-		t.Fatalf("ctr: %v", err)
-	}
-	return res
-}
-
-// mustCtr runs a ctr command that must succeed and returns trimmed stdout.
-func (s *containerdSuite) mustCtr(t *testing.T, args ...string) string {
-	t.Helper()
-	res := s.ctrCmd(t, args...)
-	if res.ExitCode != 0 {
-		t.Fatalf("ctr %s: %s", strings.Join(args, " "), res)
-	}
-	return strings.TrimSpace(res.Stdout)
 }
 
 // runArgs builds `ctr run` arguments that select the stock runc v2 shim
@@ -131,68 +105,9 @@ func (s *containerdSuite) runArgs(flags []string, id string, cmd ...string) []st
 func (s *containerdSuite) startDetached(t *testing.T, id string, cmd ...string) string {
 	t.Helper()
 	logPath := filepath.Join(s.logDir, id+".log")
-	s.mustCtr(t, s.runArgs([]string{"-d", "--log-uri", "file://" + logPath}, id, cmd...)...)
-	t.Cleanup(func() { s.remove(t, id) })
+	s.MustCtr(t, s.runArgs([]string{"-d", "--log-uri", "file://" + logPath}, id, cmd...)...)
+	t.Cleanup(func() { s.Remove(t, id) })
 	return logPath
-}
-
-// remove deletes the task (killing it) and the container, tolerating
-// either being gone already.
-func (s *containerdSuite) remove(t *testing.T, id string) {
-	ctx := context.Background()
-	if res, err := s.exec(ctx, nil, "task", "delete", "--force", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
-		t.Errorf("cleanup ctr task delete --force %s: %v %s", id, err, res)
-	}
-	if res, err := s.exec(ctx, nil, "container", "rm", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
-		t.Errorf("cleanup ctr container rm %s: %v %s", id, err, res)
-	}
-}
-
-// task is one row of `ctr task ls`.
-type task struct {
-	pid    int
-	status string
-}
-
-func (s *containerdSuite) task(t *testing.T, id string) (task, bool) {
-	t.Helper()
-	out := s.mustCtr(t, "task", "ls")
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == id {
-			pid, err := strconv.Atoi(f[1])
-			if err != nil {
-				t.Fatalf("ctr task ls: bad pid in %q", line)
-			}
-			return task{pid: pid, status: f[2]}, true
-		}
-	}
-	return task{}, false
-}
-
-func (s *containerdSuite) waitTaskStatus(t *testing.T, id, want string) task {
-	t.Helper()
-	var got task
-	err := WaitFor(60*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() (bool, error) {
-		var ok bool
-		got, ok = s.task(t, id)
-		return ok && got.status == want, fmt.Errorf("last seen %+v (listed: %v)", got, ok)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func waitFileLine(t *testing.T, path, want string) {
-	t.Helper()
-	err := WaitFor(60*time.Second, fmt.Sprintf("%q in %s", want, path), func() (bool, error) {
-		data, err := os.ReadFile(path)
-		return err == nil && hasLine(string(data), want), err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // bundle is where the shim keeps task id's bundle.
@@ -209,9 +124,9 @@ func (s *containerdSuite) runtimeStateRoot() string {
 func (s *containerdSuite) teardown(t *testing.T) {
 	ctx := context.Background()
 	if s.daemon != nil {
-		if res, err := s.exec(ctx, nil, "container", "ls", "-q"); err == nil && res.ExitCode == 0 {
+		if res, err := s.Exec(ctx, nil, "container", "ls", "-q"); err == nil && res.ExitCode == 0 {
 			for _, id := range strings.Fields(res.Stdout) {
-				s.remove(t, id)
+				s.Remove(t, id)
 			}
 		}
 		if err := s.daemon.Stop(30 * time.Second); err != nil {
@@ -271,14 +186,14 @@ func TestContainerd(t *testing.T) {
 				if tc.stdin != "" {
 					stdin = []byte(tc.stdin)
 				}
-				res, err := s.exec(context.Background(), stdin, s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)
+				res, err := s.Exec(context.Background(), stdin, s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if res.ExitCode != 0 || res.Stdout != tc.want {
 					t.Fatalf("ctr run %v: got %s, want exit 0 and stdout %q", tc.cmd, res, tc.want)
 				}
-				if _, ok := s.task(t, id); ok {
+				if _, ok := s.Task(t, id); ok {
 					t.Fatalf("task %s still listed after ctr run --rm", id)
 				}
 			})
@@ -298,7 +213,7 @@ func TestContainerd(t *testing.T) {
 		}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				res := s.ctrCmd(t, s.runArgs([]string{"--rm"}, fmt.Sprintf("exit-%d", i), tc.cmd...)...)
+				res := s.CtrCmd(t, s.runArgs([]string{"--rm"}, fmt.Sprintf("exit-%d", i), tc.cmd...)...)
 				if res.ExitCode != tc.want {
 					t.Fatalf("ctr run %v: got %s, want exit %d", tc.cmd, res, tc.want)
 				}
@@ -308,8 +223,8 @@ func TestContainerd(t *testing.T) {
 
 	t.Run("MissingExecutableFailsStart", func(t *testing.T) {
 		const id = "missing-exe"
-		t.Cleanup(func() { s.remove(t, id) })
-		res := s.ctrCmd(t, s.runArgs([]string{"--rm"}, id, "/bin/no-such-binary")...)
+		t.Cleanup(func() { s.Remove(t, id) })
+		res := s.CtrCmd(t, s.runArgs([]string{"--rm"}, id, "/bin/no-such-binary")...)
 		// The runtime's start error reaches the client through the shim.
 		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "no such file or directory") {
 			t.Fatalf("ctr run of a missing executable: got %s, want a failure naming %q", res, "no such file or directory")
@@ -319,7 +234,7 @@ func TestContainerd(t *testing.T) {
 	t.Run("DetachedExec", func(t *testing.T) {
 		const id = "exec-target"
 		s.startDetached(t, id, "sleep", "600")
-		s.waitTaskStatus(t, id, "RUNNING")
+		s.WaitTaskStatus(t, id, "RUNNING")
 		tests := []struct {
 			name     string
 			flags    []string
@@ -336,7 +251,7 @@ func TestContainerd(t *testing.T) {
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				args := append([]string{"task", "exec", "--exec-id", fmt.Sprintf("exec-%d", i), "--fifo-dir", s.fifoDir}, tc.flags...)
-				res := s.ctrCmd(t, append(append(args, id), tc.cmd...)...)
+				res := s.CtrCmd(t, append(append(args, id), tc.cmd...)...)
 				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
 					t.Fatalf("ctr task exec %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
 				}
@@ -347,10 +262,10 @@ func TestContainerd(t *testing.T) {
 	t.Run("TaskPs", func(t *testing.T) {
 		const id = "ps-target"
 		s.startDetached(t, id, "sh", "-c", "sleep 600 & wait")
-		tk := s.waitTaskStatus(t, id, "RUNNING")
+		tk := s.WaitTaskStatus(t, id, "RUNNING")
 		var pids []int
 		err := WaitFor(30*time.Second, "init and its child in ctr task ps", func() (bool, error) {
-			out := s.mustCtr(t, "task", "ps", id)
+			out := s.MustCtr(t, "task", "ps", id)
 			pids = pids[:0]
 			for _, line := range strings.Split(out, "\n")[1:] {
 				if f := strings.Fields(line); len(f) > 0 {
@@ -366,30 +281,30 @@ func TestContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pids[0] != tk.pid && pids[1] != tk.pid {
-			t.Fatalf("ctr task ps pids %v do not include the init pid %d", pids, tk.pid)
+		if pids[0] != tk.Pid && pids[1] != tk.Pid {
+			t.Fatalf("ctr task ps pids %v do not include the init pid %d", pids, tk.Pid)
 		}
 	})
 
 	t.Run("PauseResume", func(t *testing.T) {
 		const id = "pause-target"
 		s.startDetached(t, id, "sleep", "600")
-		s.waitTaskStatus(t, id, "RUNNING")
-		s.mustCtr(t, "task", "pause", id)
-		if tk, _ := s.task(t, id); tk.status != "PAUSED" {
-			t.Fatalf("task status after pause = %q, want PAUSED", tk.status)
+		s.WaitTaskStatus(t, id, "RUNNING")
+		s.MustCtr(t, "task", "pause", id)
+		if tk, _ := s.Task(t, id); tk.Status != "PAUSED" {
+			t.Fatalf("task status after pause = %q, want PAUSED", tk.Status)
 		}
 		if st, err := QueryState(context.Background(), s.runtime, s.runtimeStateRoot(), id); err != nil || st.Status != "paused" {
 			t.Fatalf("runtime state after pause = %+v, %v; want paused", st, err)
 		}
-		s.mustCtr(t, "task", "resume", id)
-		if tk, _ := s.task(t, id); tk.status != "RUNNING" {
-			t.Fatalf("task status after resume = %q, want RUNNING", tk.status)
+		s.MustCtr(t, "task", "resume", id)
+		if tk, _ := s.Task(t, id); tk.Status != "RUNNING" {
+			t.Fatalf("task status after resume = %q, want RUNNING", tk.Status)
 		}
 		if st, err := QueryState(context.Background(), s.runtime, s.runtimeStateRoot(), id); err != nil || st.Status != "running" {
 			t.Fatalf("runtime state after resume = %+v, %v; want running", st, err)
 		}
-		res := s.ctrCmd(t, "task", "exec", "--exec-id", "after-resume", "--fifo-dir", s.fifoDir, id, "echo", "awake")
+		res := s.CtrCmd(t, "task", "exec", "--exec-id", "after-resume", "--fifo-dir", s.fifoDir, id, "echo", "awake")
 		if res.ExitCode != 0 || res.Stdout != "awake\n" {
 			t.Fatalf("exec after resume: %s", res)
 		}
@@ -412,14 +327,14 @@ func TestContainerd(t *testing.T) {
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				id := fmt.Sprintf("kill-fg-%d", i)
-				t.Cleanup(func() { s.remove(t, id) })
-				fg, err := StartBackground(clientTimeout, s.ctr, s.args(s.runArgs([]string{"--rm"}, id, "sh", "-c", tc.script)...)...)
+				t.Cleanup(func() { s.Remove(t, id) })
+				fg, err := StartBackground(clientTimeout, s.ctr, s.Args(s.runArgs([]string{"--rm"}, id, "sh", "-c", tc.script)...)...)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(fg.Stop)
 				if err := WaitFor(60*time.Second, "ready from the task", func() (bool, error) {
-					return hasLine(fg.Stdout(), "ready") || fg.Exited(), nil
+					return HasLine(fg.Stdout(), "ready") || fg.Exited(), nil
 				}); err != nil {
 					t.Fatal(err)
 				}
@@ -427,12 +342,12 @@ func TestContainerd(t *testing.T) {
 					res, err := fg.Wait()
 					t.Fatalf("ctr run ended before being signalled: %v %s", err, res)
 				}
-				s.mustCtr(t, "task", "kill", "-s", tc.signal, id)
+				s.MustCtr(t, "task", "kill", "-s", tc.signal, id)
 				res, err := fg.Wait()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if res.ExitCode != tc.wantExit || (tc.wantLine != "" && !hasLine(res.Stdout, tc.wantLine)) {
+				if res.ExitCode != tc.wantExit || (tc.wantLine != "" && !HasLine(res.Stdout, tc.wantLine)) {
 					t.Fatalf("ctr run after kill -s %s: got %s, want exit %d and a line %q", tc.signal, res, tc.wantExit, tc.wantLine)
 				}
 			})
@@ -442,31 +357,31 @@ func TestContainerd(t *testing.T) {
 	t.Run("KillDeleteRemove", func(t *testing.T) {
 		const id = "delete-target"
 		logPath := s.startDetached(t, id, "sh", "-c", `trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done`)
-		waitFileLine(t, logPath, "ready")
-		s.mustCtr(t, "task", "kill", "-s", "SIGTERM", id)
-		s.waitTaskStatus(t, id, "STOPPED")
-		waitFileLine(t, logPath, "got TERM")
+		WaitFileLine(t, logPath, "ready")
+		s.MustCtr(t, "task", "kill", "-s", "SIGTERM", id)
+		s.WaitTaskStatus(t, id, "STOPPED")
+		WaitFileLine(t, logPath, "got TERM")
 		// The runtime still holds the stopped container until the task is
 		// deleted.
 		stateDir := filepath.Join(s.runtimeStateRoot(), id)
 		if st, err := QueryState(context.Background(), s.runtime, s.runtimeStateRoot(), id); err != nil || st.Status != "stopped" {
 			t.Fatalf("runtime state of the stopped task = %+v, %v; want stopped", st, err)
 		}
-		res := s.ctrCmd(t, "task", "delete", id)
+		res := s.CtrCmd(t, "task", "delete", id)
 		if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "42" {
 			t.Fatalf("ctr task delete: got %s, want success reporting exit code 42", res)
 		}
-		if _, ok := s.task(t, id); ok {
+		if _, ok := s.Task(t, id); ok {
 			t.Fatalf("task %s still listed after ctr task delete", id)
 		}
 		if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("runtime state dir after task delete: stat err %v, want not exist", err)
 		}
-		s.mustCtr(t, "container", "rm", id)
-		if out := s.mustCtr(t, "container", "ls", "-q"); hasLine(out, id) {
+		s.MustCtr(t, "container", "rm", id)
+		if out := s.MustCtr(t, "container", "ls", "-q"); HasLine(out, id) {
 			t.Fatalf("container %s still listed after ctr container rm", id)
 		}
-		if out := s.mustCtr(t, "snapshots", "ls"); strings.Contains(out, id) {
+		if out := s.MustCtr(t, "snapshots", "ls"); strings.Contains(out, id) {
 			t.Fatalf("snapshot of %s left after ctr container rm: %q", id, out)
 		}
 	})
@@ -474,7 +389,7 @@ func TestContainerd(t *testing.T) {
 	t.Run("RunsUnderRuntimeUnderTest", func(t *testing.T) {
 		const id = "verify-target"
 		s.startDetached(t, id, "sleep", "600")
-		tk := s.waitTaskStatus(t, id, "RUNNING")
+		tk := s.WaitTaskStatus(t, id, "RUNNING")
 		opts, err := ReadShimOptions(s.bundle(id))
 		if err != nil {
 			t.Fatal(err)
@@ -489,12 +404,12 @@ func TestContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.ID != id || st.Pid != tk.pid || st.Status != "running" || st.Bundle != s.bundle(id) {
-			t.Fatalf("runtime state = %+v, want id %s, pid %d, status running, bundle %s", st, id, tk.pid, s.bundle(id))
+		if st.ID != id || st.Pid != tk.Pid || st.Status != "running" || st.Bundle != s.bundle(id) {
+			t.Fatalf("runtime state = %+v, want id %s, pid %d, status running, bundle %s", st, id, tk.Pid, s.bundle(id))
 		}
-		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", id)
-		s.waitTaskStatus(t, id, "STOPPED")
-		res := s.ctrCmd(t, "task", "delete", id)
+		s.MustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+		s.WaitTaskStatus(t, id, "STOPPED")
+		res := s.CtrCmd(t, "task", "delete", id)
 		if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
 			t.Fatalf("ctr task delete after SIGKILL: got %s, want success reporting exit code 137", res)
 		}

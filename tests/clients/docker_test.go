@@ -166,7 +166,7 @@ func (s *dockerSuite) waitLogLine(t *testing.T, name, want string) {
 		if err != nil {
 			return false, err
 		}
-		return hasLine(res.Stdout, want), fmt.Errorf("logs so far: %s", res)
+		return HasLine(res.Stdout, want), fmt.Errorf("logs so far: %s", res)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -243,14 +243,6 @@ func (s *dockerSuite) teardown(t *testing.T, dir string) {
 	RemoveEmptyCgroups(dockerCgroupParent)
 }
 
-func hasLine(out, want string) bool {
-	for _, l := range strings.Split(out, "\n") {
-		if strings.TrimRight(l, "\r") == want {
-			return true
-		}
-	}
-	return false
-}
 
 func TestDocker(t *testing.T) {
 	// The docker and containerd suites use separate daemons.
@@ -368,7 +360,7 @@ func TestDocker(t *testing.T) {
 		if code := s.inspect(t, name, "{{.State.ExitCode}}"); code != "42" {
 			t.Fatalf("exit code after docker stop = %s, want 42 (from the TERM trap)", code)
 		}
-		if logs := s.mustDocker(t, "logs", name); !hasLine(logs, "got TERM") {
+		if logs := s.mustDocker(t, "logs", name); !HasLine(logs, "got TERM") {
 			t.Fatalf("logs after docker stop = %q, want a line %q", logs, "got TERM")
 		}
 	})
@@ -393,7 +385,7 @@ func TestDocker(t *testing.T) {
 		if code := s.wait(t, name); code != 10 {
 			t.Fatalf("docker wait after kill -s USR1 = %d, want 10 (from the USR1 trap)", code)
 		}
-		if logs := s.mustDocker(t, "logs", name); !hasLine(logs, "got USR1") {
+		if logs := s.mustDocker(t, "logs", name); !HasLine(logs, "got USR1") {
 			t.Fatalf("logs = %q, want a line %q", logs, "got USR1")
 		}
 	})

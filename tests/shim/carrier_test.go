@@ -82,7 +82,7 @@ func carrierFlags(configPath, carrierName string) []string {
 // imageDigest is the digest containerd records for the suite's image.
 func (s *suite) imageDigest(t *testing.T) string {
 	t.Helper()
-	for _, line := range strings.Split(s.mustCtr(t, "images", "ls"), "\n") {
+	for _, line := range strings.Split(s.MustCtr(t, "images", "ls"), "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == image {
 			return f[2]
 		}
@@ -126,7 +126,7 @@ func cacheEntries(t *testing.T, dir string) []string {
 // assertNotCreated checks that a refused create left no task and no rune state.
 func (s *suite) assertNotCreated(t *testing.T, id string) {
 	t.Helper()
-	if _, ok := s.task(t, id); ok {
+	if _, ok := s.Task(t, id); ok {
 		t.Errorf("task %s exists after a refused create", id)
 	}
 	if _, err := os.Stat(filepath.Join(s.runeStateRoot(), id)); !errors.Is(err, os.ErrNotExist) {
@@ -148,9 +148,9 @@ func TestCarrier(t *testing.T) {
 	t.Run("wasm carrier runs the image's module as an enclave", func(t *testing.T) {
 		const id = "carrier-wasm-1"
 		logPath := s.startDetached(t, carrierFlags(cfg, "wasm"), id, "/app/prog.wasm", "sleep")
-		s.waitTaskStatus(t, id, "RUNNING")
+		s.WaitTaskStatus(t, id, "RUNNING")
 		// A .wasm file cannot be exec'd by Linux: its output means builtin:wasm runs it.
-		waitFileLine(t, logPath, "sleeping")
+		clients.WaitFileLine(t, logPath, "sleeping")
 
 		data, err := manifest.ReadFromBundle(s.bundle(id))
 		if err != nil {
@@ -200,13 +200,13 @@ func TestCarrier(t *testing.T) {
 			t.Fatalf("sim evidence: %v, measurements %v; want %s", err, result, m.Measurement)
 		}
 		// A process exec'd into the enclave runs in it too, without the enclave settings.
-		out := s.ctrCmd(t, "task", "exec", "--exec-id", "env", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "env", "ENCLAVE_TYPE")
+		out := s.CtrCmd(t, "task", "exec", "--exec-id", "env", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "env", "ENCLAVE_TYPE")
 		if out.ExitCode != 0 || out.Stdout != "unset\n" {
 			t.Errorf("ENCLAVE_TYPE in an exec'd process's environment: %s", out)
 		}
 		// ctr passes the container's own environment, RUNE_CARRIER included, to exec'd processes:
 		// it is an instruction to the shim, which keeps it from the workload.
-		out = s.ctrCmd(t, "task", "exec", "--exec-id", "carrier-env", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "env", "RUNE_CARRIER")
+		out = s.CtrCmd(t, "task", "exec", "--exec-id", "carrier-env", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "env", "RUNE_CARRIER")
 		if out.ExitCode != 0 || out.Stdout != "unset\n" {
 			t.Errorf("RUNE_CARRIER in an exec'd process's environment: %s", out)
 		}
@@ -224,8 +224,8 @@ func TestCarrier(t *testing.T) {
 		}
 		const id = "carrier-wasm-2"
 		logPath := s.startDetached(t, carrierFlags(cfg, "wasm"), id, "/app/prog.wasm", "sleep")
-		s.waitTaskStatus(t, id, "RUNNING")
-		waitFileLine(t, logPath, "sleeping")
+		s.WaitTaskStatus(t, id, "RUNNING")
+		clients.WaitFileLine(t, logPath, "sleeping")
 		if line := s.conversionLog(t, id, "converted to an enclave container"); !strings.Contains(line, "cache=hit") {
 			t.Errorf("second conversion of the image: %s, want cache=hit", line)
 		}
@@ -240,7 +240,7 @@ func TestCarrier(t *testing.T) {
 	})
 
 	t.Run("the carrier's instruction is not in the workload's environment", func(t *testing.T) {
-		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(cfg, "wasm")...), "carrier-env", "/app/prog.wasm", "env", "RUNE_CARRIER")...)
+		res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(cfg, "wasm")...), "carrier-env", "/app/prog.wasm", "env", "RUNE_CARRIER")...)
 		if res.ExitCode != 0 || res.Stdout != "unset\n" {
 			t.Fatalf("RUNE_CARRIER seen by the workload: %s", res)
 		}
@@ -265,10 +265,10 @@ func TestCarrier(t *testing.T) {
 		short := strings.TrimPrefix(image, "docker.io/library/")
 		for i, want := range []string{"cache=miss", "cache=hit"} {
 			id := fmt.Sprintf("carrier-cri-%d", i)
-			t.Cleanup(func() { s.remove(t, id) })
+			t.Cleanup(func() { s.Remove(t, id) })
 			args := append([]string{"run", "--runtime", runtimeType, "--fifo-dir", s.fifoDir, "--rm", "--rootfs",
 				"--annotation", "io.kubernetes.cri.image-name=" + short}, carrierFlags(ccfg, "wasm")...)
-			res := s.ctrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
+			res := s.CtrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
 			if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
 				t.Fatalf("ctr run --rootfs with RUNE_CARRIER=wasm: %s", res)
 			}
@@ -279,9 +279,9 @@ func TestCarrier(t *testing.T) {
 		}
 		// Without the annotation the image is unknown: converted all the same, not cached, and said why.
 		const id = "carrier-no-image"
-		t.Cleanup(func() { s.remove(t, id) })
+		t.Cleanup(func() { s.Remove(t, id) })
 		args := append([]string{"run", "--runtime", runtimeType, "--fifo-dir", s.fifoDir, "--rm", "--rootfs"}, carrierFlags(ccfg, "wasm")...)
-		res := s.ctrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
+		res := s.CtrCmd(t, append(args, rootfs, id, "/app/prog.wasm", "exit", "0")...)
 		if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
 			t.Fatalf("ctr run --rootfs without an image: %s", res)
 		}
@@ -295,7 +295,7 @@ func TestCarrier(t *testing.T) {
 
 	t.Run("native carrier", func(t *testing.T) {
 		const id = "carrier-native"
-		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(cfg, "native")...), id, "echo", "native enclave")...)
+		res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(cfg, "native")...), id, "echo", "native enclave")...)
 		if res.ExitCode != 0 || res.Stdout != "native enclave\n" {
 			t.Fatalf("ctr run with RUNE_CARRIER=native: %s", res)
 		}
@@ -315,8 +315,8 @@ func TestCarrier(t *testing.T) {
 			{carrierFlags(cfg, ""), "RUNE_CARRIER is empty"},
 		} {
 			id := fmt.Sprintf("carrier-refused-%d", i)
-			t.Cleanup(func() { s.remove(t, id) })
-			res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, tc.flags...), id, "/app/prog.wasm", "exit", "0")...)
+			t.Cleanup(func() { s.Remove(t, id) })
+			res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, tc.flags...), id, "/app/prog.wasm", "exit", "0")...)
 			if res.ExitCode == 0 || strings.Contains(res.Stdout, "exit 0") || !strings.Contains(res.Stderr, tc.want) {
 				t.Errorf("ctr run %v: %s; want a failed create naming %q", tc.flags, res, tc.want)
 			}
@@ -346,7 +346,7 @@ func TestCarrier(t *testing.T) {
 		before := len(cacheEntries(t, cacheDir))
 		const id = "carrier-remade"
 		logPath := s.startDetached(t, carrierFlags(cfg, "wasm"), id, "/app/prog.wasm", "sleep")
-		waitFileLine(t, logPath, "sleeping")
+		clients.WaitFileLine(t, logPath, "sleeping")
 		_ = s.conversionLog(t, id, "carrier cache entry discarded")
 		if line := s.conversionLog(t, id, "converted to an enclave container"); !strings.Contains(line, "cache=miss") {
 			t.Errorf("conversion after a damaged entry: %s, want cache=miss", line)
@@ -366,7 +366,7 @@ func TestCarrier(t *testing.T) {
 	t.Run("poisoned cache entry fails create", func(t *testing.T) {
 		poisonCache := filepath.Join(dir, "poison-cache")
 		pcfg := s.carrierConfig(t, filepath.Join(dir, "poison.toml"), fmt.Sprintf("[signing]\nkey_file = %q", key.keyFile), key.trustFile, poisonCache)
-		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(pcfg, "wasm")...), "carrier-poison-1", "/app/prog.wasm", "exit", "0")...)
+		res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(pcfg, "wasm")...), "carrier-poison-1", "/app/prog.wasm", "exit", "0")...)
 		if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
 			t.Fatalf("first run: %s", res)
 		}
@@ -393,8 +393,8 @@ func TestCarrier(t *testing.T) {
 			t.Fatal(err)
 		}
 		const id = "carrier-poison-2"
-		t.Cleanup(func() { s.remove(t, id) })
-		res = s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(pcfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
+		t.Cleanup(func() { s.Remove(t, id) })
+		res = s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(pcfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
 		want := "enclave manifest does not match the container: measurement: manifest " + strings.Repeat("0", 64)
 		if res.ExitCode == 0 || strings.Contains(res.Stdout, "exit 0") || !strings.Contains(res.Stderr, want) {
 			t.Fatalf("ctr run with a poisoned cache: %s; want a failed create naming %q", res, want)
@@ -432,7 +432,7 @@ func TestCarrier(t *testing.T) {
 		scfg := s.carrierConfig(t, filepath.Join(sdir, "service.toml"), signing, svcKey.trustFile, filepath.Join(sdir, "cache"))
 		for i, want := range []int32{1, 1} {
 			id := fmt.Sprintf("carrier-service-%d", i)
-			res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(scfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
+			res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(scfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
 			if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
 				t.Fatalf("ctr run %d with a signing service: %s", i, res)
 			}
@@ -443,8 +443,8 @@ func TestCarrier(t *testing.T) {
 		// A service whose key rune does not trust: the manifest is refused at create.
 		otherTrust := s.carrierConfig(t, filepath.Join(sdir, "other-trust.toml"), signing, key.trustFile, filepath.Join(sdir, "cache2"))
 		const id = "carrier-service-untrusted"
-		t.Cleanup(func() { s.remove(t, id) })
-		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(otherTrust, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
+		t.Cleanup(func() { s.Remove(t, id) })
+		res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(otherTrust, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
 		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "untrusted signing key") {
 			t.Fatalf("ctr run with a manifest signed by an untrusted service key: %s", res)
 		}
@@ -454,7 +454,7 @@ func TestCarrier(t *testing.T) {
 	t.Run("ephemeral key when the configuration asks for it", func(t *testing.T) {
 		ecfg := s.carrierConfig(t, filepath.Join(dir, "ephemeral.toml"), "[signing]\nephemeral = true", key.trustFile, filepath.Join(dir, "eph-cache"))
 		const id = "carrier-ephemeral"
-		res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(ecfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
+		res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, carrierFlags(ecfg, "wasm")...), id, "/app/prog.wasm", "exit", "0")...)
 		if res.ExitCode != 0 || res.Stdout != "exit 0\n" {
 			t.Fatalf("ctr run with an ephemeral signing key: %s", res)
 		}

@@ -22,12 +22,12 @@ func testFaults(t *testing.T, s *suite) {
 			{"pid1-enclave", enclaveEnv, []string{"/app/prog.wasm", "sleep"}},
 		} {
 			s.startDetached(t, tc.flags, tc.id, tc.cmd...)
-			before := s.waitTaskStatus(t, tc.id, "RUNNING")
-			if err := unix.Kill(before.pid, unix.SIGKILL); err != nil {
+			before := s.WaitTaskStatus(t, tc.id, "RUNNING")
+			if err := unix.Kill(before.Pid, unix.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			s.waitTaskStatus(t, tc.id, "STOPPED")
-			res := s.ctrCmd(t, "task", "delete", tc.id)
+			s.WaitTaskStatus(t, tc.id, "STOPPED")
+			res := s.CtrCmd(t, "task", "delete", tc.id)
 			if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
 				t.Fatalf("%s: ctr task delete after kill -9 of PID 1: %s, want exit code 137", tc.id, res)
 			}
@@ -46,8 +46,8 @@ func testFaults(t *testing.T, s *suite) {
 			{"shim-enclave", enclaveEnv, []string{"/app/prog.wasm", "sleep"}},
 		} {
 			s.startDetached(t, tc.flags, tc.id, tc.cmd...)
-			before := s.waitTaskStatus(t, tc.id, "RUNNING")
-			shim := shimPid(t, before.pid)
+			before := s.WaitTaskStatus(t, tc.id, "RUNNING")
+			shim := shimPid(t, before.Pid)
 			if err := unix.Kill(shim, unix.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -55,15 +55,15 @@ func testFaults(t *testing.T, s *suite) {
 			// container with rune) and forgets the task.
 			deadline := time.Now().Add(30 * time.Second)
 			for {
-				_, listed := s.task(t, tc.id)
-				alive := unix.Kill(before.pid, 0) == nil
+				_, listed := s.Task(t, tc.id)
+				alive := unix.Kill(before.Pid, 0) == nil
 				_, stateErr := os.Stat(filepath.Join(s.runeStateRoot(), tc.id))
 				if !listed && !alive && stateErr != nil {
 					break
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("%s after kill -9 of its shim: task listed %v, PID 1 (%d) alive %v, rune state present %v",
-						tc.id, listed, before.pid, alive, stateErr == nil)
+						tc.id, listed, before.Pid, alive, stateErr == nil)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,15 +49,8 @@ func testFullDisk(t *testing.T, s *suite, flags []string, cmd []string, wantOut 
 		}
 		t.Cleanup(func() { _ = unix.Unmount(dst, unix.MNT_DETACH) })
 	}
-	ctr := func(args ...string) clients.Result {
-		t.Helper()
-		res, err := clients.Run(context.Background(), clientTimeout, nil, s.ctr, append([]string{"-a", s.sock, "-n", ns}, args...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	if res := ctr("images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), filepath.Join(s.dir, "image.tar")); res.ExitCode != 0 {
+	ctr := clients.Ctr{Bin: s.ctr, Sock: s.sock, Namespace: ns}.CtrCmd
+	if res := ctr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), filepath.Join(s.dir, "image.tar")); res.ExitCode != 0 {
 		t.Fatalf("import the image into namespace %s: %s", ns, res)
 	}
 	filler := filepath.Join(tmpfs, "filler")
@@ -68,7 +60,7 @@ func testFullDisk(t *testing.T, s *suite, flags []string, cmd []string, wantOut 
 		}
 		id := fmt.Sprintf("full-%d", pages)
 		args := append([]string{"run", "--rm", "--runtime", runtimeType, "--fifo-dir", s.fifoDir}, flags...)
-		res := ctr(append(append(args, image, id), cmd...)...)
+		res := ctr(t, append(append(args, image, id), cmd...)...)
 		if res.ExitCode == 0 {
 			if !strings.HasPrefix(res.Stdout, wantOut) {
 				t.Fatalf("with %d free pages: ran, but printed %q, want %q first", pages, res.Stdout, wantOut)
@@ -82,7 +74,7 @@ func testFullDisk(t *testing.T, s *suite, flags []string, cmd []string, wantOut 
 			t.Fatalf("with %d free pages: %s; want an error saying no space left on device", pages, res)
 		}
 		// ctr run --rm removes the container it created; a failed create leaves no task.
-		if res := ctr("container", "rm", id); res.ExitCode == 0 {
+		if res := ctr(t, "container", "rm", id); res.ExitCode == 0 {
 			t.Logf("with %d free pages: container record %s was left by ctr (removed)", pages, id)
 		}
 		s.checkNothingLeft(t, ns, id, tmpfs)
@@ -123,11 +115,7 @@ func fill(path, dir string, pages int) error {
 // container id in namespace ns.
 func (s *suite) checkNothingLeft(t *testing.T, ns, id, tmpfs string) {
 	t.Helper()
-	res, err := clients.Run(context.Background(), clientTimeout, nil, s.ctr, "-a", s.sock, "-n", ns, "task", "ls", "-q")
-	if err != nil || res.ExitCode != 0 {
-		t.Fatalf("ctr task ls: %v %s", err, res)
-	}
-	if hasLine(res.Stdout, id) {
+	if clients.HasLine(clients.Ctr{Bin: s.ctr, Sock: s.sock, Namespace: ns}.MustCtr(t, "task", "ls", "-q"), id) {
 		t.Errorf("%s: task still listed", id)
 	}
 	bundle := filepath.Join(s.state, "io.containerd.runtime.v2.task", ns, id)

@@ -79,14 +79,14 @@ func scenarios(t *testing.T, s *suite) {
 				if tc.stdin != "" {
 					stdin = []byte(tc.stdin)
 				}
-				res, err := clients.Run(context.Background(), clientTimeout, stdin, s.ctr, s.args(s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)...)
+				res, err := s.Exec(context.Background(), stdin, s.runArgs(append([]string{"--rm"}, tc.flags...), id, tc.cmd...)...)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
 					t.Fatalf("ctr run %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
 				}
-				if _, ok := s.task(t, id); ok {
+				if _, ok := s.Task(t, id); ok {
 					t.Fatalf("task %s still listed after ctr run --rm", id)
 				}
 			})
@@ -96,7 +96,7 @@ func scenarios(t *testing.T, s *suite) {
 	t.Run("RunsUnderRune", func(t *testing.T) {
 		const id = "under-rune"
 		s.startDetached(t, nil, id, "sleep", "600")
-		tk := s.waitTaskStatus(t, id, "RUNNING")
+		tk := s.WaitTaskStatus(t, id, "RUNNING")
 		opts := readShimOptions(t, s.bundle(id))
 		if opts.BinaryName != s.rune || opts.Root != s.runeRoot {
 			t.Fatalf("recorded options %+v, want binary %s and root %s (from the shim configuration)", opts, s.rune, s.runeRoot)
@@ -119,12 +119,12 @@ func scenarios(t *testing.T, s *suite) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.ID != id || st.Pid != tk.pid || st.Status != "running" || st.Bundle != s.bundle(id) {
-			t.Fatalf("rune state = %+v, want id %s, pid %d, running, bundle %s", st, id, tk.pid, s.bundle(id))
+		if st.ID != id || st.Pid != tk.Pid || st.Status != "running" || st.Bundle != s.bundle(id) {
+			t.Fatalf("rune state = %+v, want id %s, pid %d, running, bundle %s", st, id, tk.Pid, s.bundle(id))
 		}
-		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", id)
-		s.waitTaskStatus(t, id, "STOPPED")
-		res := s.ctrCmd(t, "task", "delete", id)
+		s.MustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+		s.WaitTaskStatus(t, id, "STOPPED")
+		res := s.CtrCmd(t, "task", "delete", id)
 		if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
 			t.Fatalf("ctr task delete after SIGKILL: got %s, want success reporting exit code 137", res)
 		}
@@ -136,7 +136,7 @@ func scenarios(t *testing.T, s *suite) {
 	t.Run("ExecAndMetrics", func(t *testing.T) {
 		const id = "exec-target"
 		s.startDetached(t, nil, id, "sleep", "600")
-		s.waitTaskStatus(t, id, "RUNNING")
+		s.WaitTaskStatus(t, id, "RUNNING")
 		tests := []struct {
 			name     string
 			cmd      []string
@@ -149,7 +149,7 @@ func scenarios(t *testing.T, s *suite) {
 		}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				res := s.ctrCmd(t, append([]string{"task", "exec", "--exec-id", fmt.Sprintf("e%d", i), "--fifo-dir", s.fifoDir, id}, tc.cmd...)...)
+				res := s.CtrCmd(t, append([]string{"task", "exec", "--exec-id", fmt.Sprintf("e%d", i), "--fifo-dir", s.fifoDir, id}, tc.cmd...)...)
 				if res.ExitCode != tc.wantExit || res.Stdout != tc.want {
 					t.Fatalf("ctr task exec %v: got %s, want exit %d and stdout %q", tc.cmd, res, tc.wantExit, tc.want)
 				}
@@ -166,7 +166,7 @@ func scenarios(t *testing.T, s *suite) {
 					} `json:"usage"`
 				} `json:"memory"`
 			}
-			out := s.mustCtr(t, "task", "metrics", "--format", "json", id)
+			out := s.MustCtr(t, "task", "metrics", "--format", "json", id)
 			if err := json.Unmarshal([]byte(out), &m); err != nil {
 				t.Fatalf("decode ctr task metrics: %v\n%s", err, out)
 			}
@@ -179,19 +179,19 @@ func scenarios(t *testing.T, s *suite) {
 	t.Run("PauseResume", func(t *testing.T) {
 		const id = "pause-target"
 		s.startDetached(t, nil, id, "sleep", "600")
-		s.waitTaskStatus(t, id, "RUNNING")
-		s.mustCtr(t, "task", "pause", id)
-		if tk, _ := s.task(t, id); tk.status != "PAUSED" {
-			t.Fatalf("task status after pause = %q, want PAUSED", tk.status)
+		s.WaitTaskStatus(t, id, "RUNNING")
+		s.MustCtr(t, "task", "pause", id)
+		if tk, _ := s.Task(t, id); tk.Status != "PAUSED" {
+			t.Fatalf("task status after pause = %q, want PAUSED", tk.Status)
 		}
 		if st, err := clients.QueryState(context.Background(), s.rune, s.runeStateRoot(), id); err != nil || st.Status != "paused" {
 			t.Fatalf("rune state after pause = %+v, %v; want paused", st, err)
 		}
-		s.mustCtr(t, "task", "resume", id)
-		if tk, _ := s.task(t, id); tk.status != "RUNNING" {
-			t.Fatalf("task status after resume = %q, want RUNNING", tk.status)
+		s.MustCtr(t, "task", "resume", id)
+		if tk, _ := s.Task(t, id); tk.Status != "RUNNING" {
+			t.Fatalf("task status after resume = %q, want RUNNING", tk.Status)
 		}
-		res := s.ctrCmd(t, "task", "exec", "--exec-id", "after-resume", "--fifo-dir", s.fifoDir, id, "echo", "awake")
+		res := s.CtrCmd(t, "task", "exec", "--exec-id", "after-resume", "--fifo-dir", s.fifoDir, id, "echo", "awake")
 		if res.ExitCode != 0 || res.Stdout != "awake\n" {
 			t.Fatalf("exec after resume: %s", res)
 		}
@@ -201,7 +201,7 @@ func scenarios(t *testing.T, s *suite) {
 		t.Run("hello exit codes", func(t *testing.T) {
 			for i, code := range []int{7, 0, 42} {
 				id := fmt.Sprintf("enclave-hello-%d", i)
-				res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), id, "/app/hello.wasm", fmt.Sprint(code))...)
+				res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), id, "/app/hello.wasm", fmt.Sprint(code))...)
 				want := fmt.Sprintf(`args=["/app/hello.wasm" "%d"]`, code)
 				if res.ExitCode != code || !strings.Contains(res.Stdout, "Hello from an enclave container!") || !strings.Contains(res.Stdout, want) {
 					t.Fatalf("ctr run hello.wasm %d: got %s, want exit %d and a greeting with %s", code, res, code, want)
@@ -209,7 +209,7 @@ func scenarios(t *testing.T, s *suite) {
 			}
 		})
 		t.Run("settings hidden from the workload", func(t *testing.T) {
-			res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), "enclave-env", "/app/prog.wasm", "env", "ENCLAVE_TYPE")...)
+			res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, enclaveEnv...), "enclave-env", "/app/prog.wasm", "env", "ENCLAVE_TYPE")...)
 			if res.ExitCode != 0 || res.Stdout != "unset\n" {
 				t.Fatalf("ENCLAVE_TYPE as the workload sees it: %s, want \"unset\"", res)
 			}
@@ -227,8 +227,8 @@ func scenarios(t *testing.T, s *suite) {
 			for i, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
 					id := fmt.Sprintf("enclave-bad-%d", i)
-					t.Cleanup(func() { s.remove(t, id) })
-					res := s.ctrCmd(t, s.runArgs(append([]string{"--rm"}, tc.env...), id, "/app/hello.wasm")...)
+					t.Cleanup(func() { s.Remove(t, id) })
+					res := s.CtrCmd(t, s.runArgs(append([]string{"--rm"}, tc.env...), id, "/app/hello.wasm")...)
 					if res.ExitCode == 0 || !strings.Contains(res.Stderr, tc.want) {
 						t.Fatalf("ctr run with %v: %s, want a failed create naming %q", tc.env, res, tc.want)
 					}
@@ -241,12 +241,12 @@ func scenarios(t *testing.T, s *suite) {
 		t.Run("exec attest kill delete", func(t *testing.T) {
 			const id = "enclave-sleeper"
 			logPath := s.startDetached(t, enclaveEnv, id, "/app/prog.wasm", "sleep")
-			waitFileLine(t, logPath, "sleeping")
-			res := s.ctrCmd(t, "task", "exec", "--exec-id", "args", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "args", "a b", "", "ü")
+			clients.WaitFileLine(t, logPath, "sleeping")
+			res := s.CtrCmd(t, "task", "exec", "--exec-id", "args", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "args", "a b", "", "ü")
 			if res.ExitCode != 0 || res.Stdout != "|a b||ü|\n" {
 				t.Fatalf("ctr task exec in the enclave: %s", res)
 			}
-			if res := s.ctrCmd(t, "task", "exec", "--exec-id", "exit", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "exit", "6"); res.ExitCode != 6 {
+			if res := s.CtrCmd(t, "task", "exec", "--exec-id", "exit", "--fifo-dir", s.fifoDir, id, "/app/prog.wasm", "exit", "6"); res.ExitCode != 6 {
 				t.Fatalf("exit status of an exec in the enclave: %s, want 6", res)
 			}
 			att, err := clients.Run(context.Background(), clientTimeout, nil, s.rune, "--root", s.runeStateRoot(), "attest", id)
@@ -260,15 +260,15 @@ func scenarios(t *testing.T, s *suite) {
 			if err := json.Unmarshal([]byte(att.Stdout), &ev); err != nil || ev.TEE != "sim" || len(ev.Evidence) == 0 {
 				t.Fatalf("rune attest output: %v %s; want sim evidence", err, att.Stdout)
 			}
-			s.mustCtr(t, "task", "kill", "-s", "SIGTERM", id)
-			s.waitTaskStatus(t, id, "STOPPED")
+			s.MustCtr(t, "task", "kill", "-s", "SIGTERM", id)
+			s.WaitTaskStatus(t, id, "STOPPED")
 			// SIGTERM cancels the wasm workload: 128+15.
-			res = s.ctrCmd(t, "task", "delete", id)
+			res = s.CtrCmd(t, "task", "delete", id)
 			if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "143" {
 				t.Fatalf("ctr task delete: got %s, want success reporting exit code 143", res)
 			}
-			s.mustCtr(t, "container", "rm", id)
-			if out := s.mustCtr(t, "container", "ls", "-q"); hasLine(out, id) {
+			s.MustCtr(t, "container", "rm", id)
+			if out := s.MustCtr(t, "container", "ls", "-q"); clients.HasLine(out, id) {
 				t.Fatalf("container %s still listed after ctr container rm", id)
 			}
 		})
@@ -283,7 +283,7 @@ func scenarios(t *testing.T, s *suite) {
 		// ctr events prints nothing until an event arrives: run a task until its create
 		// shows up, so the subscription is known to be in place.
 		const id = "events-target"
-		res := s.ctrCmd(t, s.runArgs([]string{"--rm"}, id, "sh", "-c", "exit 4")...)
+		res := s.CtrCmd(t, s.runArgs([]string{"--rm"}, id, "sh", "-c", "exit 4")...)
 		if res.ExitCode != 4 {
 			t.Fatalf("ctr run: %s, want exit 4", res)
 		}
@@ -317,9 +317,9 @@ func scenarios(t *testing.T, s *suite) {
 		}
 		t.Cleanup(ev.Stop)
 		const id = "oom-target"
-		t.Cleanup(func() { s.remove(t, id) })
+		t.Cleanup(func() { s.Remove(t, id) })
 		// The shell doubles a string until the 32 MiB limit is hit.
-		res := s.ctrCmd(t, s.runArgs([]string{"--rm", "--memory-limit", "33554432"}, id, "sh", "-c", "x=0123456789; while :; do x=$x$x; done")...)
+		res := s.CtrCmd(t, s.runArgs([]string{"--rm", "--memory-limit", "33554432"}, id, "sh", "-c", "x=0123456789; while :; do x=$x$x; done")...)
 		if res.ExitCode != 137 {
 			t.Fatalf("ctr run of a memory hog: %s, want 137 (OOM-killed)", res)
 		}
@@ -337,32 +337,32 @@ func scenarios(t *testing.T, s *suite) {
 	t.Run("InitExitAfterExecExits", func(t *testing.T) {
 		const host = "pidns-host"
 		s.startDetached(t, nil, host, "sleep", "600")
-		hostTask := s.waitTaskStatus(t, host, "RUNNING")
+		hostTask := s.WaitTaskStatus(t, host, "RUNNING")
 		tests := []struct {
 			name  string
 			flags []string
 		}{
 			{"own pid namespace", nil},
-			{"shared pid namespace", []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", hostTask.pid)}},
+			{"shared pid namespace", []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", hostTask.Pid)}},
 		}
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				id := fmt.Sprintf("exit-order-%d", i)
 				s.startDetached(t, tc.flags, id, "sleep", "600")
-				s.waitTaskStatus(t, id, "RUNNING")
+				s.WaitTaskStatus(t, id, "RUNNING")
 				ev, err := clients.StartBackground(2*time.Minute, s.ctr, "-a", s.sock, "events")
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(ev.Stop)
-				s.mustCtr(t, "task", "exec", "--detach", "--exec-id", "bystander", "--fifo-dir", s.fifoDir, id, "sleep", "600")
+				s.MustCtr(t, "task", "exec", "--detach", "--exec-id", "bystander", "--fifo-dir", s.fifoDir, id, "sleep", "600")
 				if err := clients.WaitFor(30*time.Second, "exec-started event", func() (bool, error) {
 					return eventLine(ev.Stdout(), "/tasks/exec-started", id) != "", nil
 				}); err != nil {
 					t.Fatalf("%v; events:\n%s", err, ev.Stdout())
 				}
-				s.mustCtr(t, "task", "kill", "-s", "SIGKILL", id)
-				s.waitTaskStatus(t, id, "STOPPED")
+				s.MustCtr(t, "task", "kill", "-s", "SIGKILL", id)
+				s.WaitTaskStatus(t, id, "STOPPED")
 				var execExit, initExit string
 				err = clients.WaitFor(30*time.Second, "both exit events", func() (bool, error) {
 					out := ev.Stdout()
@@ -375,7 +375,7 @@ func scenarios(t *testing.T, s *suite) {
 				if out := ev.Stdout(); strings.Index(out, execExit) > strings.Index(out, initExit) {
 					t.Fatalf("init's exit was published before the exec'd process's:\n%s", out)
 				}
-				res := s.ctrCmd(t, "task", "delete", id)
+				res := s.CtrCmd(t, "task", "delete", id)
 				if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != "137" {
 					t.Fatalf("ctr task delete: got %s, want exit code 137", res)
 				}
@@ -401,8 +401,8 @@ func scenarios(t *testing.T, s *suite) {
 		for i, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				id := fmt.Sprintf("tty-%d", i)
-				t.Cleanup(func() { s.remove(t, id) })
-				argv := append([]string{s.ctr}, s.args(s.runArgs(append([]string{"--rm", "-t"}, tc.flags...), id)...)...)
+				t.Cleanup(func() { s.Remove(t, id) })
+				argv := append([]string{s.ctr}, s.Args(s.runArgs(append([]string{"--rm", "-t"}, tc.flags...), id)...)...)
 				if tc.cmd != "" {
 					argv = append(argv, "sh", "-c", tc.cmd)
 				} else {
@@ -430,8 +430,8 @@ func scenarios(t *testing.T, s *suite) {
 		s.startDetached(t, pod, "pod-a", "sleep", "600")
 		s.startDetached(t, pod, "pod-b", "sleep", "600")
 		s.startDetached(t, nil, "alone", "sleep", "600")
-		a, b, alone := s.waitTaskStatus(t, "pod-a", "RUNNING"), s.waitTaskStatus(t, "pod-b", "RUNNING"), s.waitTaskStatus(t, "alone", "RUNNING")
-		shimA, shimB, shimAlone := shimPid(t, a.pid), shimPid(t, b.pid), shimPid(t, alone.pid)
+		a, b, alone := s.WaitTaskStatus(t, "pod-a", "RUNNING"), s.WaitTaskStatus(t, "pod-b", "RUNNING"), s.WaitTaskStatus(t, "alone", "RUNNING")
+		shimA, shimB, shimAlone := shimPid(t, a.Pid), shimPid(t, b.Pid), shimPid(t, alone.Pid)
 		if shimA != shimB {
 			t.Fatalf("containers of one pod have different shims: %d (%s) and %d (%s)", shimA, processCmdline(shimA), shimB, processCmdline(shimB))
 		}
@@ -447,20 +447,20 @@ func scenarios(t *testing.T, s *suite) {
 			t.Fatalf("shim addresses of the pod: %q (%v), %q (%v); want one", addrA, errA, addrB, errB)
 		}
 		// Deleting one container of the pod leaves the shim serving the other.
-		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-a")
-		s.waitTaskStatus(t, "pod-a", "STOPPED")
-		s.mustCtr(t, "task", "delete", "pod-a")
+		s.MustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-a")
+		s.WaitTaskStatus(t, "pod-a", "STOPPED")
+		s.MustCtr(t, "task", "delete", "pod-a")
 		if err := unix.Kill(shimA, 0); err != nil {
 			t.Fatalf("pod shim %d gone after deleting one of its two containers: %v", shimA, err)
 		}
-		res := s.ctrCmd(t, "task", "exec", "--exec-id", "still", "--fifo-dir", s.fifoDir, "pod-b", "echo", "still served")
+		res := s.CtrCmd(t, "task", "exec", "--exec-id", "still", "--fifo-dir", s.fifoDir, "pod-b", "echo", "still served")
 		if res.ExitCode != 0 || res.Stdout != "still served\n" {
 			t.Fatalf("exec in the pod's remaining container: %s", res)
 		}
 		// The last one out stops the shim.
-		s.mustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-b")
-		s.waitTaskStatus(t, "pod-b", "STOPPED")
-		s.mustCtr(t, "task", "delete", "pod-b")
+		s.MustCtr(t, "task", "kill", "-s", "SIGKILL", "pod-b")
+		s.WaitTaskStatus(t, "pod-b", "STOPPED")
+		s.MustCtr(t, "task", "delete", "pod-b")
 		if err := clients.WaitFor(30*time.Second, "the pod shim to exit", func() (bool, error) {
 			return unix.Kill(shimA, 0) != nil || !strings.Contains(processCmdline(shimA), "containerd-shim-rune-v2"), nil
 		}); err != nil {
@@ -498,12 +498,12 @@ func scenarios(t *testing.T, s *suite) {
 					writeFile(t, path, tc.content)
 				}
 				id := fmt.Sprintf("bad-config-%d", i)
-				t.Cleanup(func() { s.remove(t, id) })
-				res := s.ctrCmd(t, s.runArgs([]string{"--rm", "--runtime-config-path", path}, id, "echo", "must not run")...)
+				t.Cleanup(func() { s.Remove(t, id) })
+				res := s.CtrCmd(t, s.runArgs([]string{"--rm", "--runtime-config-path", path}, id, "echo", "must not run")...)
 				if res.ExitCode == 0 || strings.Contains(res.Stdout, "must not run") || !strings.Contains(res.Stderr, tc.want) {
 					t.Fatalf("ctr run with configuration %q: got %s, want a failed create naming %q", tc.content, res, tc.want)
 				}
-				if _, ok := s.task(t, id); ok {
+				if _, ok := s.Task(t, id); ok {
 					t.Fatalf("task %s exists after a refused create", id)
 				}
 				if _, err := os.Stat(filepath.Join(s.runeStateRoot(), id)); !errors.Is(err, os.ErrNotExist) {
@@ -520,7 +520,7 @@ func scenarios(t *testing.T, s *suite) {
 			}
 			const id = "default-rune"
 			s.startDetached(t, []string{"--runtime-config-path", path}, id, "sleep", "600")
-			s.waitTaskStatus(t, id, "RUNNING")
+			s.WaitTaskStatus(t, id, "RUNNING")
 			if opts := readShimOptions(t, s.bundle(id)); opts.BinaryName != want {
 				t.Fatalf("rune chosen without rune.path: %q, want %q", opts.BinaryName, want)
 			}
@@ -540,10 +540,10 @@ func scenarios(t *testing.T, s *suite) {
 		const id, enclaveID = "survivor", "enclave-survivor"
 		s.startDetached(t, nil, id, "sleep", "600")
 		logPath := s.startDetached(t, enclaveEnv, enclaveID, "/app/prog.wasm", "sleep")
-		before := s.waitTaskStatus(t, id, "RUNNING")
-		enclaveBefore := s.waitTaskStatus(t, enclaveID, "RUNNING")
-		waitFileLine(t, logPath, "sleeping")
-		shim := shimPid(t, before.pid)
+		before := s.WaitTaskStatus(t, id, "RUNNING")
+		enclaveBefore := s.WaitTaskStatus(t, enclaveID, "RUNNING")
+		clients.WaitFileLine(t, logPath, "sleeping")
+		shim := shimPid(t, before.Pid)
 
 		if err := unix.Kill(s.daemon.PID(), unix.SIGKILL); err != nil {
 			t.Fatalf("kill containerd: %v", err)
@@ -551,7 +551,7 @@ func scenarios(t *testing.T, s *suite) {
 		if err := s.daemon.Stop(10 * time.Second); err != nil {
 			t.Fatalf("wait for the killed containerd: %v", err)
 		}
-		for _, pid := range []int{shim, before.pid, enclaveBefore.pid} {
+		for _, pid := range []int{shim, before.Pid, enclaveBefore.Pid} {
 			if err := unix.Kill(pid, 0); err != nil {
 				t.Fatalf("process %d (%s) did not survive containerd's death: %v", pid, processCmdline(pid), err)
 			}
@@ -561,17 +561,17 @@ func scenarios(t *testing.T, s *suite) {
 		for _, tc := range []struct {
 			id  string
 			pid int
-		}{{id, before.pid}, {enclaveID, enclaveBefore.pid}} {
-			after, ok := s.task(t, tc.id)
-			if !ok || after.status != "RUNNING" || after.pid != tc.pid {
+		}{{id, before.Pid}, {enclaveID, enclaveBefore.Pid}} {
+			after, ok := s.Task(t, tc.id)
+			if !ok || after.Status != "RUNNING" || after.Pid != tc.pid {
 				t.Fatalf("task %s after the restart: %+v (listed %v), want RUNNING with pid %d", tc.id, after, ok, tc.pid)
 			}
 		}
-		res := s.ctrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, id, "echo", "reconnected")
+		res := s.CtrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, id, "echo", "reconnected")
 		if res.ExitCode != 0 || res.Stdout != "reconnected\n" {
 			t.Fatalf("exec after the restart: %s", res)
 		}
-		res = s.ctrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, enclaveID, "/app/prog.wasm", "exit", "3")
+		res = s.CtrCmd(t, "task", "exec", "--exec-id", "after-restart", "--fifo-dir", s.fifoDir, enclaveID, "/app/prog.wasm", "exit", "3")
 		if res.ExitCode != 3 {
 			t.Fatalf("enclave exec after the restart: %s, want exit 3", res)
 		}
@@ -579,9 +579,9 @@ func scenarios(t *testing.T, s *suite) {
 			id   string
 			want string
 		}{{id, "137"}, {enclaveID, "137"}} {
-			s.mustCtr(t, "task", "kill", "-s", "SIGKILL", tc.id)
-			s.waitTaskStatus(t, tc.id, "STOPPED")
-			res := s.ctrCmd(t, "task", "delete", tc.id)
+			s.MustCtr(t, "task", "kill", "-s", "SIGKILL", tc.id)
+			s.WaitTaskStatus(t, tc.id, "STOPPED")
+			res := s.CtrCmd(t, "task", "delete", tc.id)
 			if m := ctrDeleteExit.FindStringSubmatch(res.Stderr); res.ExitCode != 0 || m == nil || m[1] != tc.want {
 				t.Fatalf("ctr task delete %s after the restart: got %s, want exit code %s", tc.id, res, tc.want)
 			}

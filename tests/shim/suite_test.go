@@ -53,6 +53,7 @@ type suite struct {
 	daemon     *clients.Daemon
 	cd         *clients.Containerd
 	taskAPI    int // the task API version containerd must use, when known
+	clients.Ctr
 }
 
 // shimBinary returns the shim under test.
@@ -114,6 +115,7 @@ func startSuiteOn(t *testing.T, containerd, ctr string) *suite {
 	}
 	s.cd = clients.NewContainerd(containerd, ctr, dir)
 	s.config, s.state, s.sock = s.cd.Config, s.cd.State, s.cd.Sock
+	s.Ctr = clients.Ctr{Bin: ctr, Sock: s.sock, Namespace: namespace}
 	t.Cleanup(func() { s.teardown(t) })
 	for _, d := range []string{s.fifoDir, s.logDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -145,7 +147,7 @@ func startSuiteOn(t *testing.T, containerd, ctr string) *suite {
 	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
 		t.Fatalf("write OCI archive: %v", err)
 	}
-	s.mustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), archivePath)
+	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), archivePath)
 	return s
 }
 
@@ -191,34 +193,6 @@ func buildWasm(t *testing.T, goBin, pkg string) []byte {
 	return data
 }
 
-func (s *suite) args(args ...string) []string {
-	return append([]string{"-a", s.sock, "-n", namespace}, args...)
-}
-
-func (s *suite) exec(ctx context.Context, args ...string) (clients.Result, error) {
-	return clients.Run(ctx, clientTimeout, nil, s.ctr, s.args(args...)...)
-}
-
-// ctrCmd runs a ctr command; only failing to run it at all is fatal.
-func (s *suite) ctrCmd(t *testing.T, args ...string) clients.Result {
-	t.Helper()
-	res, err := s.exec(context.Background(), args...)
-	if err != nil {
-		t.Fatalf("ctr: %v", err)
-	}
-	return res
-}
-
-// mustCtr runs a ctr command that must succeed and returns its trimmed stdout.
-func (s *suite) mustCtr(t *testing.T, args ...string) string {
-	t.Helper()
-	res := s.ctrCmd(t, args...)
-	if res.ExitCode != 0 {
-		t.Fatalf("ctr %s: %s", strings.Join(args, " "), res)
-	}
-	return strings.TrimSpace(res.Stdout)
-}
-
 // enclaveEnv makes a container an enclave container running builtin:wasm on the sim TEE.
 var enclaveEnv = []string{"--env", "ENCLAVE_TYPE=sim", "--env", "ENCLAVE_RUNTIME_PATH=builtin:wasm"}
 
@@ -233,75 +207,9 @@ func (s *suite) runArgs(flags []string, id string, cmd ...string) []string {
 func (s *suite) startDetached(t *testing.T, flags []string, id string, cmd ...string) string {
 	t.Helper()
 	logPath := filepath.Join(s.logDir, id+".log")
-	t.Cleanup(func() { s.remove(t, id) })
-	s.mustCtr(t, s.runArgs(append([]string{"-d", "--log-uri", "file://" + logPath}, flags...), id, cmd...)...)
+	t.Cleanup(func() { s.Remove(t, id) })
+	s.MustCtr(t, s.runArgs(append([]string{"-d", "--log-uri", "file://" + logPath}, flags...), id, cmd...)...)
 	return logPath
-}
-
-// remove deletes the task (killing it) and the container, either may be gone already.
-func (s *suite) remove(t *testing.T, id string) {
-	ctx := context.Background()
-	if res, err := s.exec(ctx, "task", "delete", "--force", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
-		t.Errorf("cleanup ctr task delete --force %s: %v %s", id, err, res)
-	}
-	if res, err := s.exec(ctx, "container", "rm", id); err != nil || (res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found")) {
-		t.Errorf("cleanup ctr container rm %s: %v %s", id, err, res)
-	}
-}
-
-// task is one row of `ctr task ls`.
-type task struct {
-	pid    int
-	status string
-}
-
-func (s *suite) task(t *testing.T, id string) (task, bool) {
-	t.Helper()
-	for _, line := range strings.Split(s.mustCtr(t, "task", "ls"), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[0] == id {
-			pid, err := strconv.Atoi(f[1])
-			if err != nil {
-				t.Fatalf("ctr task ls: bad pid in %q", line)
-			}
-			return task{pid: pid, status: f[2]}, true
-		}
-	}
-	return task{}, false
-}
-
-func (s *suite) waitTaskStatus(t *testing.T, id, want string) task {
-	t.Helper()
-	var got task
-	err := clients.WaitFor(60*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() (bool, error) {
-		var ok bool
-		got, ok = s.task(t, id)
-		return ok && got.status == want, fmt.Errorf("last seen %+v (listed: %v)", got, ok)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func waitFileLine(t *testing.T, path, want string) {
-	t.Helper()
-	err := clients.WaitFor(60*time.Second, fmt.Sprintf("%q in %s", want, path), func() (bool, error) {
-		data, err := os.ReadFile(path)
-		return err == nil && hasLine(string(data), want), err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func hasLine(out, want string) bool {
-	for _, l := range strings.Split(out, "\n") {
-		if strings.TrimRight(l, "\r") == want {
-			return true
-		}
-	}
-	return false
 }
 
 // bundle is where containerd keeps task id's bundle.
@@ -361,9 +269,9 @@ func (s *suite) checkShimCrashes(t *testing.T) {
 func (s *suite) teardown(t *testing.T) {
 	ctx := context.Background()
 	if s.daemon != nil {
-		if res, err := s.exec(ctx, "container", "ls", "-q"); err == nil && res.ExitCode == 0 {
+		if res, err := s.Exec(ctx, nil, "container", "ls", "-q"); err == nil && res.ExitCode == 0 {
 			for _, id := range strings.Fields(res.Stdout) {
-				s.remove(t, id)
+				s.Remove(t, id)
 			}
 		}
 		if t.Failed() {
