@@ -251,13 +251,9 @@ func applyLogLevel(ctx context.Context, cfg *config.Config) {
 
 // Start starts init (`rune start`) or an exec'd process (`rune exec`).
 func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	c, err := s.getContainer(r.ID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	isInit := r.ExecID == ""
 
@@ -301,13 +297,9 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 
 // Delete deletes an exec'd process, or init and the container (`rune delete`).
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	c, err := s.getContainer(r.ID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	if err := p.Delete(ctx); err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -366,13 +358,9 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*ptypes.Empty, error) {
-	c, err := s.getContainer(r.ID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	if err := p.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -382,13 +370,9 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 
 // State reports a process's state.
 func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	c, err := s.getContainer(r.ID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	st, err := p.Status(ctx)
 	if err != nil {
@@ -454,13 +438,9 @@ func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*ptypes
 
 // Kill signals a process, or with All every process of the container (`rune kill`).
 func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*ptypes.Empty, error) {
-	c, err := s.getContainer(r.ID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	if err := p.Kill(ctx, r.Signal, r.All); err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -495,13 +475,9 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*ptypes.Empty, error) {
-	c, err := s.getContainer(r.ID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	if stdin := p.Stdin(); stdin != nil {
 		if err := stdin.Close(); err != nil {
@@ -553,13 +529,9 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*pt
 
 // Wait blocks until a process has exited and its exit is recorded.
 func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	c, err := s.getContainer(r.ID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.process(r.ExecID)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
 	}
 	p.Wait()
 	return &taskAPI.WaitResponse{
@@ -614,6 +586,19 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*pt
 	}
 	s.shutdown.Shutdown()
 	return empty, nil
+}
+
+// getProcess finds process execID ("" for init) of container id; errors are gRPC errors.
+func (s *Service) getProcess(id, execID string) (*container, process.Process, error) {
+	c, err := s.getContainer(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return nil, nil, errdefs.ToGRPC(err)
+	}
+	return c, p, nil
 }
 
 func (s *Service) getContainer(id string) (*container, error) {
