@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -22,6 +21,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
 )
 
@@ -34,20 +34,8 @@ type simTEE struct {
 
 func newSimTEE(t testing.TB, name string) *simTEE {
 	t.Helper()
-	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.NewPlatform(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := sha256.Sum256([]byte(name))
-	key, err := p.Endorse(hex.EncodeToString(m[:]), "enclavetls-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &simTEE{platform: p, key: key, measurement: hex.EncodeToString(m[:])}
+	p, key, m := simtest.Enclave(t, name, "enclavetls-test")
+	return &simTEE{platform: p, key: key, measurement: m}
 }
 
 func (s *simTEE) evidence(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) {

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -27,6 +26,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 )
 
@@ -39,20 +39,8 @@ type simTEE struct {
 
 func newSimTEE(t testing.TB, name string) *simTEE {
 	t.Helper()
-	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.NewPlatform(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := sha256.Sum256([]byte(name))
-	key, err := p.Endorse(hex.EncodeToString(m[:]), "inclavared-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &simTEE{platform: p, key: key, measurement: hex.EncodeToString(m[:])}
+	p, key, m := simtest.Enclave(t, name, "inclavared-test")
+	return &simTEE{platform: p, key: key, measurement: m}
 }
 
 func (s *simTEE) identity(t testing.TB) *enclavetls.Identity {

@@ -2,12 +2,7 @@ package shelter
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"os"
@@ -20,6 +15,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
 )
@@ -206,20 +202,8 @@ type simSetup struct {
 
 func newSim(t testing.TB, name string) *simSetup {
 	t.Helper()
-	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.NewPlatform(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := sha256.Sum256([]byte(name))
-	key, err := p.Endorse(hex.EncodeToString(m[:]), "shelter-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &simSetup{platform: p, key: key, measurement: hex.EncodeToString(m[:])}
+	p, key, m := simtest.Enclave(t, name, "shelter-test")
+	return &simSetup{platform: p, key: key, measurement: m}
 }
 
 func (s *simSetup) policy(t testing.TB) *policy.Policy {

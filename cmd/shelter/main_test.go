@@ -3,12 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -22,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
 )
 
@@ -117,21 +113,9 @@ type simFiles struct {
 
 func newSimFiles(t *testing.T, dir, name string) *simFiles {
 	t.Helper()
-	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.NewPlatform(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := sha256.Sum256([]byte(name))
-	s := &simFiles{measurement: hex.EncodeToString(m[:]), root: filepath.Join(dir, name+"-platform.pem"),
+	p, key, m := simtest.Enclave(t, name, "builtin:native")
+	s := &simFiles{measurement: m, root: filepath.Join(dir, name+"-platform.pem"),
 		keyFile: filepath.Join(dir, name+"-key.pem"), evidence: filepath.Join(dir, name+"-evidence.bin")}
-	key, err := p.Endorse(s.measurement, "builtin:native")
-	if err != nil {
-		t.Fatal(err)
-	}
 	kb, _ := key.MarshalBinary()
 	ev, err := key.Evidence([64]byte{1})
 	if err != nil {

@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +19,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared"
 	"github.com/inclavare-containers/inclavare-go/runelet"
@@ -40,19 +36,8 @@ type enclave struct {
 
 func newEnclave(t *testing.T, name string) *enclave {
 	t.Helper()
-	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sim.NewPlatform(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := sha256.Sum256([]byte(name))
-	e := &enclave{platform: p, measurement: hex.EncodeToString(m[:])}
-	if e.key, err = p.Endorse(e.measurement, "builtin:native"); err != nil {
-		t.Fatal(err)
-	}
+	p, key, m := simtest.Enclave(t, name, "builtin:native")
+	e := &enclave{platform: p, key: key, measurement: m}
 	b, err := e.key.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
