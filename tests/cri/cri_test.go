@@ -357,6 +357,26 @@ func criScenarios(t *testing.T, e *Env) {
 		// What the device plugin adds for an EPC allocation (enclave.runtime.args=memory=<n>M)
 		// reaches rune as an annotation through the handler's container_annotations, beside the
 		// settings given as annotations instead of env.
+		// startFails creates a container from config in the pod and checks that its start fails
+		// with an error holding every one of want (crictl quotes the error, escaping its quotes:
+		// look for words) and that rune keeps no state of it.
+		startFails := func(t *testing.T, name string, config map[string]any, want ...string) {
+			t.Helper()
+			id := must(t, e, "create", "--no-pull", pod, writeJSON(t, e, name+".json", config), podJSON)
+			res, err := e.Run(context.Background(), "start", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range want {
+				if res.ExitCode == 0 || !strings.Contains(res.Stderr, w) {
+					t.Fatalf("crictl start of %s: %s; want a failure naming %q", name, res, want)
+				}
+			}
+			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("rune state of %s after a failed start: %v, want none", id, err)
+			}
+			must(t, e, "rm", id)
+		}
 		t.Run("enclave settings from annotations", func(t *testing.T) {
 			annotated := func(name, args string) map[string]any {
 				c := containerConfig(name, nil, "/app/hello.wasm", "3")
@@ -371,34 +391,11 @@ func criScenarios(t *testing.T, e *Env) {
 			must(t, e, "rm", id)
 
 			// A limit the runtime cannot honour fails the start, naming it: the annotation arrived.
-			id = must(t, e, "create", "--no-pull", pod, writeJSON(t, e, "tiny.json", annotated("tiny", "memory=1K")), podJSON)
-			res, err := e.Run(context.Background(), "start", id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.ExitCode == 0 || !strings.Contains(res.Stderr, "memory size") || !strings.Contains(res.Stderr, "1K") {
-				t.Fatalf("crictl start with enclave.runtime.args=memory=1K: %s; want a failure naming the memory size", res)
-			}
-			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("rune state of %s after a failed start: %v, want none", id, err)
-			}
-			must(t, e, "rm", id)
+			startFails(t, "tiny", annotated("tiny", "memory=1K"), "memory size", "1K")
 		})
 		t.Run("enclave bad settings fail start", func(t *testing.T) {
-			id := must(t, e, "create", "--no-pull", pod, writeJSON(t, e, "bogus.json", containerConfig("bogus",
-				map[string]string{"ENCLAVE_TYPE": "bogus", "ENCLAVE_RUNTIME_PATH": "builtin:wasm"}, "/app/hello.wasm")), podJSON)
-			res, err := e.Run(context.Background(), "start", id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// crictl quotes the error (so its quotes come escaped): look for the words.
-			if res.ExitCode == 0 || !strings.Contains(res.Stderr, "unknown enclave type") || !strings.Contains(res.Stderr, "bogus") {
-				t.Fatalf("crictl start with ENCLAVE_TYPE=bogus: %s; want a failure naming the unknown enclave type bogus", res)
-			}
-			if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("rune state of %s after a failed start: %v, want none", id, err)
-			}
-			must(t, e, "rm", id)
+			startFails(t, "bogus", containerConfig("bogus", map[string]string{"ENCLAVE_TYPE": "bogus", "ENCLAVE_RUNTIME_PATH": "builtin:wasm"}, "/app/hello.wasm"),
+				"unknown enclave type", "bogus")
 		})
 
 		t.Run("enclave exec stop rm", func(t *testing.T) {
