@@ -243,7 +243,6 @@ func (s *dockerSuite) teardown(t *testing.T, dir string) {
 	RemoveEmptyCgroups(dockerCgroupParent)
 }
 
-
 func TestDocker(t *testing.T) {
 	// The docker and containerd suites use separate daemons.
 	t.Parallel()
