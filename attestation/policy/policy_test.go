@@ -19,7 +19,7 @@ import (
 func u64(v uint64) *uint64 { return &v }
 
 // sgxSample is what the SGX verifier establishes for the oasis quote v3 sample with its collateral
-// (values from shared/testdata/attestation/README.md).
+// (values from testdata/attestation/README.md).
 func sgxSample() *attestation.Result {
 	return &attestation.Result{
 		TEE: attestation.SGX, Verified: true, TCBStatus: "SWHardeningNeeded",

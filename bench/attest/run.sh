@@ -84,7 +84,7 @@ echo "Summary: checking the peer's evidence (enclavetls.verifyRaw) is $(cum encl
 	"policy are negligible. The rest is the TLS 1.3 handshake itself (X25519MLKEM768 key exchange, CertificateVerify)."
 
 echo
-echo "== Evidence verification (samples from ../shared/testdata/attestation, benchtime $BENCHTIME, median of $COUNT)"
+echo "== Evidence verification (samples from testdata/attestation, benchtime $BENCHTIME, median of $COUNT)"
 {
 	bench ./attestation/sgx 'VerifySGXv3'
 	bench ./attestation/tdx 'Verify|GoTDXGuest'

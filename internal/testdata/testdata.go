@@ -1,8 +1,8 @@
-// Package testdata locates the shared, read-only test samples (real attestation evidence and
-// collateral) that live beside the repository checkout, for tests of any package.
+// Package testdata locates the read-only test samples (real attestation evidence and collateral)
+// that the repository carries in <module root>/testdata, for tests of any package.
 //
-// The samples sit in <repo>/../shared/testdata (the repository may be cloned under any folder
-// name), or wherever INCLAVARE_TESTDATA points. This package only finds directories; it must never
+// The samples sit in <repo>/testdata (so a clone in any folder is self-contained), or wherever
+// INCLAVARE_TESTDATA points. This package only finds directories; it must never
 // generate, modify or skip over sample data: when the samples are missing, tests fail loudly.
 package testdata
 
@@ -17,7 +17,7 @@ import (
 // (the one that contains attestation/).
 const EnvVar = "INCLAVARE_TESTDATA"
 
-// Dir returns the shared testdata directory (the one containing attestation/), or fails t.
+// Dir returns the testdata directory (the one containing attestation/), or fails t.
 func Dir(t testing.TB) string {
 	t.Helper()
 	dir, err := Find()
@@ -27,15 +27,15 @@ func Dir(t testing.TB) string {
 	return dir
 }
 
-// Attestation returns the shared attestation sample directory, or fails t.
+// Attestation returns the attestation sample directory, or fails t.
 func Attestation(t testing.TB) string {
 	t.Helper()
 	return filepath.Join(Dir(t), "attestation")
 }
 
-// Find returns the shared testdata directory without a testing.TB, for benchmarks' helpers and
-// tools. It honours EnvVar first, then walks up from the working directory to the module root
-// (the directory holding go.mod) and looks for ../shared/testdata beside it.
+// Find returns the testdata directory without a testing.TB, for benchmarks' helpers and tools. It
+// honours EnvVar first, then walks up from the working directory to the module root (the directory
+// holding go.mod) and takes its testdata/ directory.
 func Find() (string, error) {
 	if env := os.Getenv(EnvVar); env != "" {
 		if isDir(filepath.Join(env, "attestation")) {
@@ -49,11 +49,11 @@ func Find() (string, error) {
 	}
 	for dir := wd; ; {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			candidate := filepath.Join(dir, "..", "shared", "testdata")
+			candidate := filepath.Join(dir, "testdata")
 			if isDir(filepath.Join(candidate, "attestation")) {
 				return filepath.Abs(candidate)
 			}
-			return "", fmt.Errorf("locate testdata: module root %s has no sibling shared/testdata/attestation (set %s)", dir, EnvVar)
+			return "", fmt.Errorf("locate testdata: module root %s has no testdata/attestation (set %s)", dir, EnvVar)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
