@@ -15,7 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 const (
@@ -355,7 +355,7 @@ func ParsePayload(payload []byte) (*Manifest, error) {
 	if len(payload) > MaxPayloadSize {
 		return nil, fmt.Errorf("%w: payload is %d bytes, more than %d", ErrMalformed, len(payload), MaxPayloadSize)
 	}
-	if err := strictjson.CheckStructure(payload); err != nil {
+	if err := strictjson.CheckStructureLowerCase(payload); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	var hdr payloadHeader
@@ -370,7 +370,7 @@ func ParsePayload(payload []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w %s (this build reads version %d)", ErrUnsupportedVersion, clip(v), Version)
 	}
 	var m Manifest
-	if err := strictjson.Decode(payload, &m); err != nil {
+	if err := strictjson.DecodeLowerCase(payload, &m); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
 	if err := m.validate(); err != nil {
@@ -406,7 +406,7 @@ func decodeEnvelope(data []byte) (payload, sig []byte, err error) {
 		return nil, nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(data), MaxSize)
 	}
 	var env envelope
-	if err := strictjson.Decode(data, &env); err != nil {
+	if err := strictjson.DecodeLowerCase(data, &env); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if env.Payload == "" || env.Signature == "" {

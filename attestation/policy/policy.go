@@ -8,8 +8,9 @@
 //
 // # Format
 //
-// A policy is one JSON object, decoded strictly (unknown fields, duplicate keys and trailing data
-// are errors). See testdata/example.json.
+// A policy is one JSON object, decoded strictly by internal/strictjson (unknown fields, duplicate
+// keys, keys that differ only in case, field names in another case than written here, null and
+// trailing data are errors): a policy has exactly one reading. See testdata/example.json.
 //
 //	{
 //	  "tees": {                     // the allowed TEEs; a TEE not listed here is rejected.
@@ -46,7 +47,6 @@ package policy
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +56,7 @@ import (
 	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // maxPolicySize bounds a policy file; real ones are a few KiB.
@@ -108,17 +109,9 @@ func Parse(data []byte) (*Policy, error) {
 	if len(data) > maxPolicySize {
 		return nil, fmt.Errorf("parse policy: larger than %d bytes", maxPolicySize)
 	}
-	if err := checkDuplicateKeys(data); err != nil {
-		return nil, fmt.Errorf("parse policy: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var p Policy
-	if err := dec.Decode(&p); err != nil {
+	if err := strictjson.Decode(data, &p); err != nil {
 		return nil, fmt.Errorf("parse policy: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("parse policy: data after the policy object")
 	}
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("parse policy: %w", err)
@@ -339,63 +332,4 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// checkDuplicateKeys walks the JSON tokens and rejects an object that names a key twice:
-// encoding/json would silently keep the last one, letting a reviewer read a different rule
-// than the one enforced.
-func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		expect bool // next string token in an object is a key
-		last   string
-		path   string
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if key, isKey := tok.(string); isKey && top != nil && top.object && top.expect {
-			if top.keys[key] {
-				return fmt.Errorf("key %q appears twice in %s", key, top.path)
-			}
-			top.keys[key] = true
-			top.last = key
-			top.expect = false
-			continue
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				path := "the policy"
-				switch {
-				case top != nil && top.object:
-					path = top.path + "." + top.last
-				case top != nil:
-					path = top.path + "[]"
-				}
-				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, expect: t == '{', path: path})
-				continue
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-			}
-		}
-		// A value completed: the enclosing object expects a key next.
-		if len(stack) > 0 && stack[len(stack)-1].object {
-			stack[len(stack)-1].expect = true
-		}
-	}
 }

@@ -194,12 +194,12 @@ func TestParseRejects(t *testing.T) {
 	tests := []struct{ name, policy, wantErr string }{
 		{"unknown top-level field", `{"tees": {"sim": {"allow_any_measurement": true}}, "extra": 1}`, "unknown field"},
 		{"unknown rule", `{"tees": {"sim": {"allow_any_measurement": true, "allow_everything": true}}}`, "unknown field"},
-		{"duplicate TEE", `{"tees": {"sim": {"allow_any_measurement": true}, "sim": {"allow_debug": true}}}`, `key "sim" appears twice in the policy.tees`},
+		{"duplicate TEE", `{"tees": {"sim": {"allow_any_measurement": true}, "sim": {"allow_debug": true}}}`, `member "sim" appears twice in tees`},
 		{"duplicate rule", `{"tees": {"snp": {"allow_debug": false, "allow_any_measurement": true, "allow_debug": true}}}`, "appears twice"},
-		{"trailing data", `{"tees": {"sim": {"allow_any_measurement": true}}} {}`, "after the policy"},
+		{"trailing data", `{"tees": {"sim": {"allow_any_measurement": true}}} {}`, "data after the JSON value"},
 		{"unknown TEE", `{"tees": {"sgx": {"allow_any_measurement": true}}}`, `unknown TEE "sgx"`},
 		{"no TEEs", `{"tees": {}}`, "at least one TEE"},
-		{"null rules", `{"tees": {"sim": null}}`, "must be an object"},
+		{"null rules", `{"tees": {"sim": null}}`, "null is not allowed"},
 		{"nothing pinned", `{"tees": {"tdx": {}}}`, "allow_any_measurement"},
 		{"bad hex", `{"tees": {"tdx": {"measurements": {"mrtd": ["xyz"]}}}}`, "not hex"},
 		{"empty value list", `{"tees": {"tdx": {"measurements": {"mrtd": []}}}}`, "no values"},
@@ -207,6 +207,10 @@ func TestParseRejects(t *testing.T) {
 		{"empty tcb status", `{"tees": {"intelSgx": {"allow_any_measurement": true, "tcb_statuses": [""]}}}`, "allow_unknown_tcb"},
 		{"wrong type", `{"tees": {"sim": {"allow_any_measurement": "yes"}}}`, "cannot unmarshal"},
 		{"not JSON", `tees: sim`, "invalid character"},
+		// A reviewer reads allow_debug=false; encoding/json alone would apply ALLOW_DEBUG=true.
+		{"rule repeated in another case", `{"tees": {"sim": {"allow_any_measurement": true, "allow_debug": false, "ALLOW_DEBUG": true}}}`, "differ only in case"},
+		{"rule in another case", `{"tees": {"sim": {"allow_any_measurement": true, "Allow_Debug": true}}}`, `unknown member "Allow_Debug"`},
+		{"top-level field in another case", `{"TEES": {"sim": {"allow_any_measurement": true}}}`, `unknown member "TEES"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

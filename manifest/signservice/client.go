@@ -17,7 +17,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // DefaultTimeout bounds one request to a signing service when ClientOptions.Timeout is 0.
@@ -166,7 +166,7 @@ func (s *Client) Identity(ctx context.Context) (manifest.Identity, error) {
 		return manifest.Identity{}, err
 	}
 	var info keyInfo
-	if err := strictjson.Decode(body, &info); err != nil {
+	if err := strictjson.DecodeLowerCase(body, &info); err != nil {
 		return manifest.Identity{}, fmt.Errorf("signing service %s: key description: %w", s.url, err)
 	}
 	id, err := info.identity()
@@ -217,7 +217,7 @@ func (s *Client) Sign(ctx context.Context, payload []byte) ([]byte, error) {
 		return nil, err
 	}
 	var resp signResponse
-	if err := strictjson.Decode(body, &resp); err != nil {
+	if err := strictjson.DecodeLowerCase(body, &resp); err != nil {
 		return nil, fmt.Errorf("signing service %s: response: %w", s.url, err)
 	}
 	if resp.KeyID != id.KeyID || resp.Algorithm != id.Algorithm {
@@ -263,7 +263,7 @@ func (s *Client) do(ctx context.Context, method string, body []byte) ([]byte, er
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(data))
 		var se serviceError
-		if strictjson.Decode(data, &se) == nil && se.Error != "" {
+		if strictjson.DecodeLowerCase(data, &se) == nil && se.Error != "" {
 			msg = se.Error
 		}
 		return nil, fmt.Errorf("signing service %s refused (%s): %q", s.url, resp.Status, clip(msg))

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 
@@ -40,7 +40,7 @@ func FuzzHandler(f *testing.F) {
 			return
 		}
 		var sreq signRequest
-		if err := strictjson.Decode(body, &sreq); err != nil {
+		if err := strictjson.DecodeLowerCase(body, &sreq); err != nil {
 			t.Fatalf("signed a request that does not decode: %v", err)
 		}
 		payload, err := strictBase64.DecodeString(sreq.Payload)
@@ -51,7 +51,7 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("signed a payload that is not a manifest: %v", err)
 		}
 		var resp signResponse
-		if err := strictjson.Decode(rec.Body.Bytes(), &resp); err != nil {
+		if err := strictjson.DecodeLowerCase(rec.Body.Bytes(), &resp); err != nil {
 			t.Fatal(err)
 		}
 		sig, err := strictBase64.DecodeString(resp.Signature)
@@ -75,7 +75,7 @@ func FuzzKeyDescription(f *testing.F) {
 	f.Add([]byte(`{"key_id":"sha256:00","algorithm":"ed25519","public_key":"AA=="}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var info keyInfo
-		if strictjson.Decode(data, &info) != nil {
+		if strictjson.DecodeLowerCase(data, &info) != nil {
 			return
 		}
 		id, err := info.identity()

@@ -13,7 +13,7 @@ import (
 	"net/http"
 
 	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/manifest/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // Handler is the HTTP handler of a signing service (cmd/rune-signer). It signs only
@@ -115,7 +115,7 @@ func (s *Handler) sign(w http.ResponseWriter, r *http.Request, client string) {
 		return
 	}
 	var req signRequest
-	if err := strictjson.Decode(body, &req); err != nil {
+	if err := strictjson.DecodeLowerCase(body, &req); err != nil {
 		s.refuse(w, r, client, http.StatusBadRequest, "request: "+err.Error())
 		return
 	}

@@ -45,6 +45,56 @@ func TestDecode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var d doc
+			err := DecodeLowerCase([]byte(tc.in), &d)
+			switch {
+			case tc.err == "":
+				if err != nil {
+					t.Fatal(err)
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.err):
+				t.Fatalf("got %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
+type policyDoc struct {
+	AllowDebug bool                 `json:"allow_debug"`
+	TEEs       map[string]policyTEE `json:"tees"`
+	Embedded
+}
+
+type policyTEE struct {
+	MinSVN *uint64 `json:"min_svn"`
+}
+
+type Embedded struct {
+	Note string `json:"note"`
+}
+
+// TestDecodeOneReading is the general rule (policies, protocol messages): member names may use
+// any case where the type names them so (map keys such as "intelSgx"), but a name that reaches a
+// field only through encoding/json's case-insensitive matching, or that differs from another
+// member of its object only in case, is refused.
+func TestDecodeOneReading(t *testing.T) {
+	tests := []struct {
+		name, in, err string
+	}{
+		{"ok", `{"allow_debug":false,"tees":{"intelSgx":{"min_svn":1}},"note":"x"}`, ""},
+		{"case-folded duplicate", `{"allow_debug":false,"ALLOW_DEBUG":true}`, `differ only in case`},
+		{"case-folded duplicate, Kelvin sign", `{"tees":{"k":{},"K":{}}}`, `differ only in case`},
+		{"field only by case", `{"Allow_Debug":true}`, `unknown member "Allow_Debug"`},
+		{"nested field only by case", `{"tees":{"sim":{"MIN_SVN":1}}}`, `unknown member "MIN_SVN"`},
+		{"promoted field only by case", `{"NOTE":"x"}`, `unknown member "NOTE"`},
+		{"exact duplicate", `{"allow_debug":false,"allow_debug":true}`, `appears twice`},
+		{"map keys are data", `{"tees":{"Sim":{}}}`, ""},
+		{"unknown", `{"allow_debug":false,"x":1}`, `unknown field "x"`},
+		{"trailing", `{"allow_debug":false} {}`, "after the JSON value"},
+		{"null", `{"tees":null}`, "null"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var d policyDoc
 			err := Decode([]byte(tc.in), &d)
 			switch {
 			case tc.err == "":
