@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/manifest/internal/boundedread"
-	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // DefaultTimeout bounds one request to a signing service when ClientOptions.Timeout is 0.

@@ -8,8 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
 )
 

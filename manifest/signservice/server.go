@@ -12,8 +12,8 @@ import (
 	"mime"
 	"net/http"
 
-	"github.com/inclavare-containers/inclavare-go/manifest"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/manifest"
 )
 
 // Handler is the HTTP handler of a signing service (cmd/rune-signer). It signs only
