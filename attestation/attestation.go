@@ -32,15 +32,31 @@ const (
 const ReportDataSize = 64
 
 // Options are what a verification depends on besides the evidence itself.
+//
+// Trust anchors are kept per TEE: a certificate trusted for one TEE is never trusted for another.
+// The node operator holds the sim platform key, so a sim anchor must never be able to vouch for a
+// PCK chain, a TCB info or an AMD chain; and a root passed for one vendor never widens another's.
 type Options struct {
 	// Now is the time at which certificates and collateral must be valid; zero means time.Now().
 	Now time.Time
-	// Roots are trust anchors added to the built-in, key-pinned roots (Intel SGX Root CA, AMD ARKs,
-	// the local sim platform key).
-	Roots []*x509.Certificate
-	// Collateral holds raw files (TCB info, QE identity, CRLs, certificate chains, VCEK …); each
-	// verifier picks what it recognises by content and ignores the rest.
+	// SimRoots are the sim platform certificates (rune sim-platform-cert) whose endorsements sim
+	// evidence may carry. Nothing is built in: without one, sim evidence never verifies.
+	SimRoots []*x509.Certificate
+	// IntelRoots are roots for DCAP (SGX, TDX) certificate chains in addition to the built-in
+	// Intel SGX Root CA (pinned by its public key), passed explicitly as Intel roots (for example
+	// Intel's pre-production PKI). Each must be a self-signed CA certificate.
+	IntelRoots []*x509.Certificate
+	// AMDRoots are ARK certificates for SEV-SNP chains in addition to the built-in, pinned ARKs
+	// of every product line. Each must be a self-signed CA named ARK-<product line>.
+	AMDRoots []*x509.Certificate
+	// Collateral holds raw files the verifier itself holds (TCB info, QE identity, CRLs,
+	// certificate chains, VCEK …); each TEE verifier picks what it recognises by content.
 	Collateral [][]byte
+	// PeerCollateral holds collateral the attested peer sent (RA-TLS endorsements). The peer
+	// chooses it, so Collateral wins: a TCB info or QE identity from the peer is used only when
+	// the verifier holds none for that platform, and what the peer sends can only add
+	// certificates to build chains to the trusted roots and CRLs to revoke with.
+	PeerCollateral [][]byte
 	// AllowTrailingData accepts bytes after the end of the evidence structure. Off by default:
 	// strict parsing is the safe choice.
 	AllowTrailingData bool
@@ -75,6 +91,42 @@ type Result struct {
 	Signer string `json:"signer,omitempty"`
 	// Details holds TEE-specific facts worth showing to a human (FMSPC, firmware versions, …).
 	Details map[string]string `json:"details,omitempty"`
+	// Collateral says what the verdict's collateral was, for policies that demand revocation
+	// checks or fresh collateral; nil when no collateral was used.
+	Collateral *CollateralInfo `json:"collateral,omitempty"`
+}
+
+// Collateral sources.
+const (
+	// SourceVerifier is collateral the verifier holds itself (Options.Collateral).
+	SourceVerifier = "verifier"
+	// SourcePeer is collateral the attested peer sent (Options.PeerCollateral).
+	SourcePeer = "peer"
+)
+
+// CollateralInfo describes the collateral a verdict rests on.
+type CollateralInfo struct {
+	// Source is where the signed collateral that decided the TCB status (TCB info and QE
+	// identity; SNP: the VCEK) came from: SourceVerifier or SourcePeer ("" when none decided it).
+	Source string `json:"source,omitempty"`
+	// Oldest is the issue date of the oldest signed collateral used (TCB info and QE identity
+	// issueDate, CRL thisUpdate); zero when none was dated.
+	Oldest time.Time `json:"oldest,omitzero"`
+	// CRLs names the certificate authorities whose revocation lists were applied.
+	CRLs []string `json:"crls,omitempty"`
+	// RevocationChecked is true when every authority that issued a certificate of the verified
+	// chains had its CRL applied.
+	RevocationChecked bool `json:"revocation_checked"`
+}
+
+// NoteIssued records issued as a collateral date, keeping the oldest.
+func (c *CollateralInfo) NoteIssued(issued time.Time) {
+	if issued.IsZero() {
+		return
+	}
+	if c.Oldest.IsZero() || issued.Before(c.Oldest) {
+		c.Oldest = issued
+	}
 }
 
 // Verifier checks one TEE's evidence.

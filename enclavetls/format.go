@@ -359,7 +359,7 @@ func (e *IntelEndorsements) Marshal() ([]byte, error) {
 }
 
 // Collateral returns the non-empty collateral files, without the C string terminators that
-// collateral taken from Intel's quote libraries carries, for attestation.Options.Collateral.
+// collateral taken from Intel's quote libraries carries, for attestation.Options.PeerCollateral.
 func (e *IntelEndorsements) Collateral() [][]byte {
 	var out [][]byte
 	for _, b := range [][]byte{e.TCBInfo, e.TCBInfoIssuerChain, e.PCKCRL, e.RootCACRL,

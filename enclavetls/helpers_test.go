@@ -74,7 +74,7 @@ func verifierFor(t testing.TB, fresh bool, accept ...*simTEE) *Verifier {
 	v := &Verifier{RequireFresh: fresh}
 	var ms []string
 	for _, s := range accept {
-		v.Options.Roots = append(v.Options.Roots, s.platform.Certificate())
+		v.Options.SimRoots = append(v.Options.SimRoots, s.platform.Certificate())
 		ms = append(ms, s.measurement)
 	}
 	v.Policy = simPolicy(t, ms...)

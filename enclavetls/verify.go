@@ -140,7 +140,8 @@ func verifyDICE(ctx context.Context, cert *x509.Certificate, ext, endorsements [
 		if err != nil {
 			return nil, err
 		}
-		opts.Collateral = append(slices.Clip(opts.Collateral), e.Collateral()...)
+		// The peer chose these: they go where the TEE verifier ranks them below its own.
+		opts.PeerCollateral = append(slices.Clip(opts.PeerCollateral), e.Collateral()...)
 	}
 	res, err := verifyEvidence(ctx, tees, te.Evidence, opts)
 	if err != nil {

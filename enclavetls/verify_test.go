@@ -24,7 +24,7 @@ func TestVerifyCertificate(t *testing.T) {
 	key := newKey(t)
 	spki := spkiOf(t, key)
 	now := time.Now()
-	opts := attestation.Options{Roots: []*x509.Certificate{tee.platform.Certificate()}}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{tee.platform.Certificate()}}
 	good := func(rd [64]byte) []byte {
 		ev, err := tee.key.Evidence(rd)
 		if err != nil {
@@ -139,7 +139,7 @@ func TestVerifyCertificateTamperedSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = VerifyCertificate(context.Background(), cert, attestation.Options{Roots: []*x509.Certificate{tee.platform.Certificate()}}, nil)
+	_, err = VerifyCertificate(context.Background(), cert, attestation.Options{SimRoots: []*x509.Certificate{tee.platform.Certificate()}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "self-signed") {
 		t.Fatalf("want self-signature error, got %v", err)
 	}
@@ -152,7 +152,7 @@ func TestVerifierRequiresPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &Verifier{Options: attestation.Options{Roots: []*x509.Certificate{tee.platform.Certificate()}}}
+	v := &Verifier{Options: attestation.Options{SimRoots: []*x509.Certificate{tee.platform.Certificate()}}}
 	if _, err := v.VerifyCertificate(context.Background(), c.Leaf, nil); err == nil {
 		t.Fatal("a verifier without a policy accepted a peer")
 	}
@@ -419,7 +419,7 @@ func FuzzVerifyCertificate(f *testing.F) {
 	f.Add(c.Certificate[0])
 	f.Add(legacy.Raw)
 	genuineKeys := map[string]bool{string(c.Leaf.RawSubjectPublicKeyInfo): true, string(legacy.RawSubjectPublicKeyInfo): true}
-	opts := attestation.Options{Roots: []*x509.Certificate{tee.platform.Certificate()}, Now: legacyTime}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{tee.platform.Certificate()}, Now: legacyTime}
 	f.Fuzz(func(t *testing.T, der []byte) {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {

@@ -58,7 +58,7 @@ func verifier(t testing.TB, fresh bool, accept ...*simTEE) *enclavetls.Verifier 
 	v := &enclavetls.Verifier{RequireFresh: fresh}
 	var ms []string
 	for _, s := range accept {
-		v.Options.Roots = append(v.Options.Roots, s.platform.Certificate())
+		v.Options.SimRoots = append(v.Options.SimRoots, s.platform.Certificate())
 		ms = append(ms, fmt.Sprintf("%q", s.measurement))
 	}
 	p, err := policy.Parse([]byte(`{"tees":{"sim":{"measurements":{"measurement":[` + strings.Join(ms, ",") + `]},"allow_unknown_tcb":true}}}`))
@@ -223,7 +223,7 @@ func TestRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := attestation.Options{Roots: []*x509.Certificate{s.upstreamTEE.platform.Certificate()}}
+			opts := attestation.Options{SimRoots: []*x509.Certificate{s.upstreamTEE.platform.Certificate()}}
 			p, err := enclavetls.VerifyCertificate(context.Background(), cert, opts, nonce)
 			if err != nil || p.Result.Measurements["measurement"] != s.upstreamTEE.measurement {
 				t.Fatalf("the upstream certificate does not verify with the verifier's nonce: %v", err)
@@ -303,7 +303,7 @@ func TestNeverForwardsToUnattestedUpstream(t *testing.T) {
 	}{
 		{"measurement not in the upstream policy", func(c *Config, s *daemonSetup) {
 			c.UpstreamVerifier = verifier(t, true, s.daemonTEE) // trusts the platform, wrong measurement
-			c.UpstreamVerifier.Options.Roots = append(c.UpstreamVerifier.Options.Roots, s.upstreamTEE.platform.Certificate())
+			c.UpstreamVerifier.Options.SimRoots = append(c.UpstreamVerifier.Options.SimRoots, s.upstreamTEE.platform.Certificate())
 		}, "policy"},
 		{"untrusted upstream platform", func(c *Config, s *daemonSetup) {
 			c.UpstreamVerifier = verifier(t, true, newSimTEE(t, "elsewhere"))
@@ -551,7 +551,7 @@ func TestEvidenceSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := attestation.Verify(context.Background(), b, attestation.Options{Roots: []*x509.Certificate{cert}})
+	res, err := attestation.Verify(context.Background(), b, attestation.Options{SimRoots: []*x509.Certificate{cert}})
 	if err != nil || res.Measurements["measurement"] != self || res.Details["runtime"] != SimRuntimeName || string(res.ReportData[:3]) != "\x01\x02\x03" {
 		t.Fatalf("%+v %v", res, err)
 	}

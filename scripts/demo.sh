@@ -59,7 +59,7 @@ rune sim-platform-cert > "$work/sim-platform.pem"
 cat > "$work/policy.json" <<JSON
 {"tees": {"sim": {"measurements": {"measurement": ["$measurement"]}, "allow_unknown_tcb": true}}}
 JSON
-"$bin/shelter" verify --roots "$work/sim-platform.pem" --policy "$work/policy.json" "$work/evidence.bin"
+"$bin/shelter" verify --sim-root "$work/sim-platform.pem" --policy "$work/policy.json" "$work/evidence.bin"
 
 say "Remote attestation: a confidential service in an enclave container, inclavared, shelter"
 svc=$work/svc; mkdir -p "$svc" "$rootfs/run/svc"
@@ -79,10 +79,10 @@ policy() { echo "{\"tees\": {\"sim\": {\"measurements\": {\"measurement\": [\"$1
 policy "$svc_measurement" > "$work/service-policy.json"
 policy "$("$bin/inclavared" --print-measurement)" > "$work/inclavared-policy.json"
 "$bin/inclavared" --listen "unix://$work/inclavared.sock" --upstream "unix://$svc/svc.sock" \
-  --upstream-policy "$work/service-policy.json" --roots "$work/sim-platform.pem" \
+  --upstream-policy "$work/service-policy.json" --sim-root "$work/sim-platform.pem" \
   --sim-platform-key "${RUNE_SIM_PLATFORM_KEY:-/var/lib/rune/sim/platform-key.pem}" >"$work/inclavared.log" 2>&1 &
 inclavared_pid=$!
 for _ in $(seq 100); do [ -S "$work/inclavared.sock" ] && break; sleep 0.1; done
-"$bin/shelter" remoteattestation --addr "unix://$work/inclavared.sock" --roots "$work/sim-platform.pem" \
+"$bin/shelter" remoteattestation --addr "unix://$work/inclavared.sock" --sim-root "$work/sim-platform.pem" \
   --policy "$work/service-policy.json" --inclavared-policy "$work/inclavared-policy.json"
 say "Done: the enclave's measurement and evidence verified, locally and remotely"

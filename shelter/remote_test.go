@@ -19,7 +19,7 @@ import (
 func serveUpstream(t *testing.T, tee, clientTEE *simSetup) string {
 	t.Helper()
 	srv, err := enclavetls.NewServer(enclavetls.Config{Identity: tee.identity(t), Verifier: &enclavetls.Verifier{
-		Options: attestation.Options{Roots: []*x509.Certificate{clientTEE.platform.Certificate()}},
+		Options: attestation.Options{SimRoots: []*x509.Certificate{clientTEE.platform.Certificate()}},
 		Policy:  clientTEE.policy(t), RequireFresh: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ type remoteSetup struct {
 func startRemote(t *testing.T) *remoteSetup {
 	t.Helper()
 	s := &remoteSetup{daemon: newSim(t, "inclavared"), service: newSim(t, "container")}
-	s.opts = attestation.Options{Roots: []*x509.Certificate{s.daemon.platform.Certificate(), s.service.platform.Certificate()}}
+	s.opts = attestation.Options{SimRoots: []*x509.Certificate{s.daemon.platform.Certificate(), s.service.platform.Certificate()}}
 	upAddr := serveUpstream(t, s.service, s.daemon)
 	d, err := inclavared.New(inclavared.Config{
 		Identity:         s.daemon.identity(t),
@@ -105,9 +105,9 @@ func TestRemoteAttestation(t *testing.T) {
 			daemonErr: "policy", daemonViolation: "measurements.measurement", contErr: "not asked"},
 		{name: "container violates its policy", opts: s.opts, daemonPol: both, containPol: stranger.policy(t),
 			daemonOK: true, containerViolation: "measurements.measurement"},
-		{name: "inclavared's platform not trusted", opts: attestation.Options{Roots: []*x509.Certificate{s.service.platform.Certificate()}},
+		{name: "inclavared's platform not trusted", opts: attestation.Options{SimRoots: []*x509.Certificate{s.service.platform.Certificate()}},
 			daemonPol: both, containPol: both, daemonErr: "not among", contErr: "not asked"},
-		{name: "container's platform not trusted", opts: attestation.Options{Roots: []*x509.Certificate{s.daemon.platform.Certificate()}},
+		{name: "container's platform not trusted", opts: attestation.Options{SimRoots: []*x509.Certificate{s.daemon.platform.Certificate()}},
 			daemonPol: both, containPol: both, daemonOK: true, contErr: "not among"},
 		{name: "no policy", opts: s.opts, daemonPol: both, contErr: "policy is required", daemonErr: "policy is required"},
 	} {

@@ -71,10 +71,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	switch {
-	case r.OK && r.Policy.Checked:
-		line("verdict", "PASS: evidence verified and the policy holds")
 	case r.OK:
-		line("verdict", "PASS: evidence verified; NO POLICY WAS CHECKED (measurements not compared)")
+		line("verdict", "PASS: evidence verified and the policy holds")
+	case r.Verified && !r.Policy.Checked:
+		line("verdict", "UNDECIDED: the evidence verified, but without a policy nothing was decided (measurements, TCB status and debug were not judged); give --policy")
 	default:
 		line("verdict", "FAIL")
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
@@ -44,9 +45,15 @@ type Report struct {
 	KeyBound bool `json:"key_bound,omitempty"`
 	Fresh    bool `json:"fresh,omitempty"`
 
+	// Simulated is true for sim evidence: no hardware, no confidentiality.
+	Simulated bool `json:"simulated"`
+
 	Policy PolicyVerdict `json:"policy"`
 	Errors []string      `json:"errors"`
-	// OK is the verdict: verified and, if a policy was given, the policy held.
+	// Decided is false when no policy was given: the facts above were established, but nothing
+	// judged whether they are acceptable.
+	Decided bool `json:"decided"`
+	// OK is the verdict: verified and a policy held. Without a policy it is always false.
 	OK bool `json:"ok"`
 
 	result *attestation.Result
@@ -132,6 +139,7 @@ func FromPeer(subject string, p *enclavetls.Peer, pol *policy.Policy) *Report {
 func Failed(subject string, err error) *Report {
 	r := &Report{Subject: subject, Kind: KindCertificate, Measurements: map[string]string{}, Errors: []string{}}
 	r.fail(err)
+	r.Simulated = r.TEE == string(attestation.Sim)
 	// A handshake that failed on policy carries the violations in its error.
 	if vs := violationsIn(err); len(vs) > 0 {
 		r.Policy.Checked = true
@@ -143,6 +151,7 @@ func Failed(subject string, err error) *Report {
 func (r *Report) fail(err error) {
 	r.Errors = append(r.Errors, err.Error())
 	r.OK = false
+	r.Decided = true
 }
 
 func (r *Report) setResult(res *attestation.Result) {
@@ -163,10 +172,18 @@ func (r *Report) setResult(res *attestation.Result) {
 }
 
 func (r *Report) checkPolicy(pol *policy.Policy) {
+	// Evidence that claims to be sim is flagged even when it failed: a reader must never take it
+	// for hardware.
+	r.Simulated = r.TEE == string(attestation.Sim)
 	r.Policy.Violations = []Violation{}
 	if pol == nil {
+		// Verified evidence of a debug enclave, a simulated TEE or an unknown workload is not
+		// acceptable by itself: without reference values there is no verdict to give.
+		r.Decided = !r.OK // a failure is decided; a success is not
+		r.OK = false
 		return
 	}
+	r.Decided = true
 	r.Policy.Checked = true
 	if r.result == nil || !r.result.Verified {
 		r.Policy.Violations = append(r.Policy.Violations, Violation{Rule: "verified", Message: "evidence was not verified"})
@@ -272,7 +289,7 @@ func parsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
 func LoadCertificates(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readBounded(p)
 		if err != nil {
 			return nil, err
 		}
@@ -296,11 +313,31 @@ func LoadCertificates(paths []string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
+// maxFileSize bounds a certificate or collateral file: real ones are a few KiB, and a device or
+// an endless file must not stall the verifier.
+const maxFileSize = 16 << 20
+
+func readBounded(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", p, maxFileSize)
+	}
+	return b, nil
+}
+
 // LoadFiles reads files whole (collateral is passed raw: verifiers recognise it by content).
 func LoadFiles(paths []string) ([][]byte, error) {
 	var out [][]byte
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readBounded(p)
 		if err != nil {
 			return nil, err
 		}

@@ -167,8 +167,11 @@ func TestSamples(t *testing.T) {
 				Subject: tc.file, Data: readSample(t, tc.file), Policy: tc.policy,
 				Options: attestation.Options{Now: tc.at, Collateral: readAll(t, tc.collateral...), AllowTrailingData: tc.trailing},
 			})
-			if r.OK != tc.ok || r.Verified != tc.verified || r.TEE != string(tc.tee) || r.TCBStatus != tc.tcb {
-				t.Fatalf("got ok=%v verified=%v tee=%q tcb=%q errors=%q violations=%+v", r.OK, r.Verified, r.TEE, r.TCBStatus, r.Errors, r.Policy.Violations)
+			// tc.ok says the evidence passes what was checked; without a policy that is no verdict:
+			// ok stays false and the report says nothing was decided.
+			wantOK, wantDecided := tc.ok && tc.policy != nil, tc.policy != nil || !tc.ok
+			if r.OK != wantOK || r.Decided != wantDecided || r.Verified != tc.verified || r.TEE != string(tc.tee) || r.TCBStatus != tc.tcb {
+				t.Fatalf("got ok=%v decided=%v verified=%v tee=%q tcb=%q errors=%q violations=%+v", r.OK, r.Decided, r.Verified, r.TEE, r.TCBStatus, r.Errors, r.Policy.Violations)
 			}
 			if tc.measurement[0] != "" && r.Measurements[tc.measurement[0]] != tc.measurement[1] {
 				t.Errorf("%s = %q", tc.measurement[0], r.Measurements[tc.measurement[0]])
@@ -230,7 +233,7 @@ func TestSimEvidenceAndCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-	roots := attestation.Options{Roots: []*x509.Certificate{s.platform.Certificate()}}
+	roots := attestation.Options{SimRoots: []*x509.Certificate{s.platform.Certificate()}}
 	for _, tc := range []struct {
 		name     string
 		data     []byte
@@ -255,8 +258,12 @@ func TestSimEvidenceAndCertificates(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Verify(context.Background(), VerifyInput{Data: tc.data, Options: tc.opts, Policy: tc.policy, Nonce: tc.nonce})
-			if r.OK != tc.ok || r.Kind != tc.kind || r.KeyBound != tc.keyBound {
-				t.Fatalf("ok=%v kind=%s keyBound=%v errors=%q violations=%+v", r.OK, r.Kind, r.KeyBound, r.Errors, r.Policy.Violations)
+			wantOK, wantDecided := tc.ok && tc.policy != nil, tc.policy != nil || !tc.ok
+			if r.OK != wantOK || r.Decided != wantDecided || r.Kind != tc.kind || r.KeyBound != tc.keyBound {
+				t.Fatalf("ok=%v decided=%v kind=%s keyBound=%v errors=%q violations=%+v", r.OK, r.Decided, r.Kind, r.KeyBound, r.Errors, r.Policy.Violations)
+			}
+			if r.Simulated != (r.TEE == string(attestation.Sim)) {
+				t.Errorf("simulated=%v for TEE %q", r.Simulated, r.TEE)
 			}
 			if tc.err != "" && (len(r.Errors) == 0 || !strings.Contains(r.Errors[0], tc.err)) {
 				t.Fatalf("errors %q, want %q", r.Errors, tc.err)
@@ -322,14 +329,14 @@ func jsonKind(v any) string {
 func TestWriteText(t *testing.T) {
 	s := newSim(t, "text")
 	ev, _ := s.key.Evidence([64]byte{})
-	opts := attestation.Options{Roots: []*x509.Certificate{s.platform.Certificate()}}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{s.platform.Certificate()}}
 	for _, tc := range []struct {
 		name   string
 		pol    *policy.Policy
 		data   []byte
 		expect []string
 	}{
-		{"no policy", nil, ev, []string{"SIMULATED", "verified:     yes", "NO POLICY WAS CHECKED", "measurement:  " + s.measurement}},
+		{"no policy", nil, ev, []string{"SIMULATED", "verified:     yes", "UNDECIDED", "nothing was decided", "measurement:  " + s.measurement}},
 		{"policy holds", s.policy(t), ev, []string{"policy:       satisfied", "PASS: evidence verified and the policy holds"}},
 		{"policy violated", newSim(t, "x").policy(t), ev, []string{"VIOLATED", "violation:    measurements.measurement", "verdict:      FAIL"}},
 		{"garbage", nil, []byte("junk"), []string{"verified:     NO", "error:", "verdict:      FAIL"}},

@@ -46,12 +46,15 @@ type Outcome struct {
 	PCK *verify.PCK
 	// TCB is nil when no collateral for this platform was given.
 	TCB *validate.Decision
+	// Collateral describes what was used; nil when no collateral was given.
+	Collateral *attestation.CollateralInfo
 	// Details are human-facing facts (FMSPC, PCK CA, collateral used, …).
 	Details map[string]string
 }
 
-// Verify checks the quote's signatures and PCK chain at opts.Time() to the pinned root (plus
-// opts.Roots), then evaluates its TCB with whatever collateral in opts.Collateral concerns it.
+// Verify checks the quote's signatures and PCK chain at opts.Time() to the pinned Intel root (plus
+// opts.IntelRoots, and nothing else), then evaluates its TCB with whatever collateral in
+// opts.Collateral (the verifier's own, preferred) and opts.PeerCollateral concerns it.
 func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -64,7 +67,7 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 	if err != nil {
 		return nil, err
 	}
-	roots, err := verify.TrustAnchors(opts.Roots)
+	roots, err := verify.TrustAnchors(opts.IntelRoots)
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +79,14 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 		return nil, err
 	}
 	out := &Outcome{PCK: pck, Details: pckDetails(pck, q)}
-	if len(opts.Collateral) == 0 {
+	if len(opts.Collateral) == 0 && len(opts.PeerCollateral) == 0 {
 		out.Details["collateral"] = "none: signatures and PCK chain verified, TCB status not evaluated"
 		return out, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := evaluateCollateral(out, q, opts.Collateral, roots, now); err != nil {
+	if err := evaluateCollateral(out, q, opts, roots, now); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -120,28 +123,54 @@ func sgxTypeName(t int) string {
 	return strconv.Itoa(t)
 }
 
-func evaluateCollateral(out *Outcome, q *Quote, files [][]byte, roots *x509.CertPool, now time.Time) error {
-	col, err := abi.ParseCollateral(files)
+func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, now time.Time) error {
+	own, err := abi.ParseCollateral(opts.Collateral)
 	if err != nil {
 		return err
+	}
+	peer, err := abi.ParseCollateral(opts.PeerCollateral)
+	if err != nil {
+		return fmt.Errorf("peer's %w", err)
 	}
 	tcbID, qeID := abi.TCBInfoIDSGX, abi.QEIdentityIDSGX
 	if q.TDX != nil {
 		tcbID, qeID = abi.TCBInfoIDTDX, abi.QEIdentityIDTDX
 	}
 	ext := out.PCK.Extension
-	var tcbInfos []*abi.TCBInfo
-	for _, ti := range col.TCBInfos {
-		if ti.ID == tcbID && ti.FMSPC == ext.FMSPC && ti.PCEID == ext.PCEID {
-			tcbInfos = append(tcbInfos, ti)
+	tcbInfosIn := func(c *abi.Collateral) []*abi.TCBInfo {
+		var out []*abi.TCBInfo
+		for _, ti := range c.TCBInfos {
+			if ti.ID == tcbID && ti.FMSPC == ext.FMSPC && ti.PCEID == ext.PCEID {
+				out = append(out, ti)
+			}
 		}
+		return out
 	}
-	var qeIdentities []*abi.QEIdentity
-	for _, qi := range col.QEIdentities {
-		if qi.ID == qeID {
-			qeIdentities = append(qeIdentities, qi)
+	qeIdentitiesIn := func(c *abi.Collateral) []*abi.QEIdentity {
+		var out []*abi.QEIdentity
+		for _, qi := range c.QEIdentities {
+			if qi.ID == qeID {
+				out = append(out, qi)
+			}
 		}
+		return out
 	}
+	// The verifier's own TCB info and QE identity win: a peer picks what it sends and could pick
+	// an older, more favourable TCB info. The peer's are used only where the verifier has none.
+	// Certificates and CRLs are pooled: certificates only help build chains to the trusted roots,
+	// and a CRL can only revoke.
+	info := &attestation.CollateralInfo{}
+	tcbInfos, qeIdentities := tcbInfosIn(own), qeIdentitiesIn(own)
+	source := attestation.SourceVerifier
+	if len(tcbInfos) == 0 && len(qeIdentities) == 0 {
+		tcbInfos, qeIdentities = tcbInfosIn(peer), qeIdentitiesIn(peer)
+		source = attestation.SourcePeer
+	}
+	col := &abi.Collateral{
+		Certificates: append(append([]*x509.Certificate(nil), own.Certificates...), peer.Certificates...),
+		CRLs:         append(append([]*x509.RevocationList(nil), own.CRLs...), peer.CRLs...),
+	}
+	out.Collateral = info
 
 	// QE identity first: the quoting enclave vouches for everything else in the quote.
 	chains := [][]*x509.Certificate{out.PCK.Chain}
@@ -168,14 +197,21 @@ func evaluateCollateral(out *Outcome, q *Quote, files [][]byte, roots *x509.Cert
 		chains = append(chains, chain)
 	}
 
-	applied, err := verify.Revocation(chains, col.CRLs, now)
+	rev, err := verify.Revocation(chains, col.CRLs, now)
 	if err != nil {
 		return err
 	}
-	if len(applied) > 0 {
-		out.Details["crl_checked"] = strings.Join(applied, ", ")
+	info.CRLs, info.RevocationChecked = rev.Applied, rev.Complete
+	for _, d := range rev.ThisUpdates {
+		info.NoteIssued(d)
+	}
+	if len(rev.Applied) > 0 {
+		out.Details["crl_checked"] = strings.Join(rev.Applied, ", ")
 	} else {
 		out.Details["crl_checked"] = "none"
+	}
+	if len(rev.Missing) > 0 {
+		out.Details["crl_missing"] = strings.Join(rev.Missing, ", ")
 	}
 
 	switch {
@@ -193,7 +229,11 @@ func evaluateCollateral(out *Outcome, q *Quote, files [][]byte, roots *x509.Cert
 		return err
 	}
 	out.TCB = d
+	info.Source = source
+	info.NoteIssued(ti.IssueDate)
+	info.NoteIssued(qi.IssueDate)
 	out.Details["collateral"] = "TCB info and QE identity verified"
+	out.Details["collateral_source"] = source
 	out.Details["tcb_date"] = d.TCBDate.UTC().Format(time.RFC3339)
 	out.Details["tcb_evaluation_data_number"] = strconv.Itoa(int(d.TCBEvaluationDataNumber))
 	out.Details["platform_tcb_status"] = d.PlatformStatus

@@ -82,7 +82,7 @@ func simSample(t *testing.T, reportData []byte) *attestation.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := (&sim.Verifier{}).Verify(context.Background(), ev, attestation.Options{Roots: []*x509.Certificate{p.Certificate()}})
+	res, err := (&sim.Verifier{}).Verify(context.Background(), ev, attestation.Options{SimRoots: []*x509.Certificate{p.Certificate()}})
 	if err != nil {
 		t.Fatal(err)
 	}

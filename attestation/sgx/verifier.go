@@ -78,6 +78,7 @@ func VerifyQuote(ctx context.Context, q *Quote, opts attestation.Options) (*atte
 	if q.Trailing > 0 {
 		res.Details["trailing_bytes"] = strconv.Itoa(q.Trailing)
 	}
+	res.Collateral = out.Collateral
 	if out.TCB != nil {
 		res.TCBStatus = out.TCB.Status
 		res.Advisories = out.TCB.Advisories

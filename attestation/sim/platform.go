@@ -143,15 +143,16 @@ func newPlatform(key *ecdsa.PrivateKey) (*Platform, error) {
 	}
 	p := &Platform{key: key, keyID: sha256.Sum256(spki)}
 	// Fixed serial and validity make the certificate a pure function of the key (up to the
-	// randomised ECDSA signature), so every export names the same anchor.
+	// randomised ECDSA signature), so every export names the same anchor. It is not a CA: the
+	// platform key signs endorsements, never certificates, so no chain of any TEE can end here.
 	tmpl := &x509.Certificate{
 		SerialNumber:          new(big.Int).SetBytes(p.keyID[:16]),
 		Subject:               pkix.Name{CommonName: PlatformCommonName, Organization: []string{"Inclavare Containers"}},
 		NotBefore:             time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
 		NotAfter:              time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
-		IsCA:                  true,
+		IsCA:                  false,
 		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(randReader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -164,7 +165,7 @@ func newPlatform(key *ecdsa.PrivateKey) (*Platform, error) {
 }
 
 // Certificate is the self-signed certificate of the platform key: the trust anchor verifiers
-// pass in attestation.Options.Roots (or Verifier.Anchors).
+// pass in attestation.Options.SimRoots (or Verifier.Anchors), and only there.
 func (p *Platform) Certificate() *x509.Certificate { return p.cert }
 
 // CertificatePEM is Certificate in PEM form.

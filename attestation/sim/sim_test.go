@@ -97,7 +97,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := attestation.Verify(context.Background(), ev, attestation.Options{Roots: []*x509.Certificate{anchor}})
+	res, err := attestation.Verify(context.Background(), ev, attestation.Options{SimRoots: []*x509.Certificate{anchor}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,16 +238,20 @@ func TestVerifyRejects(t *testing.T) {
 		wantErr  string
 	}{
 		{"no anchors", evA, attestation.Options{}, "no trusted sim platform certificate"},
-		{"only other TEEs' roots", evA, attestation.Options{Roots: []*x509.Certificate{rsaRoot(t)}}, "no trusted sim platform certificate"},
-		{"untrusted platform", evA, attestation.Options{Roots: []*x509.Certificate{other.Certificate()}}, "not among"},
-		{"impostor platform", evImpostor, attestation.Options{Roots: trusted}, "not among"},
-		{"anchor not self-signed", evA, attestation.Options{Roots: []*x509.Certificate{notSelfSigned}}, "self-signed"},
-		{"endorsement A, report B", swap(evA, evB), attestation.Options{Roots: trusted}, "report signature"},
-		{"endorsement B, report A", swap(evB, evA), attestation.Options{Roots: trusted}, "report signature"},
-		{"trailing byte", append(bytes.Clone(evA), 0), attestation.Options{Roots: trusted}, "extraneous"},
-		{"no magic", evA[1:], attestation.Options{Roots: trusted}, "magic"},
-		{"created in the future", evFuture, attestation.Options{Roots: trusted}, "after the verification time"},
-		{"created after pinned time", evA, attestation.Options{Roots: trusted, Now: time.Now().Add(-time.Hour)}, "after the verification time"},
+		// Another TEE's root given as a sim root is refused outright, never skipped.
+		{"another TEE's root as a sim root", evA, attestation.Options{SimRoots: []*x509.Certificate{rsaRoot(t)}}, "not a sim platform certificate"},
+		// Older rune versions made the platform certificate a CA; such an anchor could end other chains.
+		{"sim platform certificate that is a CA", evA, attestation.Options{SimRoots: []*x509.Certificate{platformCert(t, p, p, true)}}, "is a CA certificate"},
+		{"another TEE's roots only in IntelRoots and AMDRoots", evA, attestation.Options{IntelRoots: trusted, AMDRoots: trusted}, "no trusted sim platform certificate"},
+		{"untrusted platform", evA, attestation.Options{SimRoots: []*x509.Certificate{other.Certificate()}}, "not among"},
+		{"impostor platform", evImpostor, attestation.Options{SimRoots: trusted}, "not among"},
+		{"anchor not self-signed", evA, attestation.Options{SimRoots: []*x509.Certificate{notSelfSigned}}, "self-signed"},
+		{"endorsement A, report B", swap(evA, evB), attestation.Options{SimRoots: trusted}, "report signature"},
+		{"endorsement B, report A", swap(evB, evA), attestation.Options{SimRoots: trusted}, "report signature"},
+		{"trailing byte", append(bytes.Clone(evA), 0), attestation.Options{SimRoots: trusted}, "extraneous"},
+		{"no magic", evA[1:], attestation.Options{SimRoots: trusted}, "magic"},
+		{"created in the future", evFuture, attestation.Options{SimRoots: trusted}, "after the verification time"},
+		{"created after pinned time", evA, attestation.Options{SimRoots: trusted, Now: time.Now().Add(-time.Hour)}, "after the verification time"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -261,7 +265,7 @@ func TestVerifyRejects(t *testing.T) {
 		})
 	}
 	// Trailing data is accepted only when asked for, and then verifies.
-	if _, err := (&Verifier{}).Verify(context.Background(), append(bytes.Clone(evA), 0), attestation.Options{Roots: trusted, AllowTrailingData: true}); err != nil {
+	if _, err := (&Verifier{}).Verify(context.Background(), append(bytes.Clone(evA), 0), attestation.Options{SimRoots: trusted, AllowTrailingData: true}); err != nil {
 		t.Errorf("AllowTrailingData: %v", err)
 	}
 }
@@ -274,7 +278,7 @@ func TestByteFlips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := attestation.Options{Roots: []*x509.Certificate{p.Certificate()}}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{p.Certificate()}}
 	v := &Verifier{}
 	if _, err := v.Verify(context.Background(), ev, opts); err != nil {
 		t.Fatal(err)
@@ -333,9 +337,19 @@ func TestMatch(t *testing.T) {
 // crossSigned makes a certificate with the sim name and subject's key, signed by signer.
 func crossSigned(t testing.TB, subject, signer *Platform) *x509.Certificate {
 	t.Helper()
+	return platformCert(t, subject, signer, false)
+}
+
+// platformCert is a certificate named as a sim platform's for subject's key, signed by signer,
+// a CA or not.
+func platformCert(t testing.TB, subject, signer *Platform, ca bool) *x509.Certificate {
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: PlatformCommonName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: ca, BasicConstraintsValid: true}
 	parent := &x509.Certificate{SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: PlatformCommonName}}
+	if subject == signer {
+		parent = tmpl
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &subject.key.PublicKey, signer.key)
 	if err != nil {
 		t.Fatal(err)
@@ -390,7 +404,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(ev)
 	f.Add([]byte(Magic))
 	f.Add(append([]byte(Magic), 0xa0))
-	opts := attestation.Options{Roots: []*x509.Certificate{p.Certificate()}}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{p.Certificate()}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res, err := (&Verifier{}).Verify(context.Background(), b, opts)
 		if err == nil && (!res.Verified || res.Details["simulated"] != "true") {
@@ -434,7 +448,7 @@ func BenchmarkVerifySim(b *testing.B) {
 	}
 	key, _ := p.Endorse(measurement, "wasm")
 	ev, _ := key.Evidence(reportData("bench"))
-	opts := attestation.Options{Roots: []*x509.Certificate{p.Certificate()}}
+	opts := attestation.Options{SimRoots: []*x509.Certificate{p.Certificate()}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := (&Verifier{}).Verify(context.Background(), ev, opts); err != nil {

@@ -22,9 +22,10 @@ func init() { attestation.RegisterVerifier(&Verifier{}) }
 const maxClockSkew = 5 * time.Minute
 
 // Verifier checks sim evidence. It trusts exactly the platform certificates in Anchors and in
-// attestation.Options.Roots, never a key carried by the evidence; with none it fails closed.
+// attestation.Options.SimRoots, never a key carried by the evidence, and never another TEE's
+// roots; with none it fails closed.
 type Verifier struct {
-	// Anchors are platform certificates trusted in addition to Options.Roots, for callers that
+	// Anchors are platform certificates trusted in addition to Options.SimRoots, for callers that
 	// explicitly loaded one (LoadPlatformCertificate).
 	Anchors []*x509.Certificate
 }
@@ -49,7 +50,7 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 		return nil, err
 	}
 	now := opts.Time()
-	platform, err := v.anchor(e.PlatformKeyID, opts.Roots, now)
+	platform, err := v.anchor(e.PlatformKeyID, opts.SimRoots, now)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +100,11 @@ func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time
 	candidates := append(append([]*x509.Certificate(nil), v.Anchors...), roots...)
 	trusted := 0
 	for _, c := range candidates {
-		if c == nil || c.Subject.CommonName != PlatformCommonName {
-			continue // other TEEs' roots travel in the same list
+		if c == nil {
+			continue
+		}
+		if err := CheckPlatformCertificate(c); err != nil {
+			return nil, fmt.Errorf("verify sim evidence: %w", err)
 		}
 		trusted++
 		pub, ok := c.PublicKey.(*ecdsa.PublicKey)
@@ -111,16 +115,33 @@ func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time
 		if !bytes.Equal(id[:], keyID) {
 			continue
 		}
-		if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
-			return nil, fmt.Errorf("verify sim evidence: platform certificate is not self-signed: %w", err)
-		}
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
 			return nil, fmt.Errorf("verify sim evidence: platform certificate not valid at %s", now.UTC().Format(time.RFC3339))
 		}
 		return pub, nil
 	}
 	if trusted == 0 {
-		return nil, errors.New("verify sim evidence: no trusted sim platform certificate (pass one in Options.Roots)")
+		return nil, errors.New("verify sim evidence: no trusted sim platform certificate (pass one in Options.SimRoots, shelter --sim-root)")
 	}
 	return nil, fmt.Errorf("verify sim evidence: platform key %x is not among the %d trusted sim platform certificates", keyID, trusted)
+}
+
+// CheckPlatformCertificate reports whether cert is what a sim platform certificate is: named as
+// one, an ECDSA P-256 key, self-signed, and not a CA. A sim anchor signs endorsements only; were
+// it a CA it could be mistaken for (or planted as) a root of another TEE's certificate chains.
+func CheckPlatformCertificate(cert *x509.Certificate) error {
+	if cert.Subject.CommonName != PlatformCommonName {
+		return fmt.Errorf("certificate %q is not a sim platform certificate (want CN %q)", cert.Subject.CommonName, PlatformCommonName)
+	}
+	if cert.IsCA {
+		return errors.New("sim platform certificate is a CA certificate; a sim anchor must not be able to sign certificates (export it again with rune sim-platform-cert: certificates of older rune versions were CAs)")
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return errors.New("sim platform certificate does not hold an ECDSA P-256 key")
+	}
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		return fmt.Errorf("sim platform certificate is not self-signed: %w", err)
+	}
+	return nil
 }

@@ -21,7 +21,7 @@ import (
 
 // A synthetic AMD-shaped hierarchy (own ARK → ASK → VCEK keys) lets the tests sign reports with
 // chosen CHIP_ID, TCB and CPUID values, so that each check can be shown to fail on its own. The
-// synthetic ARK is trusted only through Options.Roots, exactly as a caller would add a root.
+// synthetic ARK is trusted only through Options.AMDRoots, exactly as a caller would add a root.
 
 type testRSA struct {
 	key  *rsa.PrivateKey

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,14 +14,15 @@ import (
 // checkRevocation applies every CRL in the collateral that the chain's ARK signed. AMD publishes
 // one per product line (and key kind); it lists revoked ASKs/ASVKs, the certificates the ARK
 // issues (VCEKs are superseded by TCB updates rather than revoked). It reports whether any CRL
-// applied. A CRL that was offered but is stale or not yet valid fails the check: the caller asked
+// applied (and notes it in info). A CRL that was offered but is stale or not yet valid fails the check: the caller asked
 // for revocation checking with it. Without a CRL nothing is checked (offline verification cannot
 // fetch one); Result.Details["crl_checked"] says which happened.
-func checkRevocation(chain []*x509.Certificate, opts attestation.Options) (bool, error) {
+func checkRevocation(chain []*x509.Certificate, opts attestation.Options, info *attestation.CollateralInfo) (bool, error) {
 	ica, ark := chain[len(chain)-2], chain[len(chain)-1]
 	now := opts.Time()
 	checked := false
-	for _, blob := range opts.Collateral {
+	// A CRL can only revoke, so the peer's count as much as the verifier's own.
+	for _, blob := range slices.Concat(opts.Collateral, opts.PeerCollateral) {
 		crl := parseCRL(blob)
 		if crl == nil || crl.Issuer.String() != ark.Subject.String() {
 			continue
@@ -40,6 +42,10 @@ func checkRevocation(chain []*x509.Certificate, opts attestation.Options) (bool,
 			}
 		}
 		checked = true
+		info.NoteIssued(crl.ThisUpdate)
+		if !slices.Contains(info.CRLs, ark.Subject.CommonName) {
+			info.CRLs = append(info.CRLs, ark.Subject.CommonName)
+		}
 	}
 	return checked, nil
 }

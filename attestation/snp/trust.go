@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -88,6 +89,30 @@ func checkARK(ark *x509.Certificate, line string) error {
 	}
 	if err := ark.CheckSignatureFrom(ark); err != nil {
 		return fmt.Errorf("ARK-%s self-signature: %w", line, err)
+	}
+	return nil
+}
+
+// IsBuiltinARK reports whether cert is one of the built-in, pinned ARKs.
+func IsBuiltinARK(cert *x509.Certificate) bool {
+	line, ok := strings.CutPrefix(cert.Subject.CommonName, "ARK-")
+	return ok && checkARK(cert, line) == nil
+}
+
+// CheckAMDRoot reports whether cert can serve as an explicitly given AMD root: a self-signed CA
+// certificate named ARK-<product line> of a known line. Go's verifier does not check that an
+// anchor is a CA, so this is where a leaf or another TEE's anchor is kept out.
+func CheckAMDRoot(cert *x509.Certificate) error {
+	name := cert.Subject.CommonName
+	line, ok := strings.CutPrefix(name, "ARK-")
+	if !ok || !slices.Contains(ProductLines, line) {
+		return fmt.Errorf("AMD root %q is not an ARK (want CN ARK-<%s>)", name, strings.Join(ProductLines, "|"))
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return fmt.Errorf("AMD root %q is not a CA certificate", name)
+	}
+	if cert.CheckSignatureFrom(cert) != nil {
+		return fmt.Errorf("AMD root %q is not self-signed", name)
 	}
 	return nil
 }

@@ -27,7 +27,8 @@ func init() {
 // Verifier verifies SNP evidence. The zero value trusts AMD's built-in roots for every product line.
 type Verifier struct {
 	// ProductLines, when set, restricts the built-in roots to these product lines ("Milan",
-	// "Genoa", "Turin"). Roots passed in Options.Roots are trusted in addition.
+	// "Genoa", "Turin"). ARKs passed in Options.AMDRoots are trusted in addition; no other
+	// TEE's anchors ever are.
 	ProductLines []string
 }
 
@@ -53,10 +54,18 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 	}
 	key := ev.Signer.SigningKey
 
-	// Gather certificates: the caller's collateral, then the report's own table. Roots found
-	// there are never trusted; only the built-in pins and Options.Roots are.
+	// Gather certificates: the verifier's collateral, the peer's, then the report's own table.
+	// The verifier's own VCEK is tried first. Roots found in any of them are never trusted; only
+	// the built-in pins and Options.AMDRoots are.
 	var pool []*x509.Certificate
+	own := map[*x509.Certificate]bool{}
 	for _, blob := range opts.Collateral {
+		for _, c := range parseCertBlob(blob) {
+			pool = append(pool, c)
+			own[c] = true
+		}
+	}
+	for _, blob := range opts.PeerCollateral {
 		pool = append(pool, parseCertBlob(blob)...)
 	}
 	for _, e := range ev.Certs {
@@ -90,7 +99,11 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 
 	var errs []error
 	for _, c := range candidates {
-		res, err := v.verifyWith(ev, c, intermediates, builtin, opts)
+		source := attestation.SourcePeer
+		if own[c] {
+			source = attestation.SourceVerifier
+		}
+		res, err := v.verifyWith(ev, c, source, intermediates, builtin, opts)
 		if err == nil {
 			return res, nil
 		}
@@ -113,7 +126,7 @@ func (v *Verifier) lines() []string {
 }
 
 // verifyWith checks the report against one endorsement-key certificate.
-func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates *x509.CertPool,
+func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, source string, intermediates *x509.CertPool,
 	builtin map[string]*productRoots, opts attestation.Options) (*attestation.Result, error) {
 	key := ev.Signer.SigningKey
 	if ek.Version != 3 || ek.SignatureAlgorithm != x509.SHA384WithRSAPSS {
@@ -144,7 +157,10 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates 
 	if slices.Contains(v.lines(), line) {
 		roots.AddCert(builtin[line].ark)
 	}
-	for _, r := range opts.Roots {
+	for _, r := range opts.AMDRoots {
+		if err := CheckAMDRoot(r); err != nil {
+			return nil, err
+		}
 		if r.Subject.CommonName == "ARK-"+line {
 			roots.AddCert(r)
 		}
@@ -168,7 +184,8 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates 
 	if i < 0 {
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
 	}
-	crlChecked, err := checkRevocation(chains[i], opts)
+	info := &attestation.CollateralInfo{Source: source}
+	crlChecked, err := checkRevocation(chains[i], opts, info)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +228,10 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, intermediates 
 		return nil, err
 	}
 	res.Details["crl_checked"] = strconv.FormatBool(crlChecked)
+	res.Details["collateral_source"] = source
+	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
+	info.RevocationChecked = crlChecked
+	res.Collateral = info
 	return res, nil
 }
 

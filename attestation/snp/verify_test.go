@@ -151,10 +151,13 @@ func TestVerifyRealSampleRejected(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "no VCEK", opts: attestation.Options{Now: sampleTime}, wantErr: "no VCEK certificate"},
+		// An ASK is an intermediate: given as a root it is refused, not trusted as an anchor.
+		{name: "ASK given as an AMD root", opts: attestation.Options{Now: sampleTime, AMDRoots: otherARK[:1], Collateral: [][]byte{s.vcekDER}},
+			wantErr: `AMD root "SEV-Genoa" is not an ARK`},
 		{name: "only Genoa trusted", verifier: &Verifier{ProductLines: []string{"Genoa"}},
 			opts: attestation.Options{Now: sampleTime, Collateral: [][]byte{s.vcekDER}}, wantErr: "ARK-Milan"},
 		{name: "only Genoa trusted, Genoa chain and Genoa root offered", verifier: &Verifier{ProductLines: []string{"Genoa"}},
-			opts:    attestation.Options{Now: sampleTime, Roots: otherARK, Collateral: [][]byte{s.genoaChain, s.vcekDER}},
+			opts:    attestation.Options{Now: sampleTime, AMDRoots: otherARK[1:], Collateral: [][]byte{s.genoaChain, s.vcekDER}},
 			wantErr: "ARK-Milan"},
 		{name: "only Genoa trusted, Milan chain in evidence table", verifier: &Verifier{ProductLines: []string{"Genoa"}},
 			evidence: append(bytes.Clone(s.report), MarshalCertTable([]CertEntry{
@@ -334,7 +337,7 @@ func TestSyntheticChecks(t *testing.T) {
 				r = tc.roots
 			}
 			// Built-in AMD roots stay trusted too: they must not help a synthetic chain.
-			res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime, Roots: r, Collateral: tc.collateral})
+			res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime, AMDRoots: r, Collateral: tc.collateral})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -394,7 +397,7 @@ func TestRevocation(t *testing.T) {
 				collateral = append(collateral, tc.crl)
 			}
 			res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime,
-				Roots: []*x509.Certificate{milan.ark, turin.ark}, Collateral: collateral})
+				AMDRoots: []*x509.Certificate{milan.ark, turin.ark}, Collateral: collateral})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -417,7 +420,7 @@ func TestSyntheticTurinDetails(t *testing.T) {
 	vcek, key := turin.issueEK(t, ekSpec{productName: "Turin-B0", hwID: chip, spl: map[int]int{9: 1, 1: 2, 2: 3, 3: 4, 8: 90}})
 	const tcb = uint64(90)<<56 | 4<<24 | 3<<16 | 2<<8 | 1
 	report := buildReport(t, reportSpec{version: 3, fms: [3]byte{0x1a, 0x02, 0x00}, chipID: chip, reportedTCB: tcb, currentTCB: tcb}, key)
-	res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime, Roots: []*x509.Certificate{turin.ark},
+	res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime, AMDRoots: []*x509.Certificate{turin.ark},
 		Collateral: [][]byte{turin.ica.Raw, vcek.Raw}})
 	if err != nil {
 		t.Fatal(err)

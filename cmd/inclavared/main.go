@@ -41,7 +41,10 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.StringFlag{Name: "upstream", Usage: "the confidential service: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream-policy", Usage: "reference-value policy (JSON) the upstream must satisfy"},
 		cli.StringFlag{Name: "client-policy", Usage: "also require verifiers to be attested and satisfy this policy"},
-		cli.StringSliceFlag{Name: "roots", Usage: "extra trust anchors (PEM/DER certificates), e.g. the sim platform certificate; repeatable"},
+		cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
+		cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
+		cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
+		cli.StringSliceFlag{Name: "roots", Hidden: true, Usage: "deprecated: sim platform certificates or built-in roots only (use --sim-root, --intel-root, --amd-root)"},
 		cli.StringSliceFlag{Name: "collateral", Usage: "collateral files for verifying the upstream (TCB info, QE identity, CRLs, VCEK); repeatable"},
 		cli.StringFlag{Name: "attester", Value: inclavared.AttesterSim, Usage: "where inclavared's own evidence comes from: sim, tdx, snp or agent"},
 		cli.StringFlag{Name: "sim-platform-key", Usage: "sim attester on the host: the platform key file (created if absent); the daemon endorses its own executable"},
@@ -93,15 +96,17 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return usageError("--upstream: %v", err)
 	}
-	roots, err := shelter.LoadCertificates(c.StringSlice("roots"))
-	if err != nil {
-		return usageError("--roots: %v", err)
+	var opts attestation.Options
+	anchors := shelter.AnchorFiles{Sim: c.StringSlice("sim-root"), Intel: c.StringSlice("intel-root"),
+		AMD: c.StringSlice("amd-root"), Untyped: c.StringSlice("roots")}
+	if err := anchors.Apply(&opts); err != nil {
+		return usageError("%v", err)
 	}
 	collateral, err := shelter.LoadFiles(c.StringSlice("collateral"))
 	if err != nil {
 		return usageError("--collateral: %v", err)
 	}
-	opts := attestation.Options{Roots: roots, Collateral: collateral}
+	opts.Collateral = collateral
 	upPolicy, err := policy.Load(c.String("upstream-policy"))
 	if err != nil {
 		return usageError("--upstream-policy: %v", err)

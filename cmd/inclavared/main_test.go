@@ -90,7 +90,7 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &enclavetls.Verifier{Policy: p, RequireFresh: true}
-	v.Options.Roots = append(v.Options.Roots, cert)
+	v.Options.SimRoots = append(v.Options.SimRoots, cert)
 	cl, err := enclavetls.NewClient(enclavetls.Config{Verifier: v})
 	if err != nil {
 		t.Fatal(err)

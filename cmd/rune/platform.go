@@ -13,7 +13,7 @@ var platformCertCommand = cli.Command{
 	Description: `The sim TEE has no hardware root of trust: its evidence is signed by a per-host
 platform key (created on first use at $RUNE_SIM_PLATFORM_KEY, default
 /var/lib/rune/sim/platform-key.pem). Verifiers that choose to accept sim evidence
-need this certificate (e.g. shelter --roots FILE).`,
+need this certificate (e.g. shelter --sim-root FILE).`,
 	Action: func(c *cli.Context) error {
 		if err := checkArgs(c, 0, exactArgs); err != nil {
 			return err

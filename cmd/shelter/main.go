@@ -56,6 +56,8 @@ func main() {
 const (
 	exitFail  = 1
 	exitUsage = 2
+	// exitUndecided: the evidence verified but no policy was given, so nothing was decided.
+	exitUndecided = 3
 )
 
 func usageError(format string, args ...any) error {
@@ -64,7 +66,10 @@ func usageError(format string, args ...any) error {
 
 // commonFlags are the verification inputs both commands take.
 var commonFlags = []cli.Flag{
-	cli.StringSliceFlag{Name: "roots", Usage: "extra trust anchors (PEM/DER certificates), e.g. the output of rune sim-platform-cert; repeatable"},
+	cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
+	cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
+	cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
+	cli.StringSliceFlag{Name: "roots", Hidden: true, Usage: "deprecated: sim platform certificates or built-in roots only (use --sim-root, --intel-root, --amd-root)"},
 	cli.StringSliceFlag{Name: "collateral", Usage: "collateral file (TCB info, QE identity, CRL, certificate chain, VCEK), recognised by content; repeatable"},
 	cli.StringFlag{Name: "at", Usage: "verify as of this time (RFC 3339) instead of now"},
 	cli.StringFlag{Name: "output", Usage: "output format: text (default) or json"},
@@ -74,8 +79,10 @@ var commonFlags = []cli.Flag{
 func options(c *cli.Context) (attestation.Options, error) {
 	var opts attestation.Options
 	var err error
-	if opts.Roots, err = shelter.LoadCertificates(c.StringSlice("roots")); err != nil {
-		return opts, usageError("--roots: %v", err)
+	anchors := shelter.AnchorFiles{Sim: c.StringSlice("sim-root"), Intel: c.StringSlice("intel-root"),
+		AMD: c.StringSlice("amd-root"), Untyped: c.StringSlice("roots")}
+	if err := anchors.Apply(&opts); err != nil {
+		return opts, usageError("%v", err)
 	}
 	if opts.Collateral, err = shelter.LoadFiles(c.StringSlice("collateral")); err != nil {
 		return opts, usageError("--collateral: %v", err)
@@ -110,8 +117,8 @@ func loadPolicy(flag, path string) (*policy.Policy, error) {
 	return p, nil
 }
 
-// emit prints v as JSON or text and turns the verdict into the exit status.
-func emit(w io.Writer, format string, v interface{ WriteText(io.Writer) error }, ok bool) error {
+// emit prints v as JSON or text and returns the exit status status (0: none).
+func emit(w io.Writer, format string, v interface{ WriteText(io.Writer) error }, status int) error {
 	var err error
 	if format == "json" {
 		enc := json.NewEncoder(w)
@@ -123,8 +130,8 @@ func emit(w io.Writer, format string, v interface{ WriteText(io.Writer) error },
 	if err != nil {
 		return cli.NewExitError(err.Error(), exitFail)
 	}
-	if !ok {
-		return cli.NewExitError("", exitFail)
+	if status != 0 {
+		return cli.NewExitError("", status)
 	}
 	return nil
 }

@@ -161,17 +161,25 @@ func TestVerify(t *testing.T) {
 			0, []string{"tee=intelSgx", "verified=true", "tcb_status=SWHardeningNeeded", "ok=true"}},
 		{"SGX, no collateral, example policy", []string{"verify", "--at", "2022-12-20T00:50:04Z", "--policy", example, "--output", "json", sgx},
 			1, []string{"verified=true", "ok=false"}},
+		// Without a policy nothing is decided: the facts are printed, the status is 3, never 0.
 		{"SGX, no policy, text", []string{"verify", "--at", "2022-12-20T00:50:04Z", sgx},
-			0, []string{"NO POLICY WAS CHECKED", "68823bc62f409ee33a32ea270cfe45d4b19a6fb3c8570d7bc186cbe062398e8f"}},
+			3, []string{"UNDECIDED", "nothing was decided", "68823bc62f409ee33a32ea270cfe45d4b19a6fb3c8570d7bc186cbe062398e8f"}},
+		{"SGX, no policy, JSON", []string{"verify", "--at", "2022-12-20T00:50:04Z", "--output", "json", sgx},
+			3, []string{"verified=true", "decided=false", "ok=false", "simulated=false"}},
+		{"sim evidence, no policy", []string{"verify", "--sim-root", s.root, "--output", "json", s.evidence},
+			3, []string{"tee=sim", "simulated=true", "verified=true", "decided=false", "ok=false"}},
 		{"SGX, expired PCK", []string{"verify", "--at", "2029-12-05T11:12:02Z", sgx}, 1, []string{"verdict:      FAIL"}},
 		{"TDX with trailing data, strict", []string{"verify", "--at", "2024-09-21T12:00:00Z", sample(t, "tdx/oasis_quote_v4_tdx_trailing70.bin")}, 1, []string{"trailing data"}},
-		{"TDX with trailing data, tolerant", []string{"verify", "--allow-trailing-data", "--at", "2024-09-21T12:00:00Z", sample(t, "tdx/oasis_quote_v4_tdx_trailing70.bin")}, 0, nil},
+		{"TDX with trailing data, tolerant", []string{"verify", "--allow-trailing-data", "--at", "2024-09-21T12:00:00Z", sample(t, "tdx/oasis_quote_v4_tdx_trailing70.bin")}, 3, []string{"verified:     yes"}},
 		{"SNP without VCEK", []string{"verify", "--at", "2022-09-24T01:00:00Z", "--output", "json", sample(t, "sev-snp/gosev_report_v2_milan.bin")},
 			1, []string{"tee=snp", "verified=false"}},
 		{"SNP with VCEK, debug forbidden", []string{"verify", "--at", "2022-09-24T01:00:00Z", "--collateral", sample(t, "sev-snp/gosev_vcek_milan.der"),
 			"--policy", example, sample(t, "sev-snp/gosev_report_v2_milan.bin")}, 1, []string{"violation:    allow_debug"}},
-		{"sim evidence, roots, policy", []string{"verify", "--roots", s.root, "--policy", good, s.evidence}, 0, []string{"SIMULATED", "PASS"}},
-		{"sim evidence, wrong policy", []string{"verify", "--roots", s.root, "--policy", bad, "--output", "json", s.evidence}, 1, []string{"verified=true", "ok=false"}},
+		{"sim evidence, roots, policy", []string{"verify", "--sim-root", s.root, "--policy", good, s.evidence}, 0, []string{"SIMULATED", "PASS"}},
+		{"sim evidence, deprecated --roots, policy", []string{"verify", "--roots", s.root, "--policy", good, s.evidence}, 0, []string{"SIMULATED", "PASS"}},
+		// The sim platform certificate is no Intel root: it cannot sign certificates.
+		{"sim certificate as --intel-root", []string{"verify", "--intel-root", s.root, "--policy", good, s.evidence}, 2, nil},
+		{"sim evidence, wrong policy", []string{"verify", "--sim-root", s.root, "--policy", bad, "--output", "json", s.evidence}, 1, []string{"verified=true", "ok=false"}},
 		{"sim evidence without roots", []string{"verify", s.evidence}, 1, []string{"no trusted sim platform"}},
 
 		{"no file", []string{"verify"}, 2, nil},
@@ -182,6 +190,7 @@ func TestVerify(t *testing.T) {
 		{"invalid policy", []string{"verify", "--policy", broken, sgx}, 2, nil},
 		{"unknown flag", []string{"verify", "--bogus", sgx}, 2, nil},
 		{"bad --roots", []string{"verify", "--roots", sgx, sgx}, 2, nil},
+		{"an arbitrary CA in --roots", []string{"verify", "--roots", sample(t, "roots/oasis_intel_pck_platform_ca_chain.pem"), sgx}, 2, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,7 +288,7 @@ func TestRemoteAttestationEndToEnd(t *testing.T) {
 
 	service := startDaemon(t, "serving on", bins.service, "--listen", "unix://"+svcSock, "--evidence", "sim-key-file", "--sim-key", svc.keyFile)
 	inclavared := startDaemon(t, "listening on", bins.inclavared, "--listen", "unix://"+daemonSock, "--upstream", "unix://"+svcSock,
-		"--upstream-policy", upPolicy, "--roots", svc.root, "--attester", "sim", "--sim-platform-key", platformKey)
+		"--upstream-policy", upPolicy, "--sim-root", svc.root, "--attester", "sim", "--sim-platform-key", platformKey)
 	cert, err := sim.LoadPlatformCertificate(platformKey)
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +297,7 @@ func TestRemoteAttestationEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	base := []string{"remoteattestation", "--addr", "unix://" + daemonSock, "--roots", daemonRoot, "--roots", svc.root}
+	base := []string{"remoteattestation", "--addr", "unix://" + daemonSock, "--sim-root", daemonRoot, "--sim-root", svc.root}
 	for _, tc := range []struct {
 		name string
 		args []string

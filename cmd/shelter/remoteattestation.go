@@ -57,6 +57,10 @@ policies hold, 1 otherwise, 2 usage error.`,
 		defer cancel()
 		rr := shelter.RemoteAttestation(ctx, shelter.RemoteInput{Network: network, Address: addr, Options: opts,
 			InclavaredPolicy: inclavaredPolicy, ContainerPolicy: containerPolicy})
-		return emit(c.App.Writer, format, rr, rr.OK)
+		status := 0
+		if !rr.OK {
+			status = exitFail
+		}
+		return emit(c.App.Writer, format, rr, status)
 	},
 }

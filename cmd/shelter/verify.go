@@ -17,10 +17,13 @@ var verifyCommand = cli.Command{
 	Description: `FILE is recognised by content: an SGX quote v3, a TDX quote v4/v5, an SEV-SNP report
 (optionally with its certificate table), sim evidence, or an RA-TLS certificate (PEM or
 DER; interoperable or legacy format, whose evidence must bind the certificate's key).
-Signatures and certificate chains are checked to Intel's and AMD's pinned roots and to
---roots; --collateral decides the TCB status. With --policy the result is compared with
-reference values; without it shelter says what verified and that no policy was checked.
-Exit status: 0 verified (and the policy held), 1 not, 2 usage error.`,
+Trust anchors are per TEE: SGX/TDX chains end only at Intel's pinned root or an --intel-root,
+SNP chains only at AMD's pinned ARKs or an --amd-root, and sim evidence only at a --sim-root
+(the node operator holds the sim key: sim evidence is never hardware evidence). --collateral
+decides the TCB status. With --policy the result is compared with reference values; without it
+shelter prints what verified and says that nothing was decided.
+Exit status: 0 verified and the policy held, 1 not, 2 usage error, 3 verified but no
+policy given (undecided).`,
 	Flags: append([]cli.Flag{
 		cli.StringFlag{Name: "policy", Usage: "reference-value policy (JSON) to check"},
 		cli.StringFlag{Name: "nonce", Usage: "hex nonce an RA-TLS certificate's evidence must bind"},
@@ -55,6 +58,13 @@ Exit status: 0 verified (and the policy held), 1 not, 2 usage error.`,
 			return usageError("%v", err)
 		}
 		r := shelter.Verify(context.Background(), shelter.VerifyInput{Subject: file, Data: data, Options: opts, Policy: pol, Nonce: nonce})
-		return emit(c.App.Writer, format, r, r.OK)
+		status := 0
+		switch {
+		case !r.Decided:
+			status = exitUndecided
+		case !r.OK:
+			status = exitFail
+		}
+		return emit(c.App.Writer, format, r, status)
 	},
 }

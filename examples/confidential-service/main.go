@@ -48,8 +48,20 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	fs.StringVar(&cfg.simKey, "sim-key", "", "sim-key-file: an endorsed sim enclave key file")
 	fs.StringVar(&cfg.agentSocket, "agent-socket", "", "agent: the runelet agent socket (default /dev/.rune/agent.sock)")
 	fs.StringVar(&cfg.clientPolicy, "client-policy", "", "attest clients against this policy (JSON)")
-	fs.Func("roots", "trust anchor for attesting clients (PEM/DER certificate file); repeatable", func(s string) error {
-		cfg.roots = append(cfg.roots, s)
+	fs.Func("sim-root", "sim platform certificate for attesting sim clients; repeatable", func(s string) error {
+		cfg.anchors.Sim = append(cfg.anchors.Sim, s)
+		return nil
+	})
+	fs.Func("intel-root", "Intel root for attesting SGX/TDX clients besides the built-in Intel SGX Root CA; repeatable", func(s string) error {
+		cfg.anchors.Intel = append(cfg.anchors.Intel, s)
+		return nil
+	})
+	fs.Func("amd-root", "AMD ARK for attesting SNP clients besides the built-in ones; repeatable", func(s string) error {
+		cfg.anchors.AMD = append(cfg.anchors.AMD, s)
+		return nil
+	})
+	fs.Func("roots", "deprecated: sim platform certificates (use --sim-root); repeatable", func(s string) error {
+		cfg.anchors.Untyped = append(cfg.anchors.Untyped, s)
 		return nil
 	})
 	fs.StringVar(&cfg.message, "message", "hello from the confidential service", "the GETENCLAVEINFO message")

@@ -64,7 +64,7 @@ func (e *enclave) verifier(t *testing.T) *enclavetls.Verifier {
 		t.Fatal(err)
 	}
 	v := &enclavetls.Verifier{Policy: p, RequireFresh: true}
-	v.Options.Roots = append(v.Options.Roots, e.platform.Certificate())
+	v.Options.SimRoots = append(v.Options.SimRoots, e.platform.Certificate())
 	return v
 }
 
@@ -233,7 +233,7 @@ func TestClientPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, _ := start(t, "--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", svc.keyFile,
-		"--client-policy", pol, "--roots", client.rootFile)
+		"--client-policy", pol, "--sim-root", client.rootFile)
 	clientID, err := enclavetls.NewIdentity(func(_ context.Context, rd [64]byte) ([]byte, error) { return client.key.Evidence(rd) }, enclavetls.IdentityOptions{})
 	if err != nil {
 		t.Fatal(err)

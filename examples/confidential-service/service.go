@@ -30,7 +30,7 @@ const (
 
 type config struct {
 	listen, evidence, simKey, agentSocket, clientPolicy, message string
-	roots                                                        []string
+	anchors                                                      shelter.AnchorFiles
 }
 
 type service struct {
@@ -75,11 +75,11 @@ func (c *config) open() (*service, net.Listener, error) {
 		if err != nil {
 			return nil, nil, usageError{fmt.Errorf("--client-policy: %w", err)}
 		}
-		roots, err := shelter.LoadCertificates(c.roots)
-		if err != nil {
-			return nil, nil, usageError{fmt.Errorf("--roots: %w", err)}
+		var opts attestation.Options
+		if err := c.anchors.Apply(&opts); err != nil {
+			return nil, nil, usageError{err}
 		}
-		cfg.Verifier = &enclavetls.Verifier{Options: attestation.Options{Roots: roots}, Policy: p, RequireFresh: true}
+		cfg.Verifier = &enclavetls.Verifier{Options: opts, Policy: p, RequireFresh: true}
 	}
 	srv, err := enclavetls.NewServer(cfg)
 	if err != nil {

@@ -74,7 +74,7 @@ func TestAttestationEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	inc := exec.CommandContext(ctx, filepath.Join(bin, "inclavared"), "--listen", "unix://"+incSock,
-		"--upstream", "unix://"+sock, "--upstream-policy", good, "--roots", certPath,
+		"--upstream", "unix://"+sock, "--upstream-policy", good, "--sim-root", certPath,
 		"--sim-platform-key", os.Getenv("RUNE_SIM_PLATFORM_KEY"))
 	var incLog strings.Builder
 	inc.Stdout, inc.Stderr = &incLog, &incLog
@@ -89,7 +89,7 @@ func TestAttestationEndToEnd(t *testing.T) {
 
 	shelter := func(policyPath string) (string, int) {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, "shelter"), "remoteattestation", "--addr", "unix://"+incSock,
-			"--policy", policyPath, "--inclavared-policy", incPolicy, "--roots", certPath, "--output", "json")
+			"--policy", policyPath, "--inclavared-policy", incPolicy, "--sim-root", certPath, "--output", "json")
 		out, err := cmd.Output()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -113,7 +113,7 @@ func TestEnclaveWasmLifecycle(t *testing.T) {
 	if err != nil || string(raw) != string(att.Evidence) {
 		t.Fatalf("--output evidence differs from the printed one: %v", err)
 	}
-	result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+	result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{SimRoots: []*x509.Certificate{platform}})
 	if err != nil {
 		t.Fatalf("sim evidence from rune attest does not verify: %v", err)
 	}
@@ -126,7 +126,7 @@ func TestEnclaveWasmLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{other.Certificate()}}); err == nil {
+	if _, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{SimRoots: []*x509.Certificate{other.Certificate()}}); err == nil {
 		t.Error("evidence verified against another platform's certificate")
 	}
 
@@ -226,7 +226,7 @@ func TestEnclaveWorkloadEvidence(t *testing.T) {
 			if err != nil {
 				t.Fatalf("evidence output %q: %v", res.stdout, err)
 			}
-			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{SimRoots: []*x509.Certificate{platform}})
 			if err != nil {
 				t.Fatalf("workload evidence does not verify: %v", err)
 			}

@@ -195,7 +195,7 @@ func TestCarrier(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		result, err := (&sim.Verifier{}).Verify(context.Background(), att.Evidence, attestation.Options{Roots: []*x509.Certificate{platform}})
+		result, err := (&sim.Verifier{}).Verify(context.Background(), att.Evidence, attestation.Options{SimRoots: []*x509.Certificate{platform}})
 		if err != nil || result.Measurements["measurement"] != m.Measurement {
 			t.Fatalf("sim evidence: %v, measurements %v; want %s", err, result, m.Measurement)
 		}

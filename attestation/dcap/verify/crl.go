@@ -11,12 +11,23 @@ import (
 // ErrRevoked is wrapped when a certificate in a verified chain is on its issuer's CRL.
 var ErrRevoked = errors.New("certificate revoked")
 
+// RevocationResult is what Revocation established.
+type RevocationResult struct {
+	// Applied names the CAs whose CRL was applied.
+	Applied []string
+	// Missing names the CAs of the chains that issued a certificate but had no CRL given.
+	Missing []string
+	// Complete is true when no issuing CA is missing a CRL.
+	Complete bool
+	// ThisUpdates are the thisUpdate times of the CRLs applied.
+	ThisUpdates []time.Time
+}
+
 // Revocation checks certificates of verified chains against the CRLs whose issuer is a CA of one
 // of those chains. Such a CRL must be signed by that CA and current at now; CRLs from other
-// issuers do not concern these chains and are skipped. It returns the common names of the CAs
-// whose CRL was applied.
-func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) ([]string, error) {
-	var applied []string
+// issuers do not concern these chains and are skipped.
+func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) (*RevocationResult, error) {
+	res := &RevocationResult{}
 	for _, crl := range crls {
 		issuer := findIssuer(chains, crl)
 		if issuer == nil {
@@ -45,9 +56,27 @@ func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now t
 				}
 			}
 		}
-		applied = appendUnique(applied, name)
+		res.Applied = appendUnique(res.Applied, name)
+		res.ThisUpdates = append(res.ThisUpdates, crl.ThisUpdate)
 	}
-	return applied, nil
+	for _, chain := range chains {
+		for i := 1; i < len(chain); i++ {
+			if name := chain[i].Subject.CommonName; !contains(res.Applied, name) {
+				res.Missing = appendUnique(res.Missing, name)
+			}
+		}
+	}
+	res.Complete = len(res.Missing) == 0
+	return res, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func findIssuer(chains [][]*x509.Certificate, crl *x509.RevocationList) *x509.Certificate {

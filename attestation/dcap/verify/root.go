@@ -45,7 +45,9 @@ func IsIntelSGXRootCA(cert *x509.Certificate) bool {
 	return bytes.Equal(sum[:], want)
 }
 
-// TrustAnchors returns a pool with the pinned Intel SGX Root CA and the caller's extra roots.
+// TrustAnchors returns a pool with the pinned Intel SGX Root CA and the caller's extra Intel roots.
+// Every extra root must pass CheckIntelRoot: DCAP chains end only at Intel roots, never at an
+// anchor of another TEE (a sim platform certificate) or at an end-entity certificate.
 func TrustAnchors(extra []*x509.Certificate) (*x509.CertPool, error) {
 	root, err := IntelSGXRootCA()
 	if err != nil {
@@ -54,9 +56,29 @@ func TrustAnchors(extra []*x509.Certificate) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	for _, c := range extra {
+		if err := CheckIntelRoot(c); err != nil {
+			return nil, err
+		}
 		pool.AddCert(c)
 	}
 	return pool, nil
+}
+
+// CheckIntelRoot reports whether cert can serve as an explicitly given Intel root: a self-signed
+// CA certificate allowed to sign certificates. Go's verifier does not check that an anchor is a CA,
+// so this is where a leaf (such as the sim platform certificate) is kept out.
+func CheckIntelRoot(cert *x509.Certificate) error {
+	name := cert.Subject.CommonName
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return fmt.Errorf("Intel root %q is not a CA certificate", name)
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return fmt.Errorf("Intel root %q may not sign certificates (key usage)", name)
+	}
+	if !bytes.Equal(cert.RawSubject, cert.RawIssuer) || cert.CheckSignatureFrom(cert) != nil {
+		return fmt.Errorf("Intel root %q is not self-signed", name)
+	}
+	return nil
 }
 
 // intermediatesPool holds candidate intermediates: every certificate except self-signed ones,

@@ -323,27 +323,32 @@ func TestRevocation(t *testing.T) {
 		crls    []*x509.RevocationList
 		now     time.Time
 		applied []string
+		missing []string
 		is      error
 		want    string
 	}{
-		{"PCK and root CRLs, nothing revoked", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL, rootCRL}, goTDXTime, []string{PCKPlatformCACN, "Intel SGX Root CA"}, nil, ""},
-		{"no CRLs", [][]*x509.Certificate{pck.Chain}, nil, goTDXTime, nil, nil, ""},
-		{"CRL of a CA outside the chains", [][]*x509.Certificate{pck.Chain[:1]}, []*x509.RevocationList{pckCRL}, goTDXTime, nil, nil, ""},
-		{"revoked PCK", [][]*x509.Certificate{revokedChain}, []*x509.RevocationList{pckCRL}, goTDXTime, nil, ErrRevoked, "on the CRL of \"Intel SGX PCK Platform CA\""},
-		{"bad CRL signature", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{badCRL}, goTDXTime, nil, nil, "signature"},
-		{"PCK CRL expired", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL}, time.Date(2023, 7, 8, 7, 27, 53, 0, time.UTC), nil, nil, "expired"},
-		{"PCK CRL not yet valid", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL}, time.Date(2023, 6, 8, 7, 27, 51, 0, time.UTC), nil, nil, "not yet valid"},
-		{"root CRL expired", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{rootCRL}, time.Date(2024, 4, 3, 0, 0, 0, 0, time.UTC), nil, nil, "expired"},
+		{"PCK and root CRLs, nothing revoked", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL, rootCRL}, goTDXTime, []string{PCKPlatformCACN, "Intel SGX Root CA"}, nil, nil, ""},
+		{"PCK CRL only", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL}, goTDXTime, []string{PCKPlatformCACN}, []string{"Intel SGX Root CA"}, nil, ""},
+		{"no CRLs", [][]*x509.Certificate{pck.Chain}, nil, goTDXTime, nil, []string{PCKPlatformCACN, "Intel SGX Root CA"}, nil, ""},
+		{"CRL of a CA outside the chains", [][]*x509.Certificate{pck.Chain[:1]}, []*x509.RevocationList{pckCRL}, goTDXTime, nil, nil, nil, ""},
+		{"revoked PCK", [][]*x509.Certificate{revokedChain}, []*x509.RevocationList{pckCRL}, goTDXTime, nil, nil, ErrRevoked, "on the CRL of \"Intel SGX PCK Platform CA\""},
+		{"bad CRL signature", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{badCRL}, goTDXTime, nil, nil, nil, "signature"},
+		{"PCK CRL expired", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL}, time.Date(2023, 7, 8, 7, 27, 53, 0, time.UTC), nil, nil, nil, "expired"},
+		{"PCK CRL not yet valid", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{pckCRL}, time.Date(2023, 6, 8, 7, 27, 51, 0, time.UTC), nil, nil, nil, "not yet valid"},
+		{"root CRL expired", [][]*x509.Certificate{pck.Chain}, []*x509.RevocationList{rootCRL}, time.Date(2024, 4, 3, 0, 0, 0, 0, time.UTC), nil, nil, nil, "expired"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			applied, err := Revocation(tc.chains, tc.crls, tc.now)
+			res, err := Revocation(tc.chains, tc.crls, tc.now)
 			if tc.is == nil && tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !slices.Equal(applied, tc.applied) {
-					t.Errorf("applied %v, want %v", applied, tc.applied)
+				if !slices.Equal(res.Applied, tc.applied) || !slices.Equal(res.Missing, tc.missing) {
+					t.Errorf("applied %v missing %v, want %v and %v", res.Applied, res.Missing, tc.applied, tc.missing)
+				}
+				if res.Complete != (len(tc.missing) == 0) {
+					t.Errorf("complete %v with missing %v", res.Complete, res.Missing)
 				}
 				return
 			}
