@@ -47,9 +47,9 @@ type forgery struct {
 }
 
 type dcapSample struct {
-	tee           attestation.TEE
+	tee            attestation.TEE
 	quote, tcb, qe string
-	at            time.Time
+	at             time.Time
 }
 
 var dcapSamples = []dcapSample{
