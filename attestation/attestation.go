@@ -117,6 +117,8 @@ type CollateralInfo struct {
 	// RevocationChecked is true when every authority that issued a certificate of the verified
 	// chains had its CRL applied.
 	RevocationChecked bool `json:"revocation_checked"`
+	// CheckedAt is the verification time the collateral was judged at (Options.Time()).
+	CheckedAt time.Time `json:"checked_at"`
 }
 
 // NoteIssued records issued as a collateral date, keeping the oldest.

@@ -159,7 +159,7 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	// an older, more favourable TCB info. The peer's are used only where the verifier has none.
 	// Certificates and CRLs are pooled: certificates only help build chains to the trusted roots,
 	// and a CRL can only revoke.
-	info := &attestation.CollateralInfo{}
+	info := &attestation.CollateralInfo{CheckedAt: now}
 	tcbInfos, qeIdentities := tcbInfosIn(own), qeIdentitiesIn(own)
 	source := attestation.SourceVerifier
 	if len(tcbInfos) == 0 && len(qeIdentities) == 0 {

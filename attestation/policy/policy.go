@@ -42,6 +42,14 @@
 //	"details": {"<key>": ["<value>", ...]}
 //	    Each named Result.Details entry must be present and equal one of the values
 //	    (e.g. SNP "vmpl": ["0"], "policy_migrate_ma": ["false"]).
+//	"require_crl": true
+//	    Every certificate authority of the verified chains must have had its revocation list
+//	    applied (Result.Collateral.RevocationChecked). An attested peer chooses the collateral it
+//	    sends and can leave CRLs out; this makes that fail. Not for "sim" (no chains).
+//	"max_collateral_age": "<duration>"
+//	    The oldest signed collateral used (TCB info, QE identity, CRLs) must have been issued at
+//	    most this long before the verification time: Go duration syntax, or whole days as "30d".
+//	    A peer could otherwise pick an old TCB info that predates a downgrade. Not for "sim".
 package policy
 
 import (
@@ -53,7 +61,9 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
@@ -79,6 +89,8 @@ type TEEPolicy struct {
 	AllowDebug          bool                `json:"allow_debug,omitempty"`
 	ReportData          string              `json:"report_data,omitempty"`
 	Details             map[string][]string `json:"details,omitempty"`
+	RequireCRL          bool                `json:"require_crl,omitempty"`
+	MaxCollateralAge    string              `json:"max_collateral_age,omitempty"`
 }
 
 // DefaultTCBStatuses are accepted when a TEE policy names none.
@@ -137,6 +149,9 @@ func (p *Policy) validate() error {
 		if err := tp.normalise(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", tee, err))
 		}
+		if tee == attestation.Sim && (tp.RequireCRL || tp.MaxCollateralAge != "") {
+			errs = append(errs, errors.New(`sim: "require_crl" and "max_collateral_age" concern hardware collateral; sim evidence has none`))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -179,7 +194,31 @@ func (tp *TEEPolicy) normalise() error {
 			errs = append(errs, fmt.Errorf("detail %q lists no values", k))
 		}
 	}
+	if tp.MaxCollateralAge != "" {
+		if _, err := tp.maxCollateralAge(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// maxCollateralAge parses MaxCollateralAge: a Go duration or whole days ("30d"), above zero.
+func (tp *TEEPolicy) maxCollateralAge() (time.Duration, error) {
+	s := tp.MaxCollateralAge
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if n, err = strconv.Atoi(days); err == nil {
+			d = time.Duration(n) * 24 * time.Hour
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("max_collateral_age %q: want a positive duration such as \"720h\" or \"30d\"", s)
+	}
+	return d, nil
 }
 
 // expectedReportData decodes ReportData, zero-padded to 64 bytes.
@@ -304,6 +343,27 @@ func (p *Policy) Check(res *attestation.Result) error {
 			fail("details."+k, "evidence has no %s", k)
 		case !slices.Contains(tp.Details[k], got):
 			fail("details."+k, "%s %q is not one of %v", k, got, tp.Details[k])
+		}
+	}
+	col := res.Collateral
+	if tp.RequireCRL {
+		switch {
+		case col == nil:
+			fail("require_crl", "no collateral was given, so no revocation list was applied")
+		case !col.RevocationChecked:
+			fail("require_crl", "revocation lists were not applied for every issuing authority (applied: %v)", col.CRLs)
+		}
+	}
+	if tp.MaxCollateralAge != "" {
+		max, err := tp.maxCollateralAge()
+		switch {
+		case err != nil:
+			fail("max_collateral_age", "%v", err)
+		case col == nil || col.Oldest.IsZero() || col.CheckedAt.IsZero():
+			fail("max_collateral_age", "no dated collateral was used")
+		case col.CheckedAt.Sub(col.Oldest) > max:
+			fail("max_collateral_age", "collateral issued %s is %s old at %s, more than %s", col.Oldest.UTC().Format(time.RFC3339),
+				col.CheckedAt.Sub(col.Oldest).Round(time.Second), col.CheckedAt.UTC().Format(time.RFC3339), max)
 		}
 	}
 	return errors.Join(errs...)

@@ -210,6 +210,9 @@ func TestParseRejects(t *testing.T) {
 		// A reviewer reads allow_debug=false; encoding/json alone would apply ALLOW_DEBUG=true.
 		{"rule repeated in another case", `{"tees": {"sim": {"allow_any_measurement": true, "allow_debug": false, "ALLOW_DEBUG": true}}}`, "differ only in case"},
 		{"rule in another case", `{"tees": {"sim": {"allow_any_measurement": true, "Allow_Debug": true}}}`, `unknown member "Allow_Debug"`},
+		{"bad collateral age", `{"tees": {"tdx": {"allow_any_measurement": true, "max_collateral_age": "a month"}}}`, "max_collateral_age"},
+		{"zero collateral age", `{"tees": {"tdx": {"allow_any_measurement": true, "max_collateral_age": "0d"}}}`, "positive duration"},
+		{"CRLs for sim", `{"tees": {"sim": {"allow_any_measurement": true, "require_crl": true}}}`, "sim evidence has none"},
 		{"top-level field in another case", `{"TEES": {"sim": {"allow_any_measurement": true}}}`, `unknown member "TEES"`},
 	}
 	for _, tc := range tests {

@@ -184,7 +184,7 @@ func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, source string,
 	if i < 0 {
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
 	}
-	info := &attestation.CollateralInfo{Source: source}
+	info := &attestation.CollateralInfo{Source: source, CheckedAt: opts.Time()}
 	crlChecked, err := checkRevocation(chains[i], opts, info)
 	if err != nil {
 		return nil, err

@@ -228,18 +228,23 @@ func TestForgedDCAPEvidenceRejected(t *testing.T) {
 // operator's impostor service would present. It returns the certificate and the forgery's root.
 func forgedRATLSCertificate(t *testing.T, s dcapSample, rootKey *ecdsa.PrivateKey, root *x509.Certificate) (*x509.Certificate, *x509.Certificate) {
 	t.Helper()
-	now := time.Now()
 	// One PKI for the endorsements and the quote, as a real platform has one chain.
-	f := forge(t, s, "", rootKey, root, nil, now)
+	f := forge(t, s, "", rootKey, root, nil, time.Now())
+	return ratlsCertificate(t, f, &enclavetls.IntelEndorsements{
+		Version: 1, TCBInfo: f.collateral[0], QEIdentity: f.collateral[1],
+		TCBInfoIssuerChain: f.collateral[2], QEIdentityIssuerChain: f.collateral[2],
+	}), f.pki.Root
+}
+
+// ratlsCertificate is an Enclave-TLS certificate whose evidence is f's sample re-signed under f's
+// PKI, binding the certificate's key, with endorsements as the peer chooses them.
+func ratlsCertificate(t *testing.T, f *forgery, endorsements *enclavetls.IntelEndorsements) *x509.Certificate {
+	t.Helper()
+	real := readSample(t, f.sample)
 	evidence := func(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) {
-		return f.pki.Reforge(readSample(t, s.quote), dcaptest.Options{ReportData: &rd})
+		return f.pki.Reforge(real, dcaptest.Options{ReportData: &rd})
 	}
-	id, err := enclavetls.NewIdentity(evidence, enclavetls.IdentityOptions{
-		Endorsements: &enclavetls.IntelEndorsements{
-			Version: 1, TCBInfo: f.collateral[0], QEIdentity: f.collateral[1],
-			TCBInfoIssuerChain: f.collateral[2], QEIdentityIssuerChain: f.collateral[2],
-		},
-	})
+	id, err := enclavetls.NewIdentity(evidence, enclavetls.IdentityOptions{Endorsements: endorsements})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +256,7 @@ func forgedRATLSCertificate(t *testing.T, s dcapSample, rootKey *ecdsa.PrivateKe
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert, f.pki.Root
+	return cert
 }
 
 // oldStyleSimCertificate is the sim platform certificate as rune exported it before the fix: the

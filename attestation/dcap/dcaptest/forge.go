@@ -72,6 +72,22 @@ func (p *PKI) IssuerChainPEM() []byte {
 	return append(pemCert(p.TCBSigning), pemCert(p.Root)...)
 }
 
+// CRLs returns an empty CRL of the root (revoking nothing) and one of the PCK CA revoking the
+// given serials, both issued at thisUpdate and valid for a month, as DER.
+func (p *PKI) CRLs(thisUpdate time.Time, revoked ...*big.Int) (rootCRL, pckCRL []byte, err error) {
+	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(30 * 24 * time.Hour)}
+	if rootCRL, err = x509.CreateRevocationList(rand.Reader, tmpl, p.Root, p.RootKey); err != nil {
+		return nil, nil, err
+	}
+	for _, sn := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: sn, RevocationTime: thisUpdate})
+	}
+	if pckCRL, err = x509.CreateRevocationList(rand.Reader, tmpl, p.PCKCA, p.PCKCAKey); err != nil {
+		return nil, nil, err
+	}
+	return rootCRL, pckCRL, nil
+}
+
 // Options change what Reforge writes into the forged quote.
 type Options struct {
 	// ReportData, when set, replaces the quote body's report data (for Enclave-TLS, where it must
