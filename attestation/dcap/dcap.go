@@ -24,6 +24,19 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
 )
 
+// TrailingDataHint names the switch that accepts non-zero bytes after a quote.
+const TrailingDataHint = "accept them with Options.AllowTrailingData, shelter --allow-trailing-data"
+
+// ZeroPadding reports whether b holds only zero bytes (true for an empty b).
+func ZeroPadding(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // ErrRevokedTCB is returned when collateral says the platform, QE or TDX module TCB is revoked.
 var ErrRevokedTCB = errors.New("TCB status Revoked")
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 )
 
@@ -27,12 +28,15 @@ type Quote struct {
 	// Signed is the exact region covered by the quote signature (header and report body).
 	Signed    []byte
 	Signature *abi.SignatureData
-	// Trailing counts bytes after the signature data (accepted only when asked for).
-	Trailing int
+	// Trailing counts bytes after the signature data: zero padding (TrailingZero), accepted by
+	// default, or other bytes, accepted only when asked for.
+	Trailing     int
+	TrailingZero bool
 }
 
-// ParseQuote parses an SGX ECDSA-P256 quote v3. With allowTrailing false (the safe default) any
-// byte after the signature data is an error.
+// ParseQuote parses an SGX ECDSA-P256 quote v3. Zero bytes after the signature data are buffer
+// padding (quote tools write quotes into fixed-size buffers) and are accepted; any other byte after
+// it is an error unless allowTrailing.
 func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	b = bytes.Clone(b) // the quote keeps slices of its input; do not share the caller's buffer
 	h, err := abi.ParseHeader(b)
@@ -62,12 +66,13 @@ func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	}
 	end := start + sigLen
 	trailing := len(b) - int(end)
-	if trailing > 0 && !allowTrailing {
-		return nil, fmt.Errorf("parse SGX quote: %w: %d bytes after the signature data", ErrTrailingData, trailing)
+	zero := dcap.ZeroPadding(b[end:])
+	if trailing > 0 && !zero && !allowTrailing {
+		return nil, fmt.Errorf("parse SGX quote: %w: %d bytes after the signature data are not zero padding (%s)", ErrTrailingData, trailing, dcap.TrailingDataHint)
 	}
 	sd, err := abi.ParseSignatureData(b[start:end], abi.LayoutV3)
 	if err != nil {
 		return nil, fmt.Errorf("parse SGX quote: %w", err)
 	}
-	return &Quote{Header: h, Report: report, Signed: b[:signedSize], Signature: sd, Trailing: trailing}, nil
+	return &Quote{Header: h, Report: report, Signed: b[:signedSize], Signature: sd, Trailing: trailing, TrailingZero: trailing > 0 && zero}, nil
 }

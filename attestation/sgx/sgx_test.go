@@ -102,10 +102,15 @@ func TestVerifySamples(t *testing.T) {
 			collateral: []string{qeIDFile, signingChain}, errIs: dcap.ErrIncompleteCollateral},
 		{name: "root CRL not yet valid at the pinned time", quote: sample(t, quoteFile), now: pinned,
 			collateral: []string{tcbInfoFile, qeIDFile, signingChain, rootCRLFile}, errContains: []string{"CRL of \"Intel SGX Root CA\"", "not yet valid"}},
-		{name: "trailing bytes rejected by default", quote: append(sample(t, quoteFile), 0, 0, 0), now: pinned,
-			errIs: ErrTrailingData},
-		{name: "trailing bytes tolerated when allowed", quote: append(sample(t, quoteFile), 0, 0, 0), now: pinned, collateral: full, allowTrail: true,
-			wantTCB: "SWHardeningNeeded", wantAdvisories: []string{"INTEL-SA-00615", "INTEL-SA-00657"}, wantDetails: map[string]string{"trailing_bytes": "3"}},
+		// Quote tools write into fixed-size buffers: zero padding is accepted and reported.
+		{name: "zero padding accepted by default", quote: append(sample(t, quoteFile), 0, 0, 0), now: pinned, collateral: full,
+			wantTCB: "SWHardeningNeeded", wantAdvisories: []string{"INTEL-SA-00615", "INTEL-SA-00657"},
+			wantDetails: map[string]string{"trailing_bytes": "3", "trailing_zero_padding": "true"}},
+		{name: "non-zero trailing bytes rejected by default, naming the switch", quote: append(sample(t, quoteFile), 0, 1, 0), now: pinned,
+			errIs: ErrTrailingData, errContains: []string{"not zero padding", "--allow-trailing-data"}},
+		{name: "non-zero trailing bytes tolerated when allowed", quote: append(sample(t, quoteFile), 0, 1, 0), now: pinned, collateral: full, allowTrail: true,
+			wantTCB: "SWHardeningNeeded", wantAdvisories: []string{"INTEL-SA-00615", "INTEL-SA-00657"},
+			wantDetails: map[string]string{"trailing_bytes": "3", "trailing_zero_padding": "false"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,6 +77,7 @@ func VerifyQuote(ctx context.Context, q *Quote, opts attestation.Options) (*atte
 	res.Details["config_svn"] = strconv.Itoa(int(r.ConfigSVN))
 	if q.Trailing > 0 {
 		res.Details["trailing_bytes"] = strconv.Itoa(q.Trailing)
+		res.Details["trailing_zero_padding"] = strconv.FormatBool(q.TrailingZero)
 	}
 	res.Collateral = out.Collateral
 	if out.TCB != nil {

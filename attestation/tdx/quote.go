@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 )
 
@@ -92,12 +93,15 @@ type Quote struct {
 	// body type, body size and body for v5.
 	Signed    []byte
 	Signature *abi.SignatureData
-	// Trailing counts bytes after the signature data (accepted only when asked for).
-	Trailing int
+	// Trailing counts bytes after the signature data: zero padding (TrailingZero), accepted by
+	// default, or other bytes, accepted only when asked for.
+	Trailing     int
+	TrailingZero bool
 }
 
-// ParseQuote parses a TDX quote v4 or v5. With allowTrailing false (the safe default) any byte
-// after the signature data is an error.
+// ParseQuote parses a TDX quote v4 or v5. Zero bytes after the signature data are buffer padding
+// (configfs-tsm report buffers, cloud quote services) and are accepted; any other byte after it is
+// an error unless allowTrailing.
 func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	b = bytes.Clone(b) // the quote keeps slices of its input; do not share the caller's buffer
 	h, err := abi.ParseHeader(b)
@@ -150,8 +154,10 @@ func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	}
 	end := start + sigLen
 	q.Trailing = len(b) - int(end)
-	if q.Trailing > 0 && !allowTrailing {
-		return nil, fmt.Errorf("parse TDX quote: %w: %d bytes after the signature data", ErrTrailingData, q.Trailing)
+	zero := dcap.ZeroPadding(b[end:])
+	q.TrailingZero = q.Trailing > 0 && zero
+	if q.Trailing > 0 && !zero && !allowTrailing {
+		return nil, fmt.Errorf("parse TDX quote: %w: %d bytes after the signature data are not zero padding (%s)", ErrTrailingData, q.Trailing, dcap.TrailingDataHint)
 	}
 	if q.Signature, err = abi.ParseSignatureData(b[start:end], abi.LayoutV4); err != nil {
 		return nil, fmt.Errorf("parse TDX quote: %w", err)

@@ -93,6 +93,7 @@ func VerifyQuote(ctx context.Context, q *Quote, opts attestation.Options) (*atte
 	}
 	if q.Trailing > 0 {
 		res.Details["trailing_bytes"] = strconv.Itoa(q.Trailing)
+		res.Details["trailing_zero_padding"] = strconv.FormatBool(q.TrailingZero)
 	}
 	res.Collateral = out.Collateral
 	if out.TCB != nil {
