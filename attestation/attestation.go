@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -206,13 +207,32 @@ func Detect(evidence []byte) (Verifier, error) {
 	return nil, ErrUnknownFormat
 }
 
-// Verify detects the format of evidence and verifies it.
+// Verify unwraps evidence from the forms tools emit it in (Unwrap), detects its format and
+// verifies it. A form other than the bare binary is named in Result.Details["evidence_form"].
 func Verify(ctx context.Context, evidence []byte, opts Options) (*Result, error) {
-	v, err := Detect(evidence)
+	raw, forms := Unwrap(evidence)
+	v, err := Detect(raw)
 	if err != nil {
 		return nil, err
 	}
-	return v.Verify(ctx, evidence, opts)
+	res, err := v.Verify(ctx, raw, opts)
+	if err != nil {
+		return nil, err
+	}
+	NoteForms(res, forms)
+	return res, nil
+}
+
+// NoteForms records in res.Details the forms (from Unwrap) the evidence came in, unless it was
+// the bare binary.
+func NoteForms(res *Result, forms []string) {
+	if len(forms) == 0 || (len(forms) == 1 && forms[0] == FormBinary) {
+		return
+	}
+	if res.Details == nil {
+		res.Details = map[string]string{}
+	}
+	res.Details["evidence_form"] = strings.Join(forms, "+")
 }
 
 func knownLocked[T any](m map[TEE]T) []TEE {

@@ -90,14 +90,17 @@ func Verify(ctx context.Context, in VerifyInput) *Report {
 	r := &Report{Subject: in.Subject, Kind: KindEvidence, Measurements: map[string]string{}, Errors: []string{}}
 	// Evidence formats start with fixed headers, so they are recognised first: a quote can hold PEM
 	// certificates (its PCK chain) and must not be taken for a certificate file.
-	if v, err := attestation.Detect(in.Data); err == nil {
+	// Text forms (PEM, hex, base64) and the Open Enclave header are unwrapped first.
+	raw, forms := attestation.Unwrap(in.Data)
+	if v, err := attestation.Detect(raw); err == nil {
 		r.TEE = string(v.TEE())
-		switch res, err := v.Verify(ctx, in.Data, in.Options); {
+		switch res, err := v.Verify(ctx, raw, in.Options); {
 		case in.Nonce != nil:
 			r.fail(errors.New("a nonce can only be checked in an RA-TLS certificate's claims; check raw evidence's report data with a policy"))
 		case err != nil:
 			r.fail(err)
 		default:
+			attestation.NoteForms(res, forms)
 			r.setResult(res)
 		}
 		r.checkPolicy(in.Policy)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"debug/elf"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -146,6 +147,12 @@ func TestVerify(t *testing.T) {
 	good := writePolicy(t, dir, "good.json", s.measurement)
 	bad := writePolicy(t, dir, "bad.json", strings.Repeat("0", 64))
 	broken := filepath.Join(dir, "broken.json")
+	sgxB64 := filepath.Join(dir, "quote.b64")
+	if raw, err := os.ReadFile(sample(t, "sgx/oasis_quote_v3_pck_chain.bin")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(sgxB64, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(broken, []byte(`{"tees":{"sim":{}}}`), 0o644)
 	example := "../../attestation/policy/testdata/example.json"
 	sgx := sample(t, "sgx/oasis_quote_v3_pck_chain.bin")
@@ -168,6 +175,9 @@ func TestVerify(t *testing.T) {
 			3, []string{"verified=true", "decided=false", "ok=false", "simulated=false"}},
 		{"sim evidence, no policy", []string{"verify", "--sim-root", s.root, "--output", "json", s.evidence},
 			3, []string{"tee=sim", "simulated=true", "verified=true", "decided=false", "ok=false"}},
+		{"SGX quote as base64 text", []string{"verify", "--at", "2022-12-20T00:50:04Z", "--policy", example, "--output", "json", "--collateral", sample(t, "sgx/oasis_tcbinfo_sgx_v3_fmspc_00606A000000.json"),
+			"--collateral", sample(t, "sgx/oasis_qeidentity_qe_v2.json"), "--collateral", sample(t, "sgx/oasis_tcb_signing_chain.pem"), sgxB64},
+			0, []string{"tee=intelSgx", "ok=true", `"evidence_form": "base64"`}},
 		{"SGX, expired PCK", []string{"verify", "--at", "2029-12-05T11:12:02Z", sgx}, 1, []string{"verdict:      FAIL"}},
 		{"TDX with zero padding", []string{"verify", "--at", "2024-09-21T12:00:00Z", "--output", "json", sample(t, "tdx/oasis_quote_v4_tdx_trailing70.bin")}, 3, []string{"verified=true"}},
 		{"TDX with trailing text, strict", []string{"verify", "--at", "2023-07-01T01:00:00Z", sample(t, "tdx/gotdx_quote_v4_spr_e4_trailing39.dat")}, 1, []string{"not zero padding", "--allow-trailing-data"}},
