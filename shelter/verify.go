@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 )
@@ -334,6 +335,26 @@ func readBounded(p string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes", p, maxFileSize)
 	}
 	return b, nil
+}
+
+// LoadCollateral reads collateral files and checks that each is something a verifier recognises:
+// a file no verifier takes is an error, never silently ignored (a user who passed a CRL that is
+// not read would believe revocation was checked).
+func LoadCollateral(paths []string) ([][]byte, error) {
+	files, err := LoadFiles(paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		c, err := abi.ParseCollateral([][]byte{f})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", paths[i], err)
+		}
+		if c.Ignored > 0 {
+			return nil, fmt.Errorf("%s: not collateral any verifier recognises (want a TCB info or QE identity JSON, a collateral bundle JSON, PEM or DER certificates or CRLs, a VCEK)", paths[i])
+		}
+	}
+	return files, nil
 }
 
 // LoadFiles reads files whole (collateral is passed raw: verifiers recognise it by content).

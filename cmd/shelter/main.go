@@ -84,7 +84,7 @@ func options(c *cli.Context) (attestation.Options, error) {
 	if err := anchors.Apply(&opts); err != nil {
 		return opts, usageError("%v", err)
 	}
-	if opts.Collateral, err = shelter.LoadFiles(c.StringSlice("collateral")); err != nil {
+	if opts.Collateral, err = shelter.LoadCollateral(c.StringSlice("collateral")); err != nil {
 		return opts, usageError("--collateral: %v", err)
 	}
 	if at := c.String("at"); at != "" {

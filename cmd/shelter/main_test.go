@@ -201,6 +201,8 @@ func TestVerify(t *testing.T) {
 		{"invalid policy", []string{"verify", "--policy", broken, sgx}, 2, nil},
 		{"unknown flag", []string{"verify", "--bogus", sgx}, 2, nil},
 		{"bad --roots", []string{"verify", "--roots", sgx, sgx}, 2, nil},
+		// A collateral file no verifier reads is an error: the user would believe it was used.
+		{"unrecognised collateral", []string{"verify", "--collateral", broken, sgx}, 2, nil},
 		{"an arbitrary CA in --roots", []string{"verify", "--roots", sample(t, "roots/oasis_intel_pck_platform_ca_chain.pem"), sgx}, 2, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil},
 	} {

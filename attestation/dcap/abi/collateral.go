@@ -64,6 +64,8 @@ func (c *Collateral) addJSON(b []byte) error {
 	_, isTCB := keys["tcbInfo"]
 	_, isQE := keys["enclaveIdentity"]
 	switch {
+	case isQVECollateral(keys):
+		return c.addQVE(b)
 	case isTCB && isQE:
 		return fmt.Errorf("JSON has both tcbInfo and enclaveIdentity")
 	case isTCB:

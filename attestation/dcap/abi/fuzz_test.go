@@ -64,6 +64,7 @@ func FuzzParseCollateral(f *testing.F) {
 	for _, s := range []string{"sgx/oasis_tcbinfo_sgx_v3_fmspc_00606A000000.json", "sgx/oasis_qeidentity_qe_v2.json", "sgx/oasis_tcb_signing_chain.pem", "tdx/gotdx_pck_crl_platform_2023-06-08.der"} {
 		f.Add(sample(f, s))
 	}
+	f.Add([]byte(`{"tcb_info":"{\"id\":\"SGX\"}","tcb_info_signature":"00","root_ca_crl":"3000","pck_crl_issuer_chain":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = ParseCollateral([][]byte{b})
 	})
