@@ -346,12 +346,8 @@ func LoadCollateral(paths []string) ([][]byte, error) {
 		return nil, err
 	}
 	for i, f := range files {
-		c, err := abi.ParseCollateral([][]byte{f})
-		if err != nil {
+		if _, err := abi.ParseCollateral([][]byte{f}); err != nil {
 			return nil, fmt.Errorf("%s: %w", paths[i], err)
-		}
-		if c.Ignored > 0 {
-			return nil, fmt.Errorf("%s: not collateral any verifier recognises (want a TCB info or QE identity JSON, a collateral bundle JSON, PEM or DER certificates or CRLs, a VCEK)", paths[i])
 		}
 	}
 	return files, nil

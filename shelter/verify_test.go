@@ -104,6 +104,9 @@ func TestSamples(t *testing.T) {
 			ok: true, verified: true, tee: attestation.SGX, tcb: "SWHardeningNeeded"},
 		{name: "SGX quote, example policy, collateral", file: "sgx/oasis_quote_v3_pck_chain.bin", at: sgxTime, collateral: [][]string{sgxColl},
 			policy: example, ok: true, verified: true, tee: attestation.SGX, tcb: "SWHardeningNeeded"},
+		// A TCB info without its QE identity decides no status: the policy that needs one rejects.
+		{name: "SGX quote, example policy, TCB info without QE identity", file: "sgx/oasis_quote_v3_pck_chain.bin", at: sgxTime,
+			collateral: [][]string{{sgxColl[0], sgxColl[2]}}, policy: example, verified: true, tee: attestation.SGX, violations: []string{"allow_unknown_tcb"}},
 		{name: "SGX quote, example policy, no collateral", file: "sgx/oasis_quote_v3_pck_chain.bin", at: sgxTime,
 			policy: example, verified: true, tee: attestation.SGX, violations: []string{"allow_unknown_tcb"}},
 		{name: "SGX quote, other MRENCLAVE required", file: "sgx/oasis_quote_v3_pck_chain.bin", at: sgxTime, collateral: [][]string{sgxColl},

@@ -40,10 +40,6 @@ func ZeroPadding(b []byte) bool {
 // ErrRevokedTCB is returned when collateral says the platform, QE or TDX module TCB is revoked.
 var ErrRevokedTCB = errors.New("TCB status Revoked")
 
-// ErrIncompleteCollateral is returned when collateral for this quote has a TCB info but no QE
-// identity or the reverse: a TCB status needs both.
-var ErrIncompleteCollateral = errors.New("incomplete collateral")
-
 // Quote is the parsed evidence to verify.
 type Quote struct {
 	Header abi.Header
@@ -231,10 +227,18 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	case ti == nil && qi == nil:
 		out.Details["collateral"] = fmt.Sprintf("no %s TCB info for FMSPC %X and no %s identity: TCB status not evaluated", tcbID, ext.FMSPC, qeID)
 		return nil
+	// A TCB status needs both: say what is missing and what the signatures established; the
+	// status stays undecided, which a policy that needs one rejects.
 	case ti == nil:
-		return fmt.Errorf("%w: %s identity given but no %s TCB info for FMSPC %X", ErrIncompleteCollateral, qeID, tcbID, ext.FMSPC)
+		out.Details["collateral"] = fmt.Sprintf("incomplete: %s identity (issued %s) verified, but no %s TCB info for FMSPC %X: TCB status not decided",
+			qeID, qi.IssueDate.UTC().Format(time.RFC3339), tcbID, ext.FMSPC)
+		info.NoteIssued(qi.IssueDate)
+		return nil
 	case qi == nil:
-		return fmt.Errorf("%w: %s TCB info for FMSPC %X given but no %s identity", ErrIncompleteCollateral, tcbID, ext.FMSPC, qeID)
+		out.Details["collateral"] = fmt.Sprintf("incomplete: %s TCB info for FMSPC %X (issued %s) verified, but no %s identity: TCB status not decided",
+			tcbID, ext.FMSPC, ti.IssueDate.UTC().Format(time.RFC3339), qeID)
+		info.NoteIssued(ti.IssueDate)
+		return nil
 	}
 
 	d, err := validate.TCB(ti, qi, validate.Platform{PCK: ext, QEReport: q.Signature.QEReport, TDX: q.TDX})

@@ -412,16 +412,13 @@ func TestParseCollateral(t *testing.T) {
 		sample(t, "tdx/gotdx_pck_crl_platform_2023-06-08.der"),        // DER CRL
 		sample(t, "roots/gotdx_intel_sgx_root_ca_crl_2023-04-03.der"), // DER CRL
 		sample(t, "sev-snp/gosev_vcek_milan.der"),                     // DER certificate (another TEE's)
-		sample(t, "sev-snp/gosev_report_v2_milan.bin"),                // not collateral
-		[]byte(`{"unrelated":true}`),
-		[]byte("  \n"),
 	}
 	c, err := ParseCollateral(files)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.TCBInfos) != 1 || len(c.QEIdentities) != 1 || len(c.Certificates) != 3 || len(c.CRLs) != 2 || c.Ignored != 3 {
-		t.Errorf("TCB infos %d, QE identities %d, certificates %d, CRLs %d, ignored %d", len(c.TCBInfos), len(c.QEIdentities), len(c.Certificates), len(c.CRLs), c.Ignored)
+	if len(c.TCBInfos) != 1 || len(c.QEIdentities) != 1 || len(c.Certificates) != 3 || len(c.CRLs) != 2 {
+		t.Errorf("TCB infos %d, QE identities %d, certificates %d, CRLs %d", len(c.TCBInfos), len(c.QEIdentities), len(c.Certificates), len(c.CRLs))
 	}
 	if n := len(c.CRLs[0].RevokedCertificateEntries); n != 44 {
 		t.Errorf("PCK CRL has %d entries, want 44", n)
@@ -433,6 +430,12 @@ func TestParseCollateral(t *testing.T) {
 		"both kinds in one":   []byte(`{"tcbInfo":{},"enclaveIdentity":{}}`),
 		"PEM without a block": []byte("-----BEGIN nothing"),
 		"QE identity no sig":  []byte(`{"enclaveIdentity":{"id":"QE"}}`),
+		// Nothing is silently ignored: the user who passed it would believe it was used.
+		"an SNP report":     sample(t, "sev-snp/gosev_report_v2_milan.bin"),
+		"unrelated JSON":    []byte(`{"unrelated":true}`),
+		"empty":             []byte("  \n"),
+		"a PEM private key": []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+		"JSON array":        []byte(`[1]`),
 	} {
 		if _, err := ParseCollateral([][]byte{f}); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -5,17 +5,18 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 )
 
-// Collateral is what was recognised among raw collateral files. Files that are none of these
-// (another TEE's collateral, unrelated JSON) are counted in Ignored and otherwise left alone.
+// Collateral is what was recognised among raw collateral files. Every file must be one of these
+// (certificates and CRLs also serve other TEEs, such as an SNP VCEK): a file that is none is an
+// error, never silently ignored, since a user who passed it would believe it was used.
 type Collateral struct {
 	TCBInfos     []*TCBInfo
 	QEIdentities []*QEIdentity
 	Certificates []*x509.Certificate
 	CRLs         []*x509.RevocationList
-	Ignored      int
 }
 
 // ParseCollateral sorts raw files by content: TCB info JSON, enclave identity JSON, PEM blocks
@@ -35,8 +36,7 @@ func (c *Collateral) add(f []byte) error {
 	trimmed := bytes.TrimSpace(f)
 	switch {
 	case len(trimmed) == 0:
-		c.Ignored++
-		return nil
+		return errors.New("empty file")
 	case trimmed[0] == '{':
 		return c.addJSON(trimmed)
 	case bytes.Contains(f, []byte("-----BEGIN ")):
@@ -50,16 +50,15 @@ func (c *Collateral) add(f []byte) error {
 			c.CRLs = append(c.CRLs, crl)
 			return nil
 		}
+		return errors.New("DER data that is neither a certificate nor a CRL")
 	}
-	c.Ignored++
-	return nil
+	return errors.New("not collateral: want a TCB info or QE identity JSON, a collateral bundle JSON, PEM or DER certificates or CRLs")
 }
 
 func (c *Collateral) addJSON(b []byte) error {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(b, &keys); err != nil {
-		c.Ignored++ // JSON-looking but not an object we know
-		return nil
+		return fmt.Errorf("not a JSON object: %w", err)
 	}
 	_, isTCB := keys["tcbInfo"]
 	_, isQE := keys["enclaveIdentity"]
@@ -81,7 +80,7 @@ func (c *Collateral) addJSON(b []byte) error {
 		}
 		c.QEIdentities = append(c.QEIdentities, qi)
 	default:
-		c.Ignored++
+		return errors.New("JSON that is neither a TCB info, a QE identity nor a collateral bundle")
 	}
 	return nil
 }
@@ -109,7 +108,7 @@ func (c *Collateral) addPEM(b []byte) error {
 			}
 			c.CRLs = append(c.CRLs, crl)
 		default:
-			c.Ignored++
+			return fmt.Errorf("PEM block %d is %q, want CERTIFICATE or X509 CRL", n, block.Type)
 		}
 		rest = next
 	}
