@@ -37,6 +37,10 @@ func ZeroPadding(b []byte) bool {
 	return true
 }
 
+// ErrNoPCKCertificate is wrapped when a quote names its platform by PPID and no PCK certificate
+// from collateral verifies it.
+var ErrNoPCKCertificate = errors.New("no PCK certificate for this quote")
+
 // ErrRevokedTCB is returned when collateral says the platform, QE or TDX module TCB is revoked.
 var ErrRevokedTCB = errors.New("TCB status Revoked")
 
@@ -72,22 +76,34 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 	if q.Signature == nil {
 		return nil, errors.New("quote has no signature data")
 	}
-	certs, err := q.Signature.Certification.PCKChain()
-	if err != nil {
-		return nil, err
-	}
 	roots, err := verify.TrustAnchors(opts.IntelRoots)
 	if err != nil {
 		return nil, err
 	}
-	pck, err := verify.PCKChain(certs, roots, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
-		return nil, err
+	var pck *verify.PCK
+	pckSource := "quote"
+	if ppid, ok := ppidData(q.Signature.Certification); ok {
+		// The quote names the platform by an (encrypted) PPID: the PCK certificate must come
+		// from collateral (Intel PCS pckcert). It is found by what the quote proves: its key
+		// signed the QE report, and its PCE ID is the quote's.
+		if pck, err = pckFromCollateral(q, ppid, opts, roots, now); err != nil {
+			return nil, err
+		}
+		pckSource = "collateral (certification data: " + ppid.name + ")"
+	} else {
+		certs, err := q.Signature.Certification.PCKChain()
+		if err != nil {
+			return nil, err
+		}
+		if pck, err = verify.PCKChain(certs, roots, now); err != nil {
+			return nil, err
+		}
+		if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
+			return nil, err
+		}
 	}
 	out := &Outcome{PCK: pck, Details: pckDetails(pck, q)}
+	out.Details["pck_source"] = pckSource
 	if len(opts.Collateral) == 0 && len(opts.PeerCollateral) == 0 {
 		out.Details["collateral"] = "none: signatures and PCK chain verified, TCB status not evaluated"
 		return out, nil
@@ -99,6 +115,92 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// ppid is certification data that names the platform by PPID instead of carrying its PCK chain.
+type ppid struct {
+	name   string
+	pceid  [2]byte
+	pcesvn uint16
+	cpusvn [16]byte
+}
+
+// ppidData decodes certification data types 1-3: a PPID (clear, or encrypted with RSA-2048 or
+// RSA-3072), then CPUSVN, PCESVN and PCE ID.
+func ppidData(cd abi.CertificationData) (*ppid, bool) {
+	var size int
+	switch cd.Type {
+	case abi.CertDataPPIDCleartext:
+		size = 16
+	case abi.CertDataPPIDRSA2048:
+		size = 256
+	case abi.CertDataPPIDRSA3072:
+		size = 384
+	default:
+		return nil, false
+	}
+	p := &ppid{name: []string{"", "clear-text PPID", "PPID encrypted with RSA-2048", "PPID encrypted with RSA-3072"}[cd.Type]}
+	// Exactly PPID, CPUSVN (16), PCESVN (2), PCE ID (2): anything else is not this type.
+	if len(cd.Data) != size+20 {
+		return &ppid{name: p.name + fmt.Sprintf(" of %d bytes, want %d", len(cd.Data), size+20)}, true
+	}
+	rest := cd.Data[size:]
+	copy(p.cpusvn[:], rest[:16])
+	p.pcesvn = uint16(rest[16]) | uint16(rest[17])<<8
+	copy(p.pceid[:], rest[18:20])
+	return p, true
+}
+
+// pckFromCollateral finds, among the collateral's certificates (the verifier's first), a PCK
+// certificate that chains to roots, has the quote's PCE ID, and whose key made the quote's
+// signatures valid.
+func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, now time.Time) (*verify.PCK, error) {
+	if strings.Contains(p.name, " bytes, want ") {
+		return nil, fmt.Errorf("certification data: %s", p.name)
+	}
+	var certs []*x509.Certificate
+	for _, files := range [][][]byte{opts.Collateral, opts.PeerCollateral} {
+		c, err := abi.ParseCollateral(files)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c.Certificates...)
+	}
+	var leaves, cas []*x509.Certificate
+	for _, c := range certs {
+		switch c.Subject.CommonName {
+		case verify.PCKCertificateCN:
+			leaves = append(leaves, c)
+		case verify.PCKPlatformCACN, verify.PCKProcessorCACN:
+			cas = append(cas, c)
+		}
+	}
+	if len(leaves) == 0 {
+		return nil, fmt.Errorf("%w: the quote carries a %s, not its PCK certificate: pass the platform's PCK certificate and its PCK CA as collateral (Intel PCS pckcert)", ErrNoPCKCertificate, p.name)
+	}
+	var errs []error
+	for _, leaf := range leaves {
+		for _, ca := range cas {
+			pck, err := verify.PCKChain([]*x509.Certificate{leaf, ca}, roots, now)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if pck.Extension.PCEID != p.pceid {
+				errs = append(errs, fmt.Errorf("PCK certificate serial %X is for PCE ID %X, the quote's is %X", leaf.SerialNumber, pck.Extension.PCEID, p.pceid))
+				continue
+			}
+			if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
+				errs = append(errs, fmt.Errorf("PCK certificate serial %X: %w", leaf.SerialNumber, err))
+				continue
+			}
+			return pck, nil
+		}
+	}
+	if len(cas) == 0 {
+		errs = append(errs, errors.New("no PCK Platform or Processor CA certificate in collateral"))
+	}
+	return nil, fmt.Errorf("%w: none in collateral verifies it (%s): %w", ErrNoPCKCertificate, p.name, errors.Join(errs...))
 }
 
 func pckDetails(pck *verify.PCK, q *Quote) map[string]string {

@@ -3,6 +3,7 @@ package dcap
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
@@ -32,7 +33,11 @@ func TestVerifyRejectsIncompleteQuote(t *testing.T) {
 		t.Error("quote without signature data verified")
 	}
 	q := &Quote{Signature: &abi.SignatureData{Certification: abi.CertificationData{Type: abi.CertDataPPIDCleartext}}}
-	if _, err := Verify(context.Background(), q, attestation.Options{}); !errors.Is(err, abi.ErrUnsupportedCertificationData) {
+	if _, err := Verify(context.Background(), q, attestation.Options{}); err == nil || !strings.Contains(err.Error(), "clear-text PPID of 0 bytes, want 36") {
+		t.Errorf("error %v, want malformed PPID certification data", err)
+	}
+	q7 := &Quote{Signature: &abi.SignatureData{Certification: abi.CertificationData{Type: abi.CertDataPlatformManifest}}}
+	if _, err := Verify(context.Background(), q7, attestation.Options{}); !errors.Is(err, abi.ErrUnsupportedCertificationData) {
 		t.Errorf("error %v, want unsupported certification data", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,13 +2,21 @@ package sgx
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap/dcaptest"
 )
 
 // TestCollateralBundles verifies the SGX sample with its real collateral packed as verifiers
@@ -74,4 +82,61 @@ func TestCollateralBundles(t *testing.T) {
 
 func optionsAt(now time.Time, collateral ...[]byte) attestation.Options {
 	return attestation.Options{Now: now, Collateral: collateral}
+}
+
+// TestEncryptedPPID: a quote that names its platform by an encrypted PPID verifies when the
+// platform's PCK certificate (as Intel PCS serves it) and PCK CA are collateral, and only then.
+func TestEncryptedPPID(t *testing.T) {
+	// The real sample with another real platform's PCK certificate: its key did not sign the QE
+	// report, so it is not this platform's.
+	q, err := ParseQuote(sample(t, quoteFile), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := q.Signature.Certification.PCKChain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other []byte
+	for _, c := range chain[:2] {
+		other = append(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	_, err = Verifier{}.Verify(context.Background(), sample(t, eppidFile), optionsAt(pinned, other))
+	if !errors.Is(err, dcap.ErrNoPCKCertificate) || !strings.Contains(err.Error(), "QE report signature by PCK key") {
+		t.Fatalf("another platform's PCK certificate: %v", err)
+	}
+
+	// The real SGX quote re-signed under a test Intel PKI with type-3 certification data.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki, err := dcaptest.NewPKI(key, nil, pinned.Add(-time.Hour), pinned.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := pki.Reforge(sample(t, quoteFile), dcaptest.Options{EncryptedPPID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pckPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.LastPCK.Raw})
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.PCKCA.Raw})
+	opts := optionsAt(pinned, pckPEM, caPEM)
+	opts.IntelRoots = []*x509.Certificate{pki.Root}
+	res, err := Verifier{}.Verify(context.Background(), forged, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Details["pck_source"] != "collateral (certification data: PPID encrypted with RSA-3072)" || res.Measurements["mrenclave"] != wantMREnclave {
+		t.Fatalf("details %v", res.Details)
+	}
+	// Without the PCK certificate, or with it but not its CA: refused.
+	opts.Collateral = [][]byte{caPEM}
+	if _, err := (Verifier{}).Verify(context.Background(), forged, opts); !errors.Is(err, dcap.ErrNoPCKCertificate) {
+		t.Fatalf("no PCK certificate: %v", err)
+	}
+	opts.Collateral = [][]byte{pckPEM}
+	if _, err := (Verifier{}).Verify(context.Background(), forged, opts); err == nil || !strings.Contains(err.Error(), "no PCK Platform or Processor CA") {
+		t.Fatalf("no PCK CA: %v", err)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
@@ -84,8 +85,9 @@ func TestVerifySamples(t *testing.T) {
 		{name: "collateral for other TEEs only is not a TCB decision", quote: sample(t, quoteFile), now: pinned,
 			collateral:  []string{snpVCEKFile, amdChainFile, tdQEIdentity, tdxTCBInfo, signingChain},
 			wantDetails: map[string]string{"collateral": "no SGX TCB info for FMSPC 00606A000000 and no QE identity: TCB status not evaluated"}},
-		{name: "encrypted PPID certification data", quote: sample(t, eppidFile), now: pinned,
-			errIs: abi.ErrUnsupportedCertificationData, errContains: []string{"unsupported certification data type 3"}},
+		// Its PCK certificate is not public: without it the QE report signature cannot be checked.
+		{name: "encrypted PPID certification data, no PCK certificate", quote: sample(t, eppidFile), now: pinned, collateral: full,
+			errIs: dcap.ErrNoPCKCertificate, errContains: []string{"PPID encrypted with RSA-3072", "pass the platform's PCK certificate"}},
 		{name: "PCK certificate expired", quote: sample(t, quoteFile), now: pckExpired, collateral: full,
 			errContains: []string{"PCK chain", "expired"}},
 		{name: "PCK certificate not yet valid", quote: sample(t, quoteFile), now: pckNotYetValid,

@@ -30,6 +30,9 @@ import (
 // PKI is an attacker's imitation of Intel's DCAP PKI: a root, a PCK Platform CA and a TCB Signing
 // certificate, named as Intel names them.
 type PKI struct {
+	// LastPCK is the PCK certificate of the latest Reforge (what Intel PCS would serve for an
+	// encrypted-PPID quote).
+	LastPCK    *x509.Certificate
 	RootKey    *ecdsa.PrivateKey
 	Root       *x509.Certificate
 	PCKCAKey   *ecdsa.PrivateKey
@@ -93,6 +96,10 @@ type Options struct {
 	// ReportData, when set, replaces the quote body's report data (for Enclave-TLS, where it must
 	// bind the certificate's key).
 	ReportData *[64]byte
+	// EncryptedPPID writes certification data type 3 (a PPID encrypted with RSA-3072, then the
+	// platform's CPUSVN, PCESVN and PCE ID) instead of the PCK chain: the PCK certificate then
+	// comes from collateral (PKI.LastPCK).
+	EncryptedPPID bool
 }
 
 // Reforge re-signs a real quote (SGX v3 or TDX v4) under p: a new attestation key signs header
@@ -169,7 +176,21 @@ func (p *PKI) Reforge(quote []byte, o Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	chain := append(append(append(pemCert(pck), pemCert(p.PCKCA)...), pemCert(p.Root)...), 0)
+	p.LastPCK = pck
+	certType, certData := uint16(abi.CertDataPCKCertChain), append(append(append(pemCert(pck), pemCert(p.PCKCA)...), pemCert(p.Root)...), 0)
+	if o.EncryptedPPID {
+		ext, err := abi.PCKExtensionFromCertificate(pck)
+		if err != nil {
+			return nil, err
+		}
+		certType, certData = abi.CertDataPPIDRSA3072, make([]byte, 384, 404)
+		if _, err := rand.Read(certData); err != nil {
+			return nil, err
+		}
+		certData = append(certData, ext.CPUSVN[:]...)
+		certData = binary.LittleEndian.AppendUint16(certData, ext.PCESVN)
+		certData = append(certData, ext.PCEID[:]...)
+	}
 
 	// QE report certification: QE report, its signature, auth data, then the PCK chain (type 5).
 	var qeCert bytes.Buffer
@@ -177,7 +198,7 @@ func (p *PKI) Reforge(quote []byte, o Options) ([]byte, error) {
 	qeCert.Write(qeSig)
 	binary.Write(&qeCert, binary.LittleEndian, uint16(len(sd.QEAuthData)))
 	qeCert.Write(sd.QEAuthData)
-	writeCertData(&qeCert, abi.CertDataPCKCertChain, chain)
+	writeCertData(&qeCert, certType, certData)
 
 	var sigData bytes.Buffer
 	sigData.Write(quoteSig)
