@@ -108,7 +108,8 @@ const (
 // CollateralInfo describes the collateral a verdict rests on.
 type CollateralInfo struct {
 	// Source is where the signed collateral that decided the TCB status (TCB info and QE
-	// identity; SNP: the VCEK) came from: SourceVerifier or SourcePeer ("" when none decided it).
+	// identity; SNP: the VCEK) came from: SourceVerifier, SourcePeer, or "verifier+peer" when
+	// the verifier held one of the two and the peer sent the other ("" when none decided it).
 	Source string `json:"source,omitempty"`
 	// Oldest is the issue date of the oldest signed collateral used (TCB info and QE identity
 	// issueDate, CRL thisUpdate); zero when none was dated.

@@ -31,6 +31,13 @@ var (
 	OIDLegacyEPIDLeafCert     = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 4}
 	OIDLegacyEPIDSignature    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 5}
 	OIDLegacySGXECDSAQuote    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 6}
+	// sgx-ra-tls (and inclavare's libenclave-tls) carry the quote's collateral beside it in .7 to
+	// .10: PCK certificate, PCK signing chain, TCB info, TCB signing chain. rats-tls reused .8 for
+	// TDX quotes; which one a .8 holds is decided by its content.
+	OIDLegacyPCKCert          = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 7}
+	OIDLegacyPCKSignChain     = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 8}
+	OIDLegacyTCBInfo          = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 9}
+	OIDLegacyTCBSignChain     = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 10}
 	OIDLegacyTDXQuote         = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 8}
 	OIDLegacySGXLocalReport   = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 14}
 	OIDLegacySNPReport        = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 20}

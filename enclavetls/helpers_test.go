@@ -159,3 +159,12 @@ func legacyCert(t testing.TB, name string) *x509.Certificate {
 	}
 	return c
 }
+
+func readSample(t testing.TB, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,13 +76,21 @@ func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts attesta
 		return nil, fmt.Errorf("certificate is not validly self-signed: %w", err)
 	}
 	var dice, endorse, legacy []int
+	var legacyCollateral [][]byte
 	unsupported := ""
+	hasSGXQuote := slices.ContainsFunc(cert.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(OIDLegacySGXECDSAQuote) })
 	for i, e := range cert.Extensions {
 		switch {
 		case e.Id.Equal(OIDTaggedEvidence):
 			dice = append(dice, i)
 		case e.Id.Equal(OIDEndorsementManifest):
 			endorse = append(endorse, i)
+		case e.Id.Equal(OIDLegacyPCKCert), e.Id.Equal(OIDLegacyTCBInfo), e.Id.Equal(OIDLegacyTCBSignChain),
+			e.Id.Equal(OIDLegacyPCKSignChain) && hasSGXQuote && !isTDXQuote(e.Value):
+			// sgx-ra-tls collateral beside its quote: chosen by the peer, ranked as such.
+			if b := bytes.TrimRight(e.Value, "\x00"); len(bytes.TrimSpace(b)) > 0 {
+				legacyCollateral = append(legacyCollateral, b)
+			}
 		default:
 			if _, ok := legacyVerifiableEvidences[e.Id.String()]; ok {
 				legacy = append(legacy, i)
@@ -108,6 +117,7 @@ func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts attesta
 			return nil, errors.New("legacy RA-TLS certificates carry no nonce: they cannot prove freshness")
 		}
 		e := cert.Extensions[legacy[0]]
+		opts.PeerCollateral = append(slices.Clip(opts.PeerCollateral), legacyCollateral...)
 		return verifyLegacy(ctx, cert, legacyVerifiableEvidences[e.Id.String()], e.Value, opts)
 	case unsupported != "":
 		return nil, fmt.Errorf("certificate carries %s: not supported", unsupported)
@@ -162,6 +172,12 @@ func verifyDICE(ctx context.Context, cert *x509.Certificate, ext, endorsements [
 		p.Fresh = true
 	}
 	return p, nil
+}
+
+// isTDXQuote reports whether b is evidence the TDX verifier recognises (rats-tls's use of .8).
+func isTDXQuote(b []byte) bool {
+	v, err := attestation.Detect(b)
+	return err == nil && v.TEE() == attestation.TDX
 }
 
 // verifyLegacy checks the format older rats-tls/Enclave-TLS wrote: raw evidence in a

@@ -272,10 +272,16 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	// and a CRL can only revoke.
 	info := &attestation.CollateralInfo{CheckedAt: now}
 	tcbInfos, qeIdentities := tcbInfosIn(own), qeIdentitiesIn(own)
-	source := attestation.SourceVerifier
-	if len(tcbInfos) == 0 && len(qeIdentities) == 0 {
-		tcbInfos, qeIdentities = tcbInfosIn(peer), qeIdentitiesIn(peer)
-		source = attestation.SourcePeer
+	tcbSource, qeSource := attestation.SourceVerifier, attestation.SourceVerifier
+	if len(tcbInfos) == 0 {
+		tcbInfos, tcbSource = tcbInfosIn(peer), attestation.SourcePeer
+	}
+	if len(qeIdentities) == 0 {
+		qeIdentities, qeSource = qeIdentitiesIn(peer), attestation.SourcePeer
+	}
+	source := tcbSource
+	if tcbSource != qeSource {
+		source = attestation.SourceVerifier + "+" + attestation.SourcePeer
 	}
 	col := &abi.Collateral{
 		Certificates: append(append([]*x509.Certificate(nil), own.Certificates...), peer.Certificates...),
