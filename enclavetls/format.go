@@ -26,11 +26,11 @@ var (
 // Legacy sgx-ra-tls / Enclave-TLS / rats-tls (before 2023) evidence extensions: the raw evidence is
 // the extension value, and its report data starts with the hash of the certificate's public key.
 var (
-	OIDLegacyEPIDReport       = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 2}
-	OIDLegacyEPIDRootCert     = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 3}
-	OIDLegacyEPIDLeafCert     = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 4}
-	OIDLegacyEPIDSignature    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 5}
-	OIDLegacySGXECDSAQuote    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 6}
+	OIDLegacyEPIDReport    = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 2}
+	OIDLegacyEPIDRootCert  = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 3}
+	OIDLegacyEPIDLeafCert  = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 4}
+	OIDLegacyEPIDSignature = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 5}
+	OIDLegacySGXECDSAQuote = asn1.ObjectIdentifier{1, 2, 840, 113741, 1337, 6}
 	// sgx-ra-tls (and inclavare's libenclave-tls) carry the quote's collateral beside it in .7 to
 	// .10: PCK certificate, PCK signing chain, TCB info, TCB signing chain. rats-tls reused .8 for
 	// TDX quotes; which one a .8 holds is decided by its content.
