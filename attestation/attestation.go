@@ -61,6 +61,16 @@ type Options struct {
 	// AllowTrailingData accepts bytes after the end of the evidence structure. Off by default:
 	// strict parsing is the safe choice.
 	AllowTrailingData bool
+	// Source, when set, fetches collateral for the evidence (Intel PCS or a PCCS, AMD KDS,
+	// through a cache) before it is verified; what it returns counts as the verifier's own.
+	Source CollateralSource
+}
+
+// CollateralSource finds collateral for one piece of evidence of a known TEE. It fetches only
+// public, signed data: nothing it returns is trusted until a verifier checked it to its TEE's
+// anchors.
+type CollateralSource interface {
+	Collateral(ctx context.Context, tee TEE, evidence []byte, opts Options) ([][]byte, error)
 }
 
 // Time returns the verification time.
@@ -216,12 +226,25 @@ func Verify(ctx context.Context, evidence []byte, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.Verify(ctx, raw, opts)
+	res, err := VerifyWith(ctx, v, raw, opts)
 	if err != nil {
 		return nil, err
 	}
 	NoteForms(res, forms)
 	return res, nil
+}
+
+// VerifyWith verifies raw evidence with v, after adding what opts.Source finds for it to the
+// verifier's collateral.
+func VerifyWith(ctx context.Context, v Verifier, raw []byte, opts Options) (*Result, error) {
+	if opts.Source != nil {
+		files, err := opts.Source.Collateral(ctx, v.TEE(), raw, opts)
+		if err != nil {
+			return nil, fmt.Errorf("fetch collateral: %w", err)
+		}
+		opts.Collateral = append(opts.Collateral[:len(opts.Collateral):len(opts.Collateral)], files...)
+	}
+	return v.Verify(ctx, raw, opts)
 }
 
 // NoteForms records in res.Details the forms (from Unwrap) the evidence came in, unless it was

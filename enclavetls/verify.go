@@ -214,7 +214,7 @@ func verifyEvidence(ctx context.Context, tees []attestation.TEE, evidence []byte
 	if !slices.Contains(tees, v.TEE()) {
 		return nil, fmt.Errorf("evidence is %s evidence, but its tag says %v", v.TEE(), tees)
 	}
-	res, err := v.Verify(ctx, evidence, opts)
+	res, err := attestation.VerifyWith(ctx, v, evidence, opts)
 	if err != nil {
 		return nil, fmt.Errorf("certificate evidence (%s): %w", v.TEE(), err)
 	}

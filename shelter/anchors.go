@@ -80,3 +80,16 @@ func (f AnchorFiles) Apply(opts *attestation.Options) error {
 	}
 	return nil
 }
+
+// LoadCertPool reads PEM certificates from path into a pool (for example the CA of a PCCS).
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	certs, err := LoadCertificates([]string{path})
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}

@@ -95,7 +95,7 @@ func Verify(ctx context.Context, in VerifyInput) *Report {
 	raw, forms := attestation.Unwrap(in.Data)
 	if v, err := attestation.Detect(raw); err == nil {
 		r.TEE = string(v.TEE())
-		switch res, err := v.Verify(ctx, raw, in.Options); {
+		switch res, err := attestation.VerifyWith(ctx, v, raw, in.Options); {
 		case in.Nonce != nil:
 			r.fail(errors.New("a nonce can only be checked in an RA-TLS certificate's claims; check raw evidence's report data with a policy"))
 		case err != nil:

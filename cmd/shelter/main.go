@@ -5,16 +5,20 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/urfave/cli"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/collateral"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/shelter"
 )
@@ -71,6 +75,10 @@ var commonFlags = []cli.Flag{
 	cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
 	cli.StringSliceFlag{Name: "roots", Hidden: true, Usage: "deprecated: sim platform certificates or built-in roots only (use --sim-root, --intel-root, --amd-root)"},
 	cli.StringSliceFlag{Name: "collateral", Usage: "collateral file (TCB info, QE identity, CRL, certificate chain, VCEK), recognised by content; repeatable"},
+	cli.StringFlag{Name: "collateral-from", Usage: "fetch Intel collateral for SGX/TDX quotes from Intel PCS (\"pcs\") or a PCCS (its base URL, https://HOST:PORT)"},
+	cli.StringFlag{Name: "collateral-ca", Usage: "CA certificates (PEM) that the --collateral-from service's TLS certificate must chain to (default: the system's)"},
+	cli.StringFlag{Name: "collateral-cache", Usage: "directory caching fetched collateral until it expires"},
+	cli.BoolFlag{Name: "offline", Usage: "use only --collateral files and the --collateral-cache, never the network"},
 	cli.StringFlag{Name: "at", Usage: "verify as of this time (RFC 3339) instead of now"},
 	cli.StringFlag{Name: "output", Usage: "output format: text (default) or json"},
 }
@@ -87,12 +95,49 @@ func options(c *cli.Context) (attestation.Options, error) {
 	if opts.Collateral, err = shelter.LoadCollateral(c.StringSlice("collateral")); err != nil {
 		return opts, usageError("--collateral: %v", err)
 	}
+	if opts.Source, err = collateralSource(c); err != nil {
+		return opts, err
+	}
 	if at := c.String("at"); at != "" {
 		if opts.Now, err = time.Parse(time.RFC3339, at); err != nil {
 			return opts, usageError("--at: %v", err)
 		}
 	}
 	return opts, nil
+}
+
+// collateralSource builds the fetcher from --collateral-from, --collateral-ca, --collateral-cache
+// and --offline; nil when none is asked for. The PCS subscription key (for encrypted-PPID quotes)
+// comes from $INTEL_PCS_API_KEY, never a flag (flags show in ps).
+func collateralSource(c *cli.Context) (attestation.CollateralSource, error) {
+	from, dir, offline := c.String("collateral-from"), c.String("collateral-cache"), c.Bool("offline")
+	if from == "" && dir == "" {
+		if offline || c.String("collateral-ca") != "" {
+			return nil, usageError("--offline and --collateral-ca need --collateral-from or --collateral-cache")
+		}
+		return nil, nil
+	}
+	src := &collateral.Intel{BaseURL: from, Offline: offline || from == "", APIKey: os.Getenv("INTEL_PCS_API_KEY")}
+	switch {
+	case from == "pcs":
+		src.BaseURL = collateral.PCSURL
+	case from != "":
+		u, err := url.Parse(from)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, usageError("--collateral-from %q: want pcs or an https:// URL", from)
+		}
+	}
+	if dir != "" {
+		src.Cache = &collateral.Cache{Dir: dir}
+	}
+	if ca := c.String("collateral-ca"); ca != "" {
+		pool, err := shelter.LoadCertPool(ca)
+		if err != nil {
+			return nil, usageError("--collateral-ca: %v", err)
+		}
+		src.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	return src, nil
 }
 
 func outputFormat(c *cli.Context) (string, error) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/collateral/pcstest"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
@@ -350,4 +351,50 @@ func TestRemoteAttestationEndToEnd(t *testing.T) {
 
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestVerifyFetchesCollateral: shelter verify fetches Intel collateral from a PCCS (the stand-in
+// on loopback serves recorded real collateral; see pcstest), caches it, and works offline from
+// the cache; without collateral sources --offline is a usage error.
+func TestVerifyFetchesCollateral(t *testing.T) {
+	needBins(t)
+	dir := t.TempDir()
+	srv := pcstest.New(t, pcstest.Recorded(t))
+	ca := filepath.Join(dir, "pccs-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	quote := sample(t, "tdx/gotdx_quote_v4_spr_e4_trailing39.dat")
+	base := []string{"verify", "--at", "2023-07-01T01:00:00Z", "--allow-trailing-data", "--collateral-cache", cache, "--output", "json"}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		want  []string
+		fetch bool
+	}{
+		// The README's verdict for this quote with its collateral: no TCB level matches.
+		{"from the PCCS", append(append([]string{}, base...), "--collateral-from", srv.URL, "--collateral-ca", ca, quote), 1, []string{"TCB level not supported"}, true},
+		{"from the cache, offline", append(append([]string{}, base...), "--offline", quote), 1, []string{"TCB level not supported"}, false},
+		{"PCCS certificate not trusted", append([]string{"verify", "--at", "2023-07-01T01:00:00Z", "--allow-trailing-data", "--collateral-from", srv.URL}, quote), 1,
+			[]string{"certificate signed by unknown authority"}, false},
+		{"plain http refused", []string{"verify", "--collateral-from", "http://127.0.0.1:1", quote}, 2, nil, false},
+		{"offline without a source", []string{"verify", "--offline", quote}, 2, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, bins.shelter, tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s\n%s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("output lacks %q:\n%s", w, r.stdout)
+				}
+			}
+			if got := srv.Requests(); (len(got) > 0) != tc.fetch {
+				t.Errorf("requests %v, fetch expected: %v", got, tc.fetch)
+			}
+		})
+	}
 }
