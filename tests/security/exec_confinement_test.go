@@ -1,8 +1,14 @@
 package security
 
 import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -10,8 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -443,4 +452,113 @@ func TestKillSignalZero(t *testing.T) {
 	}
 	stop(t, runc, "runc-kill0", rdir)
 	stop(t, rune, "kill0", edir)
+}
+
+// TestExecInNonRootEnclave: exec works in an enclave container whose process runs as uid 1000
+// without capabilities, for every kind of runtime, and the exec'd process is that user. (PID 1 as
+// uid 1000 cannot create its agent socket in the root-owned /dev/.rune, which exec used to need.)
+func TestExecInNonRootEnclave(t *testing.T) {
+	rune := enclaveRune(t)
+	for _, k := range []enclaveKind{nativeKind, wasmKind, palKind} {
+		t.Run(k.name, func(t *testing.T) {
+			id := "nonroot-" + k.name
+			dir, spec := harness.Bundle(t, k.entry...)
+			spec.Process.User = specs.User{UID: 1000, GID: 1000}
+			spec.Process.Capabilities = &specs.LinuxCapabilities{}
+			spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+k.runtime(t))
+			harness.WriteSpec(t, dir, spec)
+			copyInto(t, dir, harness.BuildGo(t, "./tests/security/testdata/execprobe", "wasip1", "wasm"), "app/probe.wasm")
+			rune.Must(t, "run", "-d", "-b", dir, id)
+			res := rune.Run(t, append(append([]string{"exec", id}, k.cat...), "/proc/self/status")...)
+			if got := confinement(res.Stdout, id); res.Code != 0 || got["Uid"] != "1000 1000 1000 1000" || got["CapEff"] != "0000000000000000" {
+				t.Errorf("exec in a uid-1000 enclave: %d %v %s", res.Code, got, res.Stderr)
+			}
+			stop(t, rune, id, dir)
+		})
+	}
+}
+
+// TestExecWorkloadEvidence: an exec'd workload still gets the enclave's evidence over its own
+// report data (native: the agent socket; wasm: the inclavare.get_evidence import, which the exec'd
+// runelet forwards to PID 1), verifying to the sim platform and binding the report data.
+func TestExecWorkloadEvidence(t *testing.T) {
+	rune := enclaveRune(t)
+	res := rune.Must(t, "sim-platform-cert")
+	blk, _ := pem.Decode([]byte(res.Stdout))
+	if blk == nil {
+		t.Fatalf("sim-platform-cert printed no PEM: %q", res.Stdout)
+	}
+	platform, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []enclaveKind{nativeKind, wasmKind} {
+		t.Run(k.name, func(t *testing.T) {
+			id := "evidence-" + k.name
+			dir := startEnclave(t, rune, k, id, false)
+			goos, goarch, prog := "linux", "amd64", "/app/prog"
+			if k.name == "wasm" {
+				goos, goarch, prog = "wasip1", "wasm", "/app/prog.wasm"
+			}
+			copyInto(t, dir, harness.BuildGo(t, "./tests/integration/testdata/enclaveprog", goos, goarch), strings.TrimPrefix(prog, "/"))
+			res := rune.Run(t, "exec", id, prog, "evidence", "exec:"+k.name)
+			raw, err := hex.DecodeString(strings.TrimSpace(res.Stdout))
+			if res.Code != 0 || err != nil {
+				t.Fatalf("exec'd workload's evidence: %d %q %s", res.Code, res.Stdout, res.Stderr)
+			}
+			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+			if err != nil {
+				t.Fatalf("evidence does not verify: %v", err)
+			}
+			var want [64]byte
+			copy(want[:], "exec:"+k.name)
+			if string(result.ReportData) != string(want[:]) {
+				t.Errorf("report data %q, want %q", result.ReportData, want)
+			}
+			stop(t, rune, id, dir)
+		})
+	}
+}
+
+// TestExecSignalReachesEnclaveProcess: a signal to `rune exec` (which relays it to the exec'd
+// runelet, as containerd's shim signals the exec's pid) ends the enclave process: the wasm instance
+// the exec'd runelet hosts, and the PAL's process in PID 1 (pal_kill); exec exits with 128+SIGTERM.
+func TestExecSignalReachesEnclaveProcess(t *testing.T) {
+	rune := enclaveRune(t)
+	for _, k := range []enclaveKind{wasmKind, palKind} {
+		t.Run(k.name, func(t *testing.T) {
+			id := "signal-" + k.name
+			dir := startEnclave(t, rune, k, id, false)
+			args := []string{"/app/probe.wasm", "sleep"}
+			if k.name == "pal" {
+				args = []string{"sh", "-c", "echo sleeping; exec sleep 1000"}
+			}
+			cmd := exec.Command(rune.Path, append([]string{"--root", rune.Root, "exec", id}, args...)...)
+			cmd.Env = append(os.Environ(), rune.Env...)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil || line != "sleeping\n" {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("exec'd process did not start: %q %v", line, err)
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
+				t.Errorf("exec after SIGTERM: exit %d, want %d", code, 128+int(syscall.SIGTERM))
+			}
+			if st := rune.State(t, id); st["status"] != "running" {
+				t.Errorf("the signal to the exec disturbed the container: %v", st["status"])
+			}
+			stop(t, rune, id, dir)
+		})
+	}
 }

@@ -1,6 +1,6 @@
 // Command execprobe is the builtin:wasm workload of the exec confinement tests (GOOS=wasip1):
 //
-//	execprobe sleep          wait until killed (the container's entrypoint)
+//	execprobe sleep          print "sleeping" and wait until killed
 //	execprobe cat FILE…      print each file, as busybox cat does for the native and runc runs
 //
 // A wasm guest reads files through the process that hosts it, so /proc/self/status printed by
@@ -21,6 +21,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "sleep":
+		fmt.Println("sleeping")
 		for {
 			time.Sleep(time.Hour)
 		}
