@@ -100,10 +100,13 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		p.serveReadyError(hostLn.(*net.UnixListener))
 		return 1
 	}
-	go p.serve(hostLn.(*net.UnixListener), true)
-	if ln, err := listenInContainer(); err != nil {
+	// Before serving anything: the umask it sets for a moment is the whole process's.
+	ln, err := listenInContainer()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: agent socket:", err)
-	} else {
+	}
+	go p.serve(hostLn.(*net.UnixListener), true)
+	if ln != nil {
 		go p.serve(ln, false)
 	}
 
