@@ -506,7 +506,7 @@ func TestExecWorkloadEvidence(t *testing.T) {
 			if res.Code != 0 || err != nil {
 				t.Fatalf("exec'd workload's evidence: %d %q %s", res.Code, res.Stdout, res.Stderr)
 			}
-			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{Roots: []*x509.Certificate{platform}})
+			result, err := (&sim.Verifier{}).Verify(context.Background(), raw, attestation.Options{SimRoots: []*x509.Certificate{platform}})
 			if err != nil {
 				t.Fatalf("evidence does not verify: %v", err)
 			}
