@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,6 +87,12 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		fmt.Fprintln(os.Stderr, "init-runelet: host socket:", err)
 		return 1
 	}
+	// Connections accepted from now on report who sends each message: an exec request must come
+	// from the exec'd runelet, whose confinement the enclave process must not exceed.
+	if err := passCred(hostLn.(*net.UnixListener)); err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet: host socket:", err)
+		return 1
+	}
 	p.initErr = p.initialise(open, openEvidence)
 	restoreStderr()
 	if p.initErr != nil {
@@ -93,10 +100,13 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 		p.serveReadyError(hostLn.(*net.UnixListener))
 		return 1
 	}
-	go p.serve(hostLn.(*net.UnixListener), true)
-	if ln, err := listenInContainer(); err != nil {
+	// Before serving anything: the umask it sets for a moment is the whole process's.
+	ln, err := listenInContainer()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: agent socket:", err)
-	} else {
+	}
+	go p.serve(hostLn.(*net.UnixListener), true)
+	if ln != nil {
 		go p.serve(ln, false)
 	}
 
@@ -231,6 +241,11 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 
 // process resolves args[0] as exec(3p) would, in the container's file system.
 func (p *pid1) process(args, env []string, cwd string) (enclave.Process, error) {
+	return newProcess(args, env, cwd)
+}
+
+// newProcess is args with this process's stdio, args[0] resolved as exec(3p) would.
+func newProcess(args, env []string, cwd string) (enclave.Process, error) {
 	if len(args) == 0 {
 		return enclave.Process{}, errors.New("no program to run: args are empty")
 	}
@@ -283,27 +298,34 @@ func LookPath(name string, env []string, cwd string, exists func(path string) bo
 	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)
 }
 
-// connFD is the descriptor of c, for socket options; valid while c is open.
-func connFD(c *conn) int {
-	fd := -1
-	if raw, err := c.c.SyscallConn(); err == nil {
-		raw.Control(func(f uintptr) { fd = int(f) })
+// passCred makes the kernel attach the sender's credentials to what s receives (SO_PASSCRED);
+// sockets accepted from a listener inherit it.
+func passCred(s syscall.Conn) error {
+	raw, err := s.SyscallConn()
+	if err != nil {
+		return err
 	}
-	return fd
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_PASSCRED: %w", serr)
+	}
+	return nil
 }
 
+// listenInContainer creates the agent socket through which any user of the container may ask for
+// evidence. It is created with mode 0666 through the umask rather than chmod, which a seccomp
+// profile may forbid; failing here costs the workload its evidence, not the container.
 func listenInContainer() (*net.UnixListener, error) {
 	os.Remove(AgentSocket)
+	old := unix.Umask(0o111)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: AgentSocket, Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	// Any user of the container may exec into it or ask for evidence, as with `docker exec`.
-	if err := os.Chmod(AgentSocket, 0o666); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+	unix.Umask(old)
+	return ln, err
 }
 
 func (p *pid1) serveReadyError(ln *net.UnixListener) {
@@ -331,6 +353,10 @@ func (p *pid1) serve(ln *net.UnixListener, host bool) {
 			}
 			continue
 		}
+		if host {
+			// Inherited from the listener already; set again so no kernel's inheritance rules matter.
+			_ = passCred(c)
+		}
 		go p.handle(newConn(c), host)
 	}
 }
@@ -343,7 +369,8 @@ func (p *pid1) handle(c *conn, host bool) {
 		return
 	}
 	defer closeAll(files)
-	allowed := map[string]bool{OpExec: true, OpEvidence: true}
+	// The container's socket serves evidence only: anyone in the container may connect to it.
+	allowed := map[string]bool{OpEvidence: true}
 	if host {
 		allowed = map[string]bool{OpReady: true, OpStart: true, OpExec: true, OpAttest: true, OpEvidence: true}
 	}
@@ -422,9 +449,22 @@ func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *Response {
 	return r
 }
 
+// exec runs a process in a PAL's enclave for an exec'd runelet. The PAL runs it inside PID 1's
+// enclave, so with PID 1's confinement whatever the exec asked for: the request is refused unless
+// the process that sent it (the exec'd runelet, which libcontainer confined exactly as the exec
+// spec says) has exactly PID 1's confinement. Built-in runtimes never come here: their exec'd
+// runelet runs the process itself.
 func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
+	if name, builtin := p.cfg.Settings.Builtin(); builtin {
+		_ = c.send(&Response{Error: fmt.Sprintf("builtin:%s runs exec'd processes in the exec'd runelet, not in PID 1", name)})
+		return
+	}
 	if len(files) != 3 {
 		_ = c.send(&Response{Error: fmt.Sprintf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files))})
+		return
+	}
+	if err := p.checkCaller(c.cred); err != nil {
+		_ = c.send(&Response{Error: err.Error()})
 		return
 	}
 	proc, err := p.process(req.Args, req.Env, req.Cwd)
@@ -433,10 +473,6 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 		return
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
-	// The exec'd runelet runs as the user exec asked for; the kernel says who it is.
-	if cred, err := unix.GetsockoptUcred(connFD(c), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-		proc.Credential = &enclave.Credential{UID: cred.Uid, GID: cred.Gid}
-	}
 	running, err := p.spawn(proc)
 	if err != nil {
 		_ = c.send(&Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})
@@ -470,4 +506,27 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 		fmt.Fprintln(os.Stderr, "init-runelet: exec:", err)
 	}
 	_ = c.send(&Response{ExitCode: &code})
+}
+
+// checkCaller refuses an exec whose sender is not a process of this container or whose
+// confinement is not exactly PID 1's, which the PAL's process will have.
+func (p *pid1) checkCaller(cred *unix.Ucred) error {
+	if cred == nil || cred.Pid <= 0 {
+		// Pid 0: the sender is outside the container's pid namespace (rune itself, on the host).
+		return errors.New("exec must be asked by the exec'd runelet inside the container, over the connection rune opened for it")
+	}
+	self, err := readConfinement("self")
+	if err != nil {
+		return fmt.Errorf("read the enclave's confinement: %w", err)
+	}
+	caller, err := readConfinement(strconv.Itoa(int(cred.Pid)))
+	if err != nil {
+		return fmt.Errorf("read the exec's confinement: %w", err)
+	}
+	if d := self.differences(caller); len(d) > 0 {
+		return fmt.Errorf("the enclave runtime %s runs exec'd processes with the enclave's own confinement (that of PID 1), "+
+			"and this exec asks for another: %s; exec with the container's own user, groups, capabilities, no_new_privs and cgroup",
+			p.cfg.Settings.RuntimePath, strings.Join(d, "; "))
+	}
+	return nil
 }

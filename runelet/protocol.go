@@ -17,13 +17,16 @@ const (
 	OpReady = "ready"
 	// OpStart runs the container's entrypoint in the enclave.
 	OpStart = "start"
-	// OpExec runs another process in the enclave with the caller's stdio (passed as fds).
+	// OpExec runs another process in a PAL's enclave with the caller's stdio (passed as fds). It is
+	// served only on the host socket, on a connection rune opened for one exec and handed to the
+	// exec'd runelet, which sends the request itself: its credentials (SCM_CREDENTIALS) name the
+	// process whose confinement the enclave process must not exceed.
 	OpExec = "exec"
 	// OpSignal, on an exec connection, delivers a signal to that process.
 	OpSignal = "signal"
 	// OpAttest returns evidence binding Nonce (host socket).
 	OpAttest = "attest"
-	// OpEvidence returns evidence over the caller's 64 bytes of report data (container socket).
+	// OpEvidence returns evidence over the caller's 64 bytes of report data (both sockets).
 	OpEvidence = "evidence"
 )
 
@@ -62,12 +65,25 @@ const maxMessage = 1 << 20
 type conn struct {
 	c   *net.UnixConn
 	buf []byte
+	// cred is the sender of the last message received, when the kernel reported one
+	// (SO_PASSCRED) and every part of the message came from that same process; nil otherwise.
+	cred *unix.Ucred
 }
 
 func newConn(c *net.UnixConn) *conn { return &conn{c: c} }
 
 // send writes v as one message; files go with it as SCM_RIGHTS.
 func (c *conn) send(v any, files ...*os.File) error {
+	return c.sendMsg(v, false, files...)
+}
+
+// sendAsSelf is send with this process's credentials attached (SCM_CREDENTIALS), which the kernel
+// checks, so that the receiver learns which process asks.
+func (c *conn) sendAsSelf(v any, files ...*os.File) error {
+	return c.sendMsg(v, true, files...)
+}
+
+func (c *conn) sendMsg(v any, withCred bool, files ...*os.File) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -86,6 +102,9 @@ func (c *conn) send(v any, files ...*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
+	if withCred {
+		oob = append(oob, unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})...)
+	}
 	n, _, err := c.c.WriteMsgUnix(frame, oob, nil)
 	if err != nil {
 		return err
@@ -99,7 +118,12 @@ func (c *conn) send(v any, files ...*os.File) error {
 // recv reads one message into v and returns the files that came with it.
 func (c *conn) recv(v any) ([]*os.File, error) {
 	var files []*os.File
-	oob := make([]byte, unix.CmsgSpace(4*8))
+	oob := make([]byte, unix.CmsgSpace(4*8)+unix.CmsgSpace(unix.SizeofUcred))
+	c.cred = nil
+	// A sender is known only if every read of the message names it (a stream read never spans
+	// two senders' data when SO_PASSCRED is on); bytes already buffered have no sender on record.
+	credKnown := len(c.buf) == 0
+	first := true
 	for len(c.buf) < 4 || len(c.buf) < 4+frameLen(c.buf) {
 		if len(c.buf) >= 4 && frameLen(c.buf) > maxMessage {
 			closeAll(files)
@@ -107,13 +131,24 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 		}
 		b := make([]byte, 64<<10)
 		n, oobn, _, _, err := c.c.ReadMsgUnix(b, oob)
+		var cred *unix.Ucred
 		if oobn > 0 {
-			fs, perr := parseRights(oob[:oobn])
+			fs, cr, perr := parseControl(oob[:oobn])
 			files = append(files, fs...)
 			if perr != nil {
 				closeAll(files)
 				return nil, perr
 			}
+			cred = cr
+		}
+		if n > 0 {
+			switch {
+			case cred == nil || (!first && (c.cred == nil || *c.cred != *cred)):
+				credKnown = false
+			case first:
+				c.cred = cred
+			}
+			first = false
 		}
 		if n == 0 && err == nil {
 			err = errors.New("connection closed")
@@ -123,6 +158,9 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 			return nil, err
 		}
 		c.buf = append(c.buf, b[:n]...)
+	}
+	if !credKnown {
+		c.cred = nil
 	}
 	n := frameLen(c.buf)
 	data := c.buf[4 : 4+n]
@@ -138,13 +176,22 @@ func frameLen(b []byte) int {
 	return int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
 }
 
-func parseRights(oob []byte) ([]*os.File, error) {
+// parseControl returns the descriptors (SCM_RIGHTS) and the sender's credentials
+// (SCM_CREDENTIALS) of a control message.
+func parseControl(oob []byte) ([]*os.File, *unix.Ucred, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return nil, fmt.Errorf("parse control message: %w", err)
+		return nil, nil, fmt.Errorf("parse control message: %w", err)
 	}
 	var files []*os.File
+	var cred *unix.Ucred
 	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_CREDENTIALS {
+			if cr, err := unix.ParseUnixCredentials(&m); err == nil {
+				cred = cr
+			}
+			continue
+		}
 		fds, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			continue
@@ -154,7 +201,7 @@ func parseRights(oob []byte) ([]*os.File, error) {
 			files = append(files, os.NewFile(uintptr(fd), "passed-fd"))
 		}
 	}
-	return files, nil
+	return files, cred, nil
 }
 
 func closeAll(files []*os.File) {

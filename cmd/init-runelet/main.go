@@ -37,7 +37,7 @@ func main() {
 		if len(args) > 0 && args[0] == "--" {
 			args = args[1:]
 		}
-		os.Exit(runelet.Exec(args))
+		os.Exit(runelet.Exec(openRuntime, args))
 	default:
 		fmt.Fprintf(os.Stderr, "init-runelet: unknown mode %q\n", os.Args[1])
 		os.Exit(2)

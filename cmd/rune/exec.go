@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -32,7 +33,9 @@ Where "<container-id>" is the name for the instance of the container and
 		cli.StringSliceFlag{Name: "env, e", Usage: "set environment variables"},
 		cli.BoolFlag{Name: "tty, t", Usage: "allocate a pseudo-TTY"},
 		cli.StringFlag{Name: "user, u", Usage: "UID (format: <uid>[:<gid>])"},
-		cli.Int64SliceFlag{Name: "additional-gids, g", Usage: "additional gids"},
+		// A string slice: urfave/cli v1 copies an Int64Slice to its alias by appending its values
+		// to the shared list again, which doubled every -g gid.
+		cli.StringSliceFlag{Name: "additional-gids, g", Usage: "additional gids"},
 		cli.StringFlag{Name: "process, p", Usage: "path to the process.json"},
 		cli.BoolFlag{Name: "detach,d", Usage: "detach from the container's process"},
 		cli.StringFlag{Name: "pid-file", Usage: "specify the file to write the process id to"},
@@ -86,16 +89,23 @@ func execProcess(c *cli.Context) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	var beforeStart, afterStart func(*libcontainer.Process) error
 	if est != nil {
-		// The exec'd runelet asks PID 1 to run the command inside the enclave runtime.
+		// The exec'd runelet, which libcontainer confines exactly as p says, runs the command in
+		// the enclave runtime.
 		p.Args = runelet.ExecArgs(p.Args)
 		env := p.Env[:0:0]
 		for _, kv := range p.Env {
-			if !enclave.IsSettingsEnv(kv) {
+			if !enclave.IsSettingsEnv(kv) && !strings.HasPrefix(kv, runelet.EnvExec+"=") {
 				env = append(env, kv)
 			}
 		}
 		p.Env = env
+		if beforeStart, afterStart, err = enclaveExec(c.GlobalString("root"), container.ID(), est); err != nil {
+			return -1, err
+		}
+		// Also when the exec fails before its process runs.
+		defer afterStart(nil)
 	}
 	cgPaths, err := subCgroupPaths(c.StringSlice("cgroup"))
 	if err != nil {
@@ -111,8 +121,44 @@ func execProcess(c *cli.Context) (int, error) {
 		PreserveFDs:    c.Int("preserve-fds"),
 		SubCgroupPaths: cgPaths,
 		LogLevel:       logLevelString(),
+		BeforeStart:    beforeStart,
+		AfterStart:     afterStart,
 	}
 	return r.Run(p)
+}
+
+// enclaveExec tells the exec'd runelet of an enclave container how to run its command. A built-in
+// runtime runs it in the exec'd runelet itself. A PAL's enclave lives in PID 1, which runs exec'd
+// processes only when asked over its host socket, out of the container's reach: rune opens one
+// connection for this exec and hands it to the exec'd runelet, and closes its own copy once the
+// runelet runs, so that PID 1 sees the exec end with the runelet.
+func enclaveExec(root, id string, est *enclaveState) (before, after func(*libcontainer.Process) error, err error) {
+	cfg := runelet.ExecConfig{Settings: est.Settings}
+	var conn *os.File
+	if _, builtin := est.Settings.Builtin(); !builtin {
+		if conn, err = runelet.DialExec(runeletSocket(root, id)); err != nil {
+			return nil, nil, err
+		}
+	}
+	before = func(p *libcontainer.Process) error {
+		if conn != nil {
+			cfg.AgentFD = 3 + len(p.ExtraFiles)
+			p.ExtraFiles = append(p.ExtraFiles, conn)
+		}
+		kv, err := runelet.ExecEnv(&cfg)
+		if err != nil {
+			return err
+		}
+		p.Env = append(p.Env, kv)
+		return nil
+	}
+	after = func(*libcontainer.Process) error {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil
+	}
+	return before, after, nil
 }
 
 // subCgroupPaths parses --cgroup values: "path" alone, or "ctrl[,ctrl]:path" per controller.
@@ -213,8 +259,12 @@ func execSpec(c *cli.Context, container *libcontainer.Container) (*specs.Process
 		}
 		p.User.UID = uint32(uid)
 	}
-	for _, gid := range c.Int64Slice("additional-gids") {
-		if gid < 0 {
+	for _, v := range c.StringSlice("additional-gids") {
+		gid, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("invalid value %q for flag -g: %w", v, err)
+		}
+		if gid < 0 || gid > math.MaxUint32 {
 			return nil, fmt.Errorf("additional-gids must be a positive number %d", gid)
 		}
 		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(gid))

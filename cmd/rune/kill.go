@@ -48,10 +48,11 @@ Where "<container-id>" is the name for the instance of the container and
 	},
 }
 
-// parseSignal accepts a number, a name, or a name without its SIG prefix, in any case.
+// parseSignal accepts a number, a name, or a name without its SIG prefix, in any case. Signal 0
+// delivers nothing and checks that the container's init runs, as kill(2) and runc do.
 func parseSignal(raw string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(raw); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return -1, fmt.Errorf("invalid signal number %d", n)
 		}
 		return unix.Signal(n), nil

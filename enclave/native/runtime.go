@@ -211,6 +211,42 @@ func (r *Runtime) Spawn(_ context.Context, p enclave.Process) (enclave.Proc, err
 	return proc, nil
 }
 
+// Exec runs p in place of the calling process, with the calling process's stdio (p's are not
+// used), and returns only on failure. `rune exec` uses it so that the process keeps exactly the
+// confinement libcontainer gave the exec'd runelet for the exec spec, as `runc exec` would; it
+// needs the rootfs to be "/" (the runelet runs in the container) since it does not chroot.
+func (r *Runtime) Exec(p enclave.Process) error {
+	l, err := r.prepare(p)
+	if err != nil {
+		return err
+	}
+	if r.rootfs != "/" {
+		return fmt.Errorf("builtin:native: exec in place needs the rootfs to be /, not %s", r.rootfs)
+	}
+	// Fail with a clear error; the kernel checks again at execve.
+	exe, err := r.openInRoot(l.exePath, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+	}
+	info, err := exe.Stat()
+	exe.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("builtin:native: executable %s: not a regular file", l.exePath)
+	}
+	if err := os.Chdir(l.Dir); err != nil {
+		return fmt.Errorf("builtin:native: working directory %s: %w", l.Dir, err)
+	}
+	env := l.Env
+	if env == nil {
+		env = []string{}
+	}
+	err = unix.Exec(l.exePath, l.Args, env)
+	return fmt.Errorf("builtin:native: exec %s: %w", l.exePath, err)
+}
+
 // Destroy implements enclave.Runtime: it kills the processes still running, waits for them and
 // closes the rootfs.
 func (r *Runtime) Destroy() error {
