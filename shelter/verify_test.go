@@ -120,9 +120,9 @@ func TestSamples(t *testing.T) {
 		{name: "SGX quote, QE identity expired", file: "sgx/oasis_quote_v3_pck_chain.bin", at: mustTime("2023-01-15T12:45:37Z"), collateral: [][]string{sgxColl},
 			tee: attestation.SGX, err: "QE identity"},
 		{name: "SGX quote, encrypted PPID", file: "sgx/oasis_quote_v3_encrypted_ppid.bin", at: sgxTime,
-			tee: attestation.SGX, err: "unsupported certification data type 3"},
+			tee: attestation.SGX, err: "pass the platform's PCK certificate"},
 		{name: "SGX quote, encrypted PPID, with policy", file: "sgx/oasis_quote_v3_encrypted_ppid.bin", at: sgxTime, policy: example,
-			tee: attestation.SGX, err: "unsupported certification data", violations: []string{"verified"}},
+			tee: attestation.SGX, err: "PPID encrypted with RSA-3072", violations: []string{"verified"}},
 
 		{name: "TDX v4, no collateral", file: "tdx/oasis_quote_v4_tdx_fmspc_C0806F000000.bin", at: tdxC08Time,
 			ok: true, verified: true, tee: attestation.TDX,

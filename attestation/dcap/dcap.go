@@ -80,25 +80,26 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 	if err != nil {
 		return nil, err
 	}
+	anchors := anchorsKey(opts.IntelRoots)
 	var pck *verify.PCK
 	pckSource := "quote"
 	if ppid, ok := ppidData(q.Signature.Certification); ok {
 		// The quote names the platform by an (encrypted) PPID: the PCK certificate must come
 		// from collateral (Intel PCS pckcert). It is found by what the quote proves: its key
 		// signed the QE report, and its PCE ID is the quote's.
-		if pck, err = pckFromCollateral(q, ppid, opts, roots, now); err != nil {
+		if pck, err = pckFromCollateral(q, ppid, opts, roots, anchors, now); err != nil {
 			return nil, err
 		}
 		pckSource = "collateral (certification data: " + ppid.name + ")"
 	} else {
-		certs, err := q.Signature.Certification.PCKChain()
+		certs, err := pckChainOf(q.Signature.Certification)
 		if err != nil {
 			return nil, err
 		}
-		if pck, err = verify.PCKChain(certs, roots, now); err != nil {
+		if pck, err = pckChain(certs, roots, anchors, now); err != nil {
 			return nil, err
 		}
-		if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
+		if err := quoteSignatures(q.Signed, q.Signature, pck); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +112,7 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := evaluateCollateral(out, q, opts, roots, now); err != nil {
+	if err := evaluateCollateral(out, q, opts, roots, anchors, now); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -154,13 +155,13 @@ func ppidData(cd abi.CertificationData) (*ppid, bool) {
 // pckFromCollateral finds, among the collateral's certificates (the verifier's first), a PCK
 // certificate that chains to roots, has the quote's PCE ID, and whose key made the quote's
 // signatures valid.
-func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, now time.Time) (*verify.PCK, error) {
+func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time) (*verify.PCK, error) {
 	if strings.Contains(p.name, " bytes, want ") {
 		return nil, fmt.Errorf("certification data: %s", p.name)
 	}
 	var certs []*x509.Certificate
 	for _, files := range [][][]byte{opts.Collateral, opts.PeerCollateral} {
-		c, err := abi.ParseCollateral(files)
+		c, err := parseCollateral(files)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +182,7 @@ func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.
 	var errs []error
 	for _, leaf := range leaves {
 		for _, ca := range cas {
-			pck, err := verify.PCKChain([]*x509.Certificate{leaf, ca}, roots, now)
+			pck, err := pckChain([]*x509.Certificate{leaf, ca}, roots, anchors, now)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -190,7 +191,7 @@ func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.
 				errs = append(errs, fmt.Errorf("PCK certificate serial %X is for PCE ID %X, the quote's is %X", leaf.SerialNumber, pck.Extension.PCEID, p.pceid))
 				continue
 			}
-			if err := verify.QuoteSignatures(q.Signed, q.Signature, pck.Key); err != nil {
+			if err := quoteSignatures(q.Signed, q.Signature, pck); err != nil {
 				errs = append(errs, fmt.Errorf("PCK certificate serial %X: %w", leaf.SerialNumber, err))
 				continue
 			}
@@ -234,12 +235,12 @@ func sgxTypeName(t int) string {
 	return strconv.Itoa(t)
 }
 
-func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, now time.Time) error {
-	own, err := abi.ParseCollateral(opts.Collateral)
+func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time) error {
+	own, err := parseCollateral(opts.Collateral)
 	if err != nil {
 		return err
 	}
-	peer, err := abi.ParseCollateral(opts.PeerCollateral)
+	peer, err := parseCollateral(opts.PeerCollateral)
 	if err != nil {
 		return fmt.Errorf("peer's %w", err)
 	}
@@ -295,7 +296,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	if len(qeIdentities) > 0 {
 		var chain []*x509.Certificate
 		qi, chain, err = newestValid(qeIdentities, func(qi *abi.QEIdentity) ([]*x509.Certificate, error) {
-			return verify.QEIdentity(qi, col.Certificates, roots, now)
+			return signedBy(qi.Raw, qi.Signature, qi.IssueDate, qi.NextUpdate, col.Certificates, anchors, now,
+				func() ([]*x509.Certificate, error) { return verify.QEIdentity(qi, col.Certificates, roots, now) })
 		}, func(qi *abi.QEIdentity) uint32 { return qi.TCBEvaluationDataNumber })
 		if err != nil {
 			return err
@@ -306,7 +308,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	if len(tcbInfos) > 0 {
 		var chain []*x509.Certificate
 		ti, chain, err = newestValid(tcbInfos, func(ti *abi.TCBInfo) ([]*x509.Certificate, error) {
-			return verify.TCBInfo(ti, col.Certificates, roots, now)
+			return signedBy(ti.Raw, ti.Signature, ti.IssueDate, ti.NextUpdate, col.Certificates, anchors, now,
+				func() ([]*x509.Certificate, error) { return verify.TCBInfo(ti, col.Certificates, roots, now) })
 		}, func(ti *abi.TCBInfo) uint32 { return ti.TCBEvaluationDataNumber })
 		if err != nil {
 			return err
@@ -314,7 +317,7 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 		chains = append(chains, chain)
 	}
 
-	rev, err := verify.Revocation(chains, col.CRLs, now)
+	rev, err := verify.RevocationWith(chains, col.CRLs, now, crlSignature)
 	if err != nil {
 		return err
 	}

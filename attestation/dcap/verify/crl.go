@@ -27,6 +27,15 @@ type RevocationResult struct {
 // of those chains. Such a CRL must be signed by that CA and current at now; CRLs from other
 // issuers do not concern these chains and are skipped.
 func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) (*RevocationResult, error) {
+	return RevocationWith(chains, crls, now, func(crl *x509.RevocationList, issuer *x509.Certificate) error {
+		return crl.CheckSignatureFrom(issuer)
+	})
+}
+
+// RevocationWith is Revocation with the CRL signature check supplied (a caller may remember its
+// results).
+func RevocationWith(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time,
+	checkSignature func(*x509.RevocationList, *x509.Certificate) error) (*RevocationResult, error) {
 	res := &RevocationResult{}
 	for _, crl := range crls {
 		issuer := findIssuer(chains, crl)
@@ -34,7 +43,7 @@ func Revocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now t
 			continue
 		}
 		name := issuer.Subject.CommonName
-		if err := crl.CheckSignatureFrom(issuer); err != nil {
+		if err := checkSignature(crl, issuer); err != nil {
 			return nil, fmt.Errorf("CRL of %q: signature: %w", name, err)
 		}
 		if now.Before(crl.ThisUpdate) {

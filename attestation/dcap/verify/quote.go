@@ -17,11 +17,29 @@ var ErrQEReportDataBinding = errors.New("QE report data does not bind the attest
 // report binds the attestation key (REPORTDATA = SHA-256(attestation key || QE auth data) || 32
 // zero bytes), and that the attestation key signed the quote's signed region.
 func QuoteSignatures(signed []byte, sd *abi.SignatureData, pckKey *ecdsa.PublicKey) error {
+	if err := QEReportSignature(sd, pckKey); err != nil {
+		return err
+	}
+	return AttestationKeySignature(signed, sd)
+}
+
+// QEReportSignature checks that the PCK key signed the QE report. A platform's QE report (which
+// binds its attestation key) is the same in all its quotes while that key lives.
+func QEReportSignature(sd *abi.SignatureData, pckKey *ecdsa.PublicKey) error {
 	if sd == nil || sd.QEReport == nil {
 		return errors.New("quote has no QE report")
 	}
 	if err := ECDSAP256(pckKey, sd.QEReportRaw, sd.QEReportSignature[:]); err != nil {
 		return fmt.Errorf("QE report signature by PCK key: %w", err)
+	}
+	return nil
+}
+
+// AttestationKeySignature checks that the QE report binds the attestation key and that the
+// attestation key signed the quote's signed region.
+func AttestationKeySignature(signed []byte, sd *abi.SignatureData) error {
+	if sd == nil || sd.QEReport == nil {
+		return errors.New("quote has no QE report")
 	}
 	h := sha256.New()
 	h.Write(sd.AttestationKey[:])

@@ -81,12 +81,14 @@ func CheckIntelRoot(cert *x509.Certificate) error {
 	return nil
 }
 
-// intermediatesPool holds candidate intermediates: every certificate except self-signed ones,
-// which can only ever be trust anchors and are never taken from untrusted input.
+// intermediatesPool holds candidate intermediates: every certificate except those naming
+// themselves as issuer (self-signed ones), which can only ever be trust anchors and are never
+// taken from untrusted input. No signature is checked here: a certificate whose subject is its
+// issuer cannot be an intermediate of a path anyway.
 func intermediatesPool(certs []*x509.Certificate) *x509.CertPool {
 	pool := x509.NewCertPool()
 	for _, c := range certs {
-		if bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil {
+		if bytes.Equal(c.RawSubject, c.RawIssuer) {
 			continue
 		}
 		pool.AddCert(c)
