@@ -201,3 +201,36 @@ func Copy(src, dir, name string) (string, error) {
 	}
 	return dst, out.Close()
 }
+
+// NewPALDir makes a fresh directory that passes the host's checks for a PAL directory
+// ([enclave] pal_dirs): it and every directory above it belong to root and are writable by
+// root only. It is made under /run, because the usual temporary directory (/tmp) is writable by
+// everyone, which those checks refuse. Only root can make one; the caller removes it.
+func NewPALDir() (string, error) {
+	if os.Geteuid() != 0 {
+		return "", errors.New("a PAL directory must belong to root: run as root")
+	}
+	dir, err := os.MkdirTemp("/run", "inclavare-pal-test-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// WriteConfig writes, at path, a node configuration (config.toml) whose [enclave] pal_dirs are
+// dirs, for rune's $RUNE_CONFIG.
+func WriteConfig(path string, dirs ...string) error {
+	var quoted []string
+	for _, d := range dirs {
+		if strings.ContainsAny(d, "\"\\\n") {
+			return fmt.Errorf("PAL directory %q: quote or backslash in a test path", d)
+		}
+		quoted = append(quoted, `"`+d+`"`)
+	}
+	doc := "[enclave]\npal_dirs = [" + strings.Join(quoted, ", ") + "]\n"
+	return os.WriteFile(path, []byte(doc), 0o644)
+}
