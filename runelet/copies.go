@@ -34,12 +34,12 @@ const copyGrace = 10 * time.Minute
 // Layers are named <source key>-<version key>: the source key hashes the host path and rel, the
 // version key the file's identity (device, inode, size, times), so a changed host file gets a new
 // layer and never changes a layer a running container uses. Layers are written under a temporary
-// name and renamed into place, so a layer that exists is complete.
+// name and renamed into place, so a layer that exists is complete; <layer>.src names its host file.
 type copyStore struct {
 	dir   string
 	empty string // an empty layer: overlayfs needs two layers at least
 	lock  *os.File
-	// created names the layers this store created, whose older versions may be collected.
+	// created names the layers this store created: then collect runs.
 	created []string
 }
 
@@ -112,6 +112,11 @@ func (s *copyStore) layer(src, rel string) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("copy %s: %w", src, err)
 	}
+	// Beside the layer, not in it (the container would see it): the host file it copies, for collect.
+	if err := os.WriteFile(layer+".src", []byte(src), 0o600); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
 	if err := os.Rename(tmp, layer); err != nil {
 		os.RemoveAll(tmp)
 		if _, serr := os.Stat(layer); serr != nil {
@@ -172,21 +177,15 @@ func versionKey(st *unix.Stat_t) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// collect removes the older versions of the layers this store created (same source key), and
-// abandoned temporary layers, once they have been unused for copyGrace and no mount namespace on
-// the host has an overlay using them. It holds the store's lock exclusively, so no create chooses
-// a layer while it decides.
+// collect removes the layers whose host file has changed or gone (and abandoned temporary
+// layers) once they have been unused for copyGrace and no mount namespace on the host has an
+// overlay using them. It holds the store's lock exclusively, so no create chooses a layer while it
+// decides. It runs only after a create made a new layer: a host file changed, or is new.
 func (s *copyStore) collect() {
 	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX); err != nil {
 		return
 	}
 	defer unix.Flock(int(s.lock.Fd()), unix.LOCK_UN)
-	keep := map[string]bool{}
-	sources := map[string]bool{}
-	for _, n := range s.created {
-		keep[n] = true
-		sources[n[:16]] = true
-	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return
@@ -194,8 +193,7 @@ func (s *copyStore) collect() {
 	var candidates []string
 	for _, e := range entries {
 		n := e.Name()
-		superseded := layerName.MatchString(n) && sources[n[:16]] && !keep[n]
-		if !superseded && !strings.HasPrefix(n, ".new-") {
+		if !strings.HasPrefix(n, ".new-") && (!layerName.MatchString(n) || s.current(n)) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > copyGrace {
@@ -208,9 +206,22 @@ func (s *copyStore) collect() {
 	used := s.layersInUse()
 	for _, n := range candidates {
 		if !used[n] {
-			os.RemoveAll(filepath.Join(s.dir, n))
+			p := filepath.Join(s.dir, n)
+			if os.RemoveAll(p) == nil {
+				os.Remove(p + ".src")
+			}
 		}
 	}
+}
+
+// current reports whether layer n still copies the present version of its host file.
+func (s *copyStore) current(n string) bool {
+	src, err := os.ReadFile(filepath.Join(s.dir, n+".src"))
+	if err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(string(src), &st) == nil && versionKey(&st) == n[17:]
 }
 
 // layersInUse names the layers that an overlay mount uses in some mount namespace of the host
