@@ -1,7 +1,6 @@
 package enclave
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -176,34 +175,14 @@ func (s *Settings) CheckHost() error {
 		s.Type, strings.Join(devs, ", "), EnvType, TypeSim)
 }
 
-// CheckRuntimePath verifies that a PAL path names a readable regular file, following symlinks
-// with the kernel's own loop detection.
-func (s *Settings) CheckRuntimePath() error {
+// CheckRuntimePath verifies that a PAL path names a PAL the host may load (AllowedPAL): an ELF
+// shared library inside one of palDirs, the host's allowed PAL directories, owned by root and
+// writable only by root, like every directory above it. Every refusal is the same
+// *NotAllowedPALError, whatever the host holds at the path. Built-in runtimes need no file.
+func (s *Settings) CheckRuntimePath(palDirs []string) error {
 	if _, ok := s.Builtin(); ok {
 		return nil
 	}
-	fi, err := os.Stat(s.RuntimePath)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) && errors.Is(pe.Err, errELOOP) {
-			return fmt.Errorf("enclave runtime %s: symbolic link loop", s.RuntimePath)
-		}
-		return fmt.Errorf("enclave runtime %s: %w", s.RuntimePath, err)
-	}
-	if fi.IsDir() {
-		return fmt.Errorf("enclave runtime %s is a directory, not a PAL library", s.RuntimePath)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("enclave runtime %s is not a regular file", s.RuntimePath)
-	}
-	f, err := os.Open(s.RuntimePath)
-	if err != nil {
-		return fmt.Errorf("enclave runtime %s: %w", s.RuntimePath, err)
-	}
-	defer f.Close()
-	magic := make([]byte, 4)
-	if _, err := f.ReadAt(magic, 0); err != nil || string(magic) != "\x7fELF" {
-		return fmt.Errorf("enclave runtime %s is not an ELF shared library", s.RuntimePath)
-	}
-	return nil
+	_, err := AllowedPAL(s.RuntimePath, palDirs)
+	return err
 }

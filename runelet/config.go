@@ -12,13 +12,15 @@ import (
 )
 
 // Paths inside an enclave container. They live under /dev, a tmpfs of the container's own, so that
-// rune never writes into the image's root file system.
+// rune never writes into the image's root file system. ReadOnlyDir (the loader, the runelet, their
+// libraries, the PAL) and CacheDir are read-only overlayfs mounts that cannot be made writable.
 const (
 	Dir         = "/dev/.rune"
-	Loader      = Dir + "/ld.so"
-	LibDir      = Dir + "/lib"
-	Binary      = Dir + "/init-runelet"
-	PALDir      = Dir + "/pal"
+	ReadOnlyDir = Dir + "/ro"
+	Loader      = ReadOnlyDir + "/ld.so"
+	LibDir      = ReadOnlyDir + "/lib"
+	Binary      = ReadOnlyDir + "/init-runelet"
+	PALDir      = ReadOnlyDir + "/pal"
 	CacheDir    = Dir + "/cache"
 	AgentSocket = Dir + "/agent.sock"
 )

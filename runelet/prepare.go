@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -27,8 +28,14 @@ type Prepared struct {
 type PrepareOptions struct {
 	// Runelet is the host path of the init-runelet binary.
 	Runelet string
-	// CacheDir, when set, is a host directory of runtime artefacts to expose read-only.
+	// CacheDir, when set, is a host directory of runtime artefacts to expose, read-only and
+	// immutable, at CacheDir.
 	CacheDir string
+	// PALDirs are the host's allowed PAL directories ([enclave] pal_dirs): the PAL must lie in
+	// one, and a PAL's DT_RUNPATH is honoured inside them (see enclave.ResolveClosure).
+	PALDirs []string
+	// CopyDir is where the private copies of the injected files are kept; "" is DefaultCopyDir.
+	CopyDir string
 }
 
 // FindRunelet locates init-runelet: $RUNE_RUNELET, beside the running rune, then the libexec dir.
@@ -53,30 +60,43 @@ func FindRunelet() (string, error) {
 	return "", fmt.Errorf("init-runelet not found (tried %v; set RUNE_RUNELET)", tried)
 }
 
-// Prepare rewrites spec so that PID 1 is the runelet: it mounts the runelet, its libraries, the host's
-// dynamic loader and the PAL read-only under Dir, adds the TEE's devices, and moves the original
-// process into the runelet's Config. The spec's confinement (namespaces, cgroups, capabilities,
-// seccomp, user, no-new-privileges) is left exactly as the user wrote it.
+// Prepare rewrites spec so that PID 1 is the runelet: it gives the container, at ReadOnlyDir, the
+// runelet, the host's dynamic loader, their libraries and the PAL, adds the TEE's devices, and
+// moves the original process into the runelet's Config. The spec's confinement (namespaces,
+// cgroups, capabilities, seccomp, user, no-new-privileges) is left exactly as the user wrote it.
+//
+// No host file is bind-mounted: a container with CAP_SYS_ADMIN could remount a bind read-write and
+// write the host's file. The files are private copies (copyStore), and ReadOnlyDir (like CacheDir)
+// is an overlayfs mount with lower layers only: the kernel refuses to make such a mount writable,
+// whatever the container's privileges.
 func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared, error) {
 	if spec.Process == nil {
 		return nil, errors.New("enclave container without a process")
 	}
 	bins := []string{o.Runelet}
-	if _, builtin := s.Builtin(); !builtin {
-		bins = append(bins, s.RuntimePath)
+	_, builtin := s.Builtin()
+	pal := ""
+	if !builtin {
+		var err error
+		if pal, err = enclave.AllowedPAL(s.RuntimePath, o.PALDirs); err != nil {
+			return nil, err
+		}
+		bins = append(bins, pal)
 	}
-	closure, err := enclave.ResolveClosure(bins...)
+	closure, err := enclave.ResolveClosure(o.PALDirs, bins...)
 	if err != nil {
 		return nil, err
 	}
 	if closure.Interpreter == "" {
 		return nil, fmt.Errorf("%s is statically linked; the runelet needs the dynamic loader to load PALs", o.Runelet)
 	}
-	ro := []string{"bind", "ro", "nosuid", "nodev"}
-	mounts := []specs.Mount{
-		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=755", "size=1m"}},
-		{Destination: Loader, Type: "bind", Source: closure.Interpreter, Options: ro},
-		{Destination: Binary, Type: "bind", Source: o.Runelet, Options: ro},
+	runelet, err := filepath.EvalSymlinks(o.Runelet)
+	if err != nil {
+		return nil, fmt.Errorf("init-runelet: %w", err)
+	}
+	files := []struct{ src, rel string }{
+		{closure.Interpreter, filepath.Base(Loader)},
+		{runelet, filepath.Base(Binary)},
 	}
 	names := make([]string, 0, len(closure.Libraries))
 	for n := range closure.Libraries {
@@ -84,19 +104,49 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		mounts = append(mounts, specs.Mount{Destination: filepath.Join(LibDir, n), Type: "bind", Source: closure.Libraries[n], Options: ro})
+		files = append(files, struct{ src, rel string }{closure.Libraries[n], filepath.Join(filepath.Base(LibDir), n)})
 	}
 	p := &Prepared{Config: Config{
 		Settings:   *s,
 		Entrypoint: Launch{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd},
 	}}
-	if _, builtin := s.Builtin(); !builtin {
-		p.Config.RuntimePath = filepath.Join(PALDir, filepath.Base(s.RuntimePath))
-		mounts = append(mounts, specs.Mount{Destination: p.Config.RuntimePath, Type: "bind", Source: s.RuntimePath, Options: ro})
+	if !builtin {
+		base := filepath.Base(s.RuntimePath)
+		p.Config.RuntimePath = filepath.Join(PALDir, base)
+		files = append(files, struct{ src, rel string }{pal, filepath.Join(filepath.Base(PALDir), base)})
+	}
+	copyDir := o.CopyDir
+	if copyDir == "" {
+		copyDir = DefaultCopyDir
+	}
+	store, err := openCopyStore(copyDir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.close()
+	layers := make([]string, 0, len(files))
+	for _, f := range files {
+		l, err := store.layer(f.src, f.rel)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+	}
+	ro, err := readOnlyOverlay(ReadOnlyDir, layers)
+	if err != nil {
+		return nil, err
+	}
+	mounts := []specs.Mount{
+		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=755", "size=1m"}},
+		ro,
 	}
 	if o.CacheDir != "" {
 		p.Config.CacheDir = CacheDir
-		mounts = append(mounts, specs.Mount{Destination: CacheDir, Type: "bind", Source: o.CacheDir, Options: append([]string{"rbind"}, ro[1:]...)})
+		cache, err := readOnlyOverlay(CacheDir, []string{o.CacheDir, store.empty})
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, cache)
 	}
 	// The aesmd socket lets an SGX PAL reach the quoting enclave, as in the original rune.
 	if s.Type == enclave.TypeSGX {
@@ -111,6 +161,26 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 	// --argv0 keeps `ps` readable; the loader runs the runelet with only the libraries mounted for it.
 	spec.Process.Args = []string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "init"}
 	return p, nil
+}
+
+// maxMountData is what mount(2) accepts as the options of an overlayfs mount (one page, less the
+// options other than lowerdir).
+const maxMountData = 4096 - 128
+
+// readOnlyOverlay is an overlayfs mount at dest of the layers (the first on top), with no upper
+// layer: overlayfs then refuses every write and every remount read-write (EROFS), whatever the
+// mount flags and the caller's capabilities.
+func readOnlyOverlay(dest string, layers []string) (specs.Mount, error) {
+	esc := make([]string, len(layers))
+	for i, l := range layers {
+		// overlayfs splits options at ',' and layers at ':'; a backslash escapes either.
+		esc[i] = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(l)
+	}
+	lower := "lowerdir=" + strings.Join(esc, ":")
+	if len(lower) > maxMountData {
+		return specs.Mount{}, fmt.Errorf("%s: %d layers are too many for one overlayfs mount (%d bytes of options, at most %d)", dest, len(layers), len(lower), maxMountData)
+	}
+	return specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{"ro", "nosuid", "nodev", lower}}, nil
 }
 
 // ExecArgs are the args of an exec'd runelet that runs args in the enclave.

@@ -110,7 +110,11 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if err := s.CheckHost(); err != nil {
 		return nil, err
 	}
-	if err := s.CheckRuntimePath(); err != nil {
+	palDirs, err := allowedPALDirs(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckRuntimePath(palDirs); err != nil {
 		return nil, err
 	}
 	bin, err := runelet.FindRunelet()
@@ -144,7 +148,7 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if err := matchManifest(bundle, m, s, host.Measurement, manifest.Entrypoint{Path: path, Args: launch.Args, Env: launch.Env, Cwd: launch.Cwd}); err != nil {
 		return nil, err
 	}
-	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: cacheDir})
+	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: cacheDir, PALDirs: palDirs})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,11 @@ type Options struct {
 	Fail string
 	// Crash, a PAL call name, makes that call dereference NULL.
 	Crash string
+	// Needed adds DT_NEEDED entries with these names, verbatim (each the soname of an empty
+	// stub library linked in): attack tests use names such as "../../../etc/shadow".
+	Needed []string
+	// Runpath, when set, is the PAL's DT_RUNPATH, verbatim ($ORIGIN included).
+	Runpath string
 }
 
 var callName = regexp.MustCompile(`^pal_[a-z_]{1,40}$`)
@@ -117,10 +122,40 @@ func (b *Builder) Build(o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	so, err := b.once("so "+strings.Join(defs, " ")+" omit "+strings.Join(omit, " "), func(out string) error {
-		return b.link(obj+".o", omit, out+".so")
+	var stubs []string
+	for _, n := range o.Needed {
+		if n == "" || strings.ContainsAny(n, "\x00,") {
+			return "", fmt.Errorf("reference PAL: needed name %q", n)
+		}
+		stub, err := b.Stub(n)
+		if err != nil {
+			return "", err
+		}
+		stubs = append(stubs, stub)
+	}
+	if strings.ContainsAny(o.Runpath, "\x00,") {
+		return "", fmt.Errorf("reference PAL: runpath %q", o.Runpath)
+	}
+	key := "so " + strings.Join(defs, " ") + " omit " + strings.Join(omit, " ") + " needed " + strings.Join(o.Needed, "\x00") + " runpath " + o.Runpath
+	so, err := b.once(key, func(out string) error {
+		return b.link(obj+".o", omit, stubs, o.Runpath, out+".so")
 	})
 	return so + ".so", err
+}
+
+// Stub returns the path of an empty shared library whose DT_SONAME is name, linked once.
+func (b *Builder) Stub(name string) (string, error) {
+	p, err := b.once("stub "+name, func(out string) error { return b.stub(name, out+".so") })
+	return p + ".so", err
+}
+
+func (b *Builder) stub(name, out string) error {
+	cmd := exec.Command(cc(), "-shared", "-x", "c", "-o", out, "-Wl,-soname,"+name, "-")
+	cmd.Stdin = strings.NewReader("")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("link stub library %q: %w\n%s", name, err, msg)
+	}
+	return nil
 }
 
 // once runs make for key once (concurrent callers wait) and returns the
@@ -162,8 +197,15 @@ func (b *Builder) compile(defs []string, out string) error {
 	return nil
 }
 
-func (b *Builder) link(obj string, omit []string, out string) error {
+func (b *Builder) link(obj string, omit, stubs []string, runpath, out string) error {
 	args := []string{"-shared", "-o", out, obj}
+	if len(stubs) > 0 {
+		// Linked in whether or not the PAL uses them: DT_NEEDED takes each stub's soname.
+		args = append(append(args, "-Wl,--no-as-needed"), stubs...)
+	}
+	if runpath != "" {
+		args = append(args, "-Wl,--enable-new-dtags", "-Wl,-rpath,"+runpath)
+	}
 	if len(omit) > 0 {
 		script := out + ".map"
 		v := "{\n  local:\n"
@@ -200,4 +242,37 @@ func Copy(src, dir, name string) (string, error) {
 		return "", err
 	}
 	return dst, out.Close()
+}
+
+// NewPALDir makes a fresh directory that passes the host's checks for a PAL directory
+// ([enclave] pal_dirs): it and every directory above it belong to root and are writable by
+// root only. It is made under /run, because the usual temporary directory (/tmp) is writable by
+// everyone, which those checks refuse. Only root can make one; the caller removes it.
+func NewPALDir() (string, error) {
+	if os.Geteuid() != 0 {
+		return "", errors.New("a PAL directory must belong to root: run as root")
+	}
+	dir, err := os.MkdirTemp("/run", "inclavare-pal-test-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// WriteConfig writes, at path, a node configuration (config.toml) whose [enclave] pal_dirs are
+// dirs, for rune's $RUNE_CONFIG.
+func WriteConfig(path string, dirs ...string) error {
+	var quoted []string
+	for _, d := range dirs {
+		if strings.ContainsAny(d, "\"\\\n") {
+			return fmt.Errorf("PAL directory %q: quote or backslash in a test path", d)
+		}
+		quoted = append(quoted, `"`+d+`"`)
+	}
+	doc := "[enclave]\npal_dirs = [" + strings.Join(quoted, ", ") + "]\n"
+	return os.WriteFile(path, []byte(doc), 0o644)
 }

@@ -1,5 +1,6 @@
-// Package config reads and validates the configuration of containerd-shim-rune-v2
-// (/etc/inclavare-containers/config.toml, documented key by key in shim/README.md).
+// Package config reads and validates the node's Inclavare Containers configuration,
+// /etc/inclavare-containers/config.toml (documented key by key in shim/README.md):
+// containerd-shim-rune-v2 reads all of it, rune reads it for its [enclave] section (LoadEnclave).
 //
 // Decoding is strict: an unknown key, a value of the wrong type or a value outside its
 // allowed set is an error naming the key, so a typo can never silently fall back to a
@@ -36,6 +37,9 @@ const (
 	DefaultRuneRoot = "/run/containerd/rune"
 	// DefaultCarrierCacheDir holds converted enclave images.
 	DefaultCarrierCacheDir = "/var/cache/inclavare-containers/carriers"
+	// EnvRunePath names an environment variable of rune that overrides DefaultPath for rune
+	// (tests use it to give rune a private configuration).
+	EnvRunePath = "RUNE_CONFIG"
 	// DefaultSigningTimeout bounds one request to a signing service.
 	DefaultSigningTimeout = 30 * time.Second
 	// maxSigningTimeout keeps a misconfigured timeout from hanging a create for hours.
@@ -53,6 +57,15 @@ type Config struct {
 	Rune     Rune     `toml:"rune"`
 	Signing  Signing  `toml:"signing"`
 	Carriers Carriers `toml:"carriers"`
+	Enclave  Enclave  `toml:"enclave"`
+}
+
+// Enclave is what rune allows enclave containers to use from the host.
+type Enclave struct {
+	// PALDirs are the directories from which an enclave container may load a PAL library
+	// (ENCLAVE_RUNTIME_PATH): a PAL path outside them is refused. Absent: DefaultPALDirs;
+	// an empty list allows no PAL at all (built-in runtimes only).
+	PALDirs []string `toml:"pal_dirs"`
 }
 
 // Rune says which rune binary the shim drives and how.
@@ -98,6 +111,13 @@ type Carriers struct {
 	CacheDir string   `toml:"cache_dir"`
 }
 
+// DefaultPALDirs are where PALs are installed: Occlum's build output and this project's own
+// directory for PALs.
+var DefaultPALDirs = []string{"/opt/occlum/build/lib", "/usr/lib/inclavare-containers/pal"}
+
+// maxPALDirs bounds pal_dirs: each is resolved at every create of a PAL container.
+const maxPALDirs = 64
+
 // Duration is a time.Duration written as a Go duration string ("30s", "2m").
 type Duration time.Duration
 
@@ -127,6 +147,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Carriers.CacheDir == "" {
 		c.Carriers.CacheDir = DefaultCarrierCacheDir
+	}
+	if c.Enclave.PALDirs == nil {
+		c.Enclave.PALDirs = append([]string(nil), DefaultPALDirs...)
 	}
 	if c.Signing.Service != nil && c.Signing.Service.Timeout == 0 {
 		c.Signing.Service.Timeout = Duration(DefaultSigningTimeout)
@@ -203,10 +226,31 @@ func (c *Config) validate() error {
 		}
 		seen[name] = true
 	}
+	errs = append(errs, c.Enclave.validate())
 	// A converted image runs as an enclave whose identity is its signer: without a
 	// signer there is nothing to convert to.
 	if len(c.Carriers.Enabled) > 0 && !c.Signing.Configured() {
 		errs = append(errs, errors.New("carriers.enabled needs [signing] key_file or [signing.service] (or, for development only, ephemeral = true)"))
+	}
+	return errors.Join(errs...)
+}
+
+func (e Enclave) validate() error {
+	if len(e.PALDirs) > maxPALDirs {
+		return fmt.Errorf("enclave.pal_dirs: %d directories, at most %d", len(e.PALDirs), maxPALDirs)
+	}
+	var errs []error
+	seen := make(map[string]bool)
+	for _, d := range e.PALDirs {
+		switch err := checkAbsolute("enclave.pal_dirs", d); {
+		case err != nil:
+			errs = append(errs, err)
+		case d == "/":
+			errs = append(errs, errors.New("enclave.pal_dirs: \"/\" would allow every library of the host; name the directories that hold PALs"))
+		case seen[d]:
+			errs = append(errs, fmt.Errorf("enclave.pal_dirs: %q listed twice", d))
+		}
+		seen[d] = true
 	}
 	return errors.Join(errs...)
 }
@@ -373,4 +417,31 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// LoadEnclave reads the configuration as rune uses it, for enclave containers: the file named
+// by $RUNE_CONFIG (must exist), else by $INCLAVARE_SHIM_CONFIG (the shim's own override, which
+// rune inherits when the shim runs it; must exist), else DefaultPath (absent: the defaults).
+// The whole file is decoded and validated as strictly as the shim does it, but the files it
+// names are not looked at: those are the shim's. It returns the path it read.
+func LoadEnclave(getenv func(string) string) (*Enclave, string, error) {
+	src := Source{Path: DefaultPath}
+	for _, env := range []string{EnvRunePath, EnvPath} {
+		if p := getenv(env); p != "" {
+			src = Source{Path: p, Required: true}
+			break
+		}
+	}
+	data, err := readFile(src.Path)
+	if errors.Is(err, os.ErrNotExist) && !src.Required {
+		return &Default().Enclave, src.Path, nil
+	}
+	if err != nil {
+		return nil, src.Path, fmt.Errorf("read configuration: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, src.Path, fmt.Errorf("configuration %s: %w", src, err)
+	}
+	return &c.Enclave, src.Path, nil
 }

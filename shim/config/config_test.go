@@ -20,6 +20,9 @@ import (
 	"time"
 )
 
+// defaultEnclave is the [enclave] section when the file has none.
+var defaultEnclave = Enclave{PALDirs: DefaultPALDirs}
+
 func TestParseValid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -29,7 +32,7 @@ func TestParseValid(t *testing.T) {
 		{
 			name: "empty document: defaults",
 			doc:  "",
-			want: Config{Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}},
+			want: Config{Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}, Enclave: defaultEnclave},
 		},
 		{
 			name: "every key",
@@ -47,6 +50,8 @@ timeout = "5s"
 [carriers]
 enabled = ["wasm", "occlum"]
 cache_dir = "/var/cache/carriers"
+[enclave]
+pal_dirs = ["/opt/occlum/build/lib", "/srv/pal"]
 `,
 			want: Config{
 				LogLevel: "debug",
@@ -59,6 +64,7 @@ cache_dir = "/var/cache/carriers"
 					Timeout:    Duration(5 * time.Second),
 				}},
 				Carriers: Carriers{Enabled: []string{"wasm", "occlum"}, CacheDir: "/var/cache/carriers"},
+				Enclave:  Enclave{PALDirs: []string{"/opt/occlum/build/lib", "/srv/pal"}},
 			},
 		},
 		{
@@ -68,6 +74,7 @@ cache_dir = "/var/cache/carriers"
 				Rune:     Rune{Root: DefaultRuneRoot},
 				Signing:  Signing{KeyFile: "/etc/k.pem"},
 				Carriers: Carriers{Enabled: []string{"wasm"}, CacheDir: DefaultCarrierCacheDir},
+				Enclave:  defaultEnclave,
 			},
 		},
 		{
@@ -77,6 +84,7 @@ cache_dir = "/var/cache/carriers"
 				Rune:     Rune{Root: DefaultRuneRoot},
 				Signing:  Signing{Service: &SigningService{URL: "https://s", ClientCert: "/c", ClientKey: "/k", Timeout: Duration(DefaultSigningTimeout)}},
 				Carriers: Carriers{CacheDir: DefaultCarrierCacheDir},
+				Enclave:  defaultEnclave,
 			},
 		},
 		{
@@ -86,9 +94,15 @@ cache_dir = "/var/cache/carriers"
 				Rune:     Rune{Root: DefaultRuneRoot, ManifestTrust: "/etc/trust.pem"},
 				Signing:  Signing{Ephemeral: true},
 				Carriers: Carriers{Enabled: []string{"native"}, CacheDir: DefaultCarrierCacheDir},
+				Enclave:  defaultEnclave,
 			},
 		},
-		{name: "warn level", doc: `log_level = "warn"`, want: Config{LogLevel: "warn", Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}}},
+		{
+			name: "no PAL allowed",
+			doc:  "[enclave]\npal_dirs = []\n",
+			want: Config{Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}, Enclave: Enclave{PALDirs: []string{}}},
+		},
+		{name: "warn level", doc: `log_level = "warn"`, want: Config{LogLevel: "warn", Rune: Rune{Root: DefaultRuneRoot}, Carriers: Carriers{CacheDir: DefaultCarrierCacheDir}, Enclave: defaultEnclave}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +152,12 @@ func TestParseInvalid(t *testing.T) {
 		{"ephemeral with a key file", "[signing]\nkey_file = \"/k\"\nephemeral = true\n", []string{"ephemeral = true excludes key_file"}},
 		{"ephemeral with a service", "[signing]\nephemeral = true\n[signing.service]\nurl = \"https://s\"\nclient_cert = \"/c\"\nclient_key = \"/k\"\n", []string{"ephemeral = true excludes"}},
 		{"relative manifest trust", "[rune]\nmanifest_trust = \"trust.pem\"\n", []string{`rune.manifest_trust "trust.pem": must be an absolute path`}},
+		{"relative PAL dir", "[enclave]\npal_dirs = [\"pal\"]\n", []string{`enclave.pal_dirs "pal": must be an absolute path`}},
+		{"unclean PAL dir", "[enclave]\npal_dirs = [\"/opt/pal/../etc\"]\n", []string{`enclave.pal_dirs "/opt/pal/../etc": must be a clean path`}},
+		{"root as PAL dir", "[enclave]\npal_dirs = [\"/\"]\n", []string{`enclave.pal_dirs: "/" would allow every library`}},
+		{"PAL dir twice", "[enclave]\npal_dirs = [\"/p\", \"/p\"]\n", []string{`enclave.pal_dirs: "/p" listed twice`}},
+		{"PAL dirs as string", "[enclave]\npal_dirs = \"/p\"\n", []string{`key "enclave.pal_dirs"`}},
+		{"unknown enclave key", "[enclave]\npal_dir = [\"/p\"]\n", []string{`unknown key "enclave.pal_dir"`}},
 		{"several problems at once", "log_level = \"x\"\n[rune]\nroot = \"r\"\n", []string{"log_level", "rune.root"}},
 		{"oversized", strings.Repeat("#", maxFileSize+1), []string{"more than the"}},
 	}
@@ -222,6 +242,44 @@ func TestLoad(t *testing.T) {
 				t.Fatal("Load returned no configuration")
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Fatalf("Load error = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestLoadEnclave: rune reads $RUNE_CONFIG, else the shim's $INCLAVARE_SHIM_CONFIG, else the
+// default file; the whole file is decoded strictly, but the key files it names are not opened.
+func TestLoadEnclave(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "rune.toml")
+	// The key file does not exist: that is the shim's concern, not rune's.
+	writeTestFile(t, mine, "[signing]\nkey_file = \"/nonexistent/key.pem\"\n[enclave]\npal_dirs = [\"/srv/pal\"]\n")
+	shim := filepath.Join(dir, "shim.toml")
+	writeTestFile(t, shim, "[enclave]\npal_dirs = [\"/srv/shim-pal\"]\n")
+	typo := filepath.Join(dir, "typo.toml")
+	writeTestFile(t, typo, "[enclave]\npal_dirs = [\"/srv/pal\"]\n[rune]\npth = \"/x\"\n")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    []string
+		wantErr string
+	}{
+		{"RUNE_CONFIG", map[string]string{EnvRunePath: mine, EnvPath: shim}, []string{"/srv/pal"}, ""},
+		{"the shim's file", map[string]string{EnvPath: shim}, []string{"/srv/shim-pal"}, ""},
+		{"named file missing", map[string]string{EnvRunePath: filepath.Join(dir, "missing.toml")}, nil, "no such file"},
+		{"strict like the shim", map[string]string{EnvRunePath: typo}, nil, `unknown key "rune.pth"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, path, err := LoadEnclave(func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("LoadEnclave = %v, %v; want an error naming %s and containing %q", e, err, path, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(e.PALDirs, tc.want) {
+				t.Fatalf("LoadEnclave = %+v, %v; want pal_dirs %q", e, err, tc.want)
 			}
 		})
 	}

@@ -16,6 +16,8 @@ var (
 	palBuilder *paltest.Builder
 )
 
+// buildPAL builds the reference PAL for o, once per test binary, in a temporary directory (which rune
+// refuses to load from: see installPAL).
 func buildPAL(t *testing.T, o paltest.Options) string {
 	t.Helper()
 	palOnce.Do(func() {
@@ -32,15 +34,48 @@ func buildPAL(t *testing.T, o paltest.Options) string {
 	return p
 }
 
+// palDir makes a PAL directory for this test (root's, as rune requires of a PAL directory) and
+// points rune, through $RUNE_CONFIG, to a configuration that allows it and nothing else.
+func palDir(t *testing.T) string {
+	t.Helper()
+	dir, err := paltest.NewPALDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := paltest.WriteConfig(cfg, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RUNE_CONFIG", cfg)
+	return dir
+}
+
+// installPAL builds the reference PAL for o and installs it in dir, as a node operator would.
+func installPAL(t *testing.T, dir string, o paltest.Options) string {
+	t.Helper()
+	built := buildPAL(t, o)
+	p := filepath.Join(dir, filepath.Base(built))
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	p, err := paltest.Copy(built, dir, filepath.Base(built))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestEnclavePAL runs busybox through the reference PAL of each API version and checks what the PAL was
 // asked to do, from its trace, beside the container's output and exit status.
 func TestEnclavePAL(t *testing.T) {
 	r := rune(t)
 	r.cleanup(t)
 	simPlatform(t, r)
+	dir := palDir(t)
 	for _, v := range []int{1, 2, 3} {
 		t.Run("v"+strconv.Itoa(v), func(t *testing.T) {
-			pal := buildPAL(t, paltest.Options{Version: v})
+			pal := installPAL(t, dir, paltest.Options{Version: v})
 			env := []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal, "ENCLAVE_RUNTIME_ARGS=trace=/tmp/pal.trace", "ENCLAVE_RUNTIME_LOGLEVEL=debug"}
 			dir, _ := enclaveBundle(t, env, "/bin/sh", "-c", `echo "pal says $1"; exit 5`, "sh", "hi there")
 			id := "pal-v" + strconv.Itoa(v)
@@ -68,8 +103,8 @@ func TestEnclavePAL(t *testing.T) {
 		})
 	}
 	// kill reaches the process the PAL runs (v2 and v3 have pal_kill).
-	pal := buildPAL(t, paltest.Options{Version: 3})
-	dir, _ := enclaveBundle(t, []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal, "ENCLAVE_RUNTIME_ARGS=trace=/tmp/pal.trace"}, "sleep", "1000")
+	pal := installPAL(t, dir, paltest.Options{Version: 3})
+	dir, _ = enclaveBundle(t, []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pal, "ENCLAVE_RUNTIME_ARGS=trace=/tmp/pal.trace"}, "sleep", "1000")
 	if res := r.run(t, "create", "-b", dir, "pal-kill"); res.code != 0 {
 		t.Fatalf("create: %s", res.stderr)
 	}
@@ -106,11 +141,16 @@ func TestEnclaveBadInput(t *testing.T) {
 	r := rune(t)
 	r.cleanup(t)
 	simPlatform(t, r)
-	tmp := t.TempDir()
-	loop := filepath.Join(tmp, "loop.so")
+	pals := palDir(t)
+	loop := filepath.Join(pals, "loop.so")
 	os.Symlink(loop, loop)
-	notELF := filepath.Join(tmp, "text.so")
+	notELF := filepath.Join(pals, "text.so")
 	os.WriteFile(notELF, []byte("not a library\n"), 0o755)
+	// Every PAL path rune may not load gets the same answer (the PAL path and the allowed
+	// directories), whatever is at that path: missing, a directory, a loop, not an ELF library, a
+	// host file, a real PAL outside the allowed directories.
+	notAllowed := "is not an allowed PAL: a PAL must be an ELF shared library owned by root and writable only by root, " +
+		"in one of the PAL directories ([enclave] pal_dirs: " + pals + ")"
 	badWasm := "invalid wasm"
 	cases := []struct {
 		name string
@@ -125,14 +165,16 @@ func TestEnclaveBadInput(t *testing.T) {
 		{"bad log level", append(simWasm(), "ENCLAVE_RUNTIME_LOGLEVEL=loud"), nil, `invalid ENCLAVE_RUNTIME_LOGLEVEL "loud"`},
 		{"native outside sim", nil, nil, ""}, // filled below: needs hardware to reach the check
 		{"unknown builtin", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:jvm"}, nil, `unknown built-in enclave runtime "builtin:jvm"`},
-		{"missing PAL", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + filepath.Join(tmp, "nope.so")}, nil, "no such file"},
-		{"PAL is a directory", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + tmp}, nil, "is a directory"},
-		{"PAL symlink loop", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + loop}, nil, "symbolic link loop"},
-		{"PAL not ELF", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + notELF}, nil, "not an ELF"},
-		{"PAL version 4", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + buildPAL(t, paltest.Options{Version: 3, ReportedVersion: 4})}, nil, "4"},
-		{"PAL missing symbol", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + buildPAL(t, paltest.Options{Version: 2, Omit: []string{"pal_create_process"}})}, nil, "pal_create_process"},
-		{"pal_init fails", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + buildPAL(t, paltest.Options{Version: 3, Fail: "pal_init:22"})}, nil, "pal_init: -22"},
-		{"pal_init crashes", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + buildPAL(t, paltest.Options{Version: 3, Crash: "pal_init"})}, nil, "crashed in pal_init: SIGSEGV"},
+		{"missing PAL", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + filepath.Join(pals, "nope.so")}, nil, filepath.Join(pals, "nope.so") + `" ` + notAllowed},
+		{"PAL is a directory", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + pals}, nil, pals + `" ` + notAllowed},
+		{"PAL symlink loop", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + loop}, nil, loop + `" ` + notAllowed},
+		{"PAL not ELF", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + notELF}, nil, notELF + `" ` + notAllowed},
+		{"PAL outside the PAL directories", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + buildPAL(t, paltest.Options{Version: 3})}, nil, notAllowed},
+		{"host file as PAL", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=/etc/shadow"}, nil, `"/etc/shadow" ` + notAllowed},
+		{"PAL version 4", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + installPAL(t, pals, paltest.Options{Version: 3, ReportedVersion: 4})}, nil, "4"},
+		{"PAL missing symbol", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + installPAL(t, pals, paltest.Options{Version: 2, Omit: []string{"pal_create_process"}})}, nil, "pal_create_process"},
+		{"pal_init fails", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + installPAL(t, pals, paltest.Options{Version: 3, Fail: "pal_init:22"})}, nil, "pal_init: -22"},
+		{"pal_init crashes", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=" + installPAL(t, pals, paltest.Options{Version: 3, Crash: "pal_init"})}, nil, "crashed in pal_init: SIGSEGV"},
 		{"invalid wasm", simWasm(), []string{"/app/bad.wasm"}, "invalid wasm"},
 		{"entrypoint missing", simWasm(), []string{"/app/missing.wasm"}, "/app/missing.wasm"},
 		{"native entrypoint missing", []string{"ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH=builtin:native"}, []string{"nosuchprogram"}, "nosuchprogram"},

@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -82,27 +81,22 @@ func enclaveRune(t *testing.T) *harness.Runtime {
 	return r
 }
 
-var (
-	palOnce sync.Once
-	palPath string
-	palErr  error
-)
-
-// referencePAL is the reference PAL (API v3), built once per test binary.
+// referencePAL installs the reference PAL (API v3) in a PAL directory of this test and points rune,
+// through RUNE_CONFIG, at a configuration that allows that directory: rune loads PALs only from
+// root's PAL directories (tests/security/pal_paths_test.go).
 func referencePAL(t *testing.T) string {
 	t.Helper()
-	palOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "exec-confinement-pal")
-		if err != nil {
-			palErr = err
-			return
-		}
-		palPath, palErr = paltest.NewBuilder(dir).Build(paltest.Options{Version: 3})
-	})
-	if palErr != nil {
-		t.Fatalf("build the reference PAL: %v", palErr)
+	dir, err := paltest.NewPALDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return palPath
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := paltest.WriteConfig(cfg, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RUNE_CONFIG", cfg)
+	return harness.InstallPAL(t, dir, "libpal.so", paltest.Options{Version: 3})
 }
 
 // enclaveKind is one enclave runtime under test: its settings, its entrypoint, and how an exec'd

@@ -1,5 +1,0 @@
-package enclave
-
-import "syscall"
-
-const errELOOP = syscall.ELOOP
