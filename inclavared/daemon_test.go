@@ -126,6 +126,7 @@ type daemonSetup struct {
 	daemonTEE, upstreamTEE *simTEE
 	upstream               *upstream
 	network, addr          string
+	d                      *Daemon
 	cancel                 context.CancelFunc
 	done                   chan error
 }
@@ -150,6 +151,7 @@ func startDaemon(t *testing.T, network string, mutate func(*Config, *daemonSetup
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.d = d
 	var l net.Listener
 	if network == "unix" {
 		s.network, s.addr = "unix", filepath.Join(t.TempDir(), "inclavared.sock")
