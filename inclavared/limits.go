@@ -58,7 +58,7 @@ type connTable struct {
 	pending int
 	serving int // slots held
 	perPeer map[string]int
-	freed   chan struct{} // closed (and replaced) when a slot is released
+	freed   chan struct{} // closed (and replaced) when a slot is released or a waiter displaced
 }
 
 func newConnTable(maxPending, maxServing, maxPerPeer int) *connTable {
@@ -85,6 +85,7 @@ func (t *connTable) admit(raw net.Conn, deadline time.Time) (*tracked, error) {
 		victim = t.oldest(statePending)
 		victim.closed = true
 		t.pending--
+		t.wake() // it may be waiting for a slot: let it see that it is gone
 	}
 	t.mu.Unlock()
 	if victim != nil {
@@ -189,12 +190,17 @@ func (t *connTable) release(c *tracked) {
 	if c.slot {
 		c.slot = false
 		t.serving--
-		close(t.freed)
-		t.freed = make(chan struct{})
+		t.wake()
 	}
 	if t.perPeer[c.peer]--; t.perPeer[c.peer] <= 0 {
 		delete(t.perPeer, c.peer)
 	}
+}
+
+// wake releases every connection waiting in serve to look again. t.mu must be held.
+func (t *connTable) wake() {
+	close(t.freed)
+	t.freed = make(chan struct{})
 }
 
 // counts returns the pending and serving connections.

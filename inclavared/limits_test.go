@@ -310,3 +310,77 @@ func TestPeerOf(t *testing.T) {
 		t.Error("unix peer without a uid")
 	}
 }
+
+// TestConnTable drives the accounting directly: a slot frees for a waiter, a waiter displaced from
+// the pending set stops waiting at once, a waiter whose deadline passed gets errBusy, and an idle
+// connection gives its slot up.
+func TestConnTable(t *testing.T) {
+	tab := newConnTable(2, 1, 10)
+	far := time.Now().Add(time.Hour)
+	conn := func() net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a
+	}
+	admit := func(deadline time.Time) *tracked {
+		c, err := tab.admit(conn(), deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	serveAsync := func(c *tracked) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- tab.serve(c, nil) }()
+		return ch
+	}
+	c1 := admit(far)
+	if err := tab.serve(c1, nil); err != nil {
+		t.Fatal(err)
+	}
+	// c2 waits for the busy c1's slot, and gets it when c1 closes.
+	c2 := admit(far)
+	w2 := serveAsync(c2)
+	waitFor(t, "c2 waiting", func() bool { p, s := tab.counts(); return p == 1 && s == 1 })
+	tab.release(c1)
+	if err := <-w2; err != nil {
+		t.Fatalf("c2: %v", err)
+	}
+	// c3 waits; c4 and c5 arrive, MaxPending 2: c3, the oldest pending, is closed and stops
+	// waiting without its (distant) deadline.
+	c3 := admit(far)
+	w3 := serveAsync(c3)
+	admit(far)
+	admit(far)
+	select {
+	case err := <-w3:
+		if err != errDisplaced {
+			t.Fatalf("c3: %v", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("a displaced waiter kept waiting")
+	}
+	tab.release(c3)
+	// A waiter whose deadline passed while every slot is busy gets errBusy.
+	tab2 := newConnTable(4, 1, 10)
+	b1, _ := tab2.admit(conn(), far)
+	if err := tab2.serve(b1, nil); err != nil {
+		t.Fatal(err)
+	}
+	late, _ := tab2.admit(conn(), time.Now())
+	if err := tab2.serve(late, nil); err != errBusy {
+		t.Fatalf("late waiter: %v", err)
+	}
+	// An idle connection gives its slot to a new one and is closed.
+	tab2.idle(b1)
+	n, _ := tab2.admit(conn(), far)
+	if err := tab2.serve(n, nil); err != nil || !tab2.displaced(b1) || tab2.busy(b1) {
+		t.Fatalf("idle slot not taken: %v", err)
+	}
+	tab2.release(b1)
+	tab2.release(late)
+	tab2.release(n)
+	if p, s := tab2.counts(); p != 0 || s != 0 || len(tab2.perPeer) != 0 || len(tab2.all) != 0 {
+		t.Fatalf("left: %d pending, %d serving, %v", p, s, tab2.perPeer)
+	}
+}
