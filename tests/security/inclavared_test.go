@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,9 +39,9 @@ import (
 // incHangGuard bounds every wait; it is no timing claim.
 const incHangGuard = 30 * time.Second
 
-// relay is a confidential service (sim enclave key) that attests its client, and what an
+// incRelay is a confidential service (sim enclave key) that attests its client, and what an
 // inclavared in front of it needs.
-type relay struct {
+type incRelay struct {
 	dir                          string
 	inclavared, service, shelter string   // binaries
 	platformKey                  string   // the node's sim platform key
@@ -51,7 +52,7 @@ type relay struct {
 	relayMeasurement             string
 }
 
-func newRelay(t *testing.T) *relay {
+func newIncRelay(t *testing.T) *incRelay {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "incl") // short: unix socket paths are limited
 	if err != nil {
@@ -62,12 +63,12 @@ func newRelay(t *testing.T) *relay {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{dir: dir}
+	r := &incRelay{dir: dir}
 	for _, b := range []struct {
 		dst *string
 		pkg string
 	}{{&r.inclavared, "./cmd/inclavared"}, {&r.service, "./examples/confidential-service"}, {&r.shelter, "./cmd/shelter"}} {
-		built := harness.BuildGo(t, b.pkg, "linux", "amd64")
+		built := harness.BuildGo(t, b.pkg, "linux", runtime.GOARCH)
 		*b.dst = filepath.Join(dir, filepath.Base(built))
 		data, err := os.ReadFile(built)
 		if err != nil {
@@ -87,7 +88,7 @@ func newRelay(t *testing.T) *relay {
 		t.Fatal(err)
 	}
 	r.relayMeasurement = strings.TrimSpace(string(out))
-	r.relayPolicy = r.write(t, "relay-policy.json", []byte(simPolicy(r.relayMeasurement)))
+	r.relayPolicy = r.write(t, "relay-policy.json", []byte(incSimPolicy(r.relayMeasurement)))
 
 	p, key, m := simtest.Enclave(t, "confidential service", "builtin:native")
 	kb, err := key.MarshalBinary()
@@ -95,21 +96,21 @@ func newRelay(t *testing.T) *relay {
 		t.Fatal(err)
 	}
 	svcKey := r.write(t, "svc-key.pem", kb)
-	r.servicePolicy = r.write(t, "svc-policy.json", []byte(simPolicy(m)))
+	r.servicePolicy = r.write(t, "svc-policy.json", []byte(incSimPolicy(m)))
 	// inclavared and shelter trust both platforms: the node's (inclavared) and the service's.
 	r.simRoots = []string{r.write(t, "node-platform.pem", r.daemonPlatform.CertificatePEM()), r.write(t, "svc-platform.pem", p.CertificatePEM())}
 	r.svcSock = filepath.Join(dir, "svc.sock")
-	startProcess(t, "serving on", r.service, "--listen", "unix://"+r.svcSock, "--evidence", "sim-key-file", "--sim-key", svcKey,
+	startIncProcess(t, "serving on", r.service, "--listen", "unix://"+r.svcSock, "--evidence", "sim-key-file", "--sim-key", svcKey,
 		"--client-policy", r.relayPolicy, "--sim-root", r.simRoots[0])
 	return r
 }
 
-func simPolicy(measurements ...string) string {
+func incSimPolicy(measurements ...string) string {
 	b, _ := json.Marshal(measurements)
 	return `{"tees":{"sim":{"measurements":{"measurement":` + string(b) + `},"allow_unknown_tcb":true}}}`
 }
 
-func (r *relay) write(t *testing.T, name string, data []byte) string {
+func (r *incRelay) write(t *testing.T, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(r.dir, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -119,16 +120,16 @@ func (r *relay) write(t *testing.T, name string, data []byte) string {
 }
 
 // args is an inclavared command line in front of the service.
-func (r *relay) args(listen string, more ...string) []string {
+func (r *incRelay) args(listen string, more ...string) []string {
 	return append([]string{"--listen", listen, "--upstream", "unix://" + r.svcSock, "--upstream-policy", r.servicePolicy,
 		"--sim-root", r.simRoots[0], "--sim-root", r.simRoots[1], "--sim-platform-key", r.platformKey, "--debug"}, more...)
 }
 
 // verifierClient is an Enclave-TLS client that requires fresh evidence of this inclavared, as
 // shelter does, optionally attested itself.
-func (r *relay) verifierClient(t *testing.T, id *enclavetls.Identity) *enclavetls.Client {
+func (r *incRelay) verifierClient(t *testing.T, id *enclavetls.Identity) *enclavetls.Client {
 	t.Helper()
-	p, err := policy.Parse([]byte(simPolicy(r.relayMeasurement)))
+	p, err := policy.Parse([]byte(incSimPolicy(r.relayMeasurement)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,29 +144,29 @@ func (r *relay) verifierClient(t *testing.T, id *enclavetls.Identity) *enclavetl
 
 // shelterCmd runs shelter remoteattestation against addr: exit 0 means inclavared and the service
 // verified.
-func (r *relay) shelterCmd(addr string) *exec.Cmd {
+func (r *incRelay) shelterCmd(addr string) *exec.Cmd {
 	return exec.Command(r.shelter, "remoteattestation", "--addr", addr, "--sim-root", r.simRoots[0], "--sim-root", r.simRoots[1],
 		"--policy", r.servicePolicy, "--inclavared-policy", r.relayPolicy, "--timeout", "30s")
 }
 
-// process is a started daemon binary and its log.
-type process struct {
+// incProcess is a started daemon binary and its log.
+type incProcess struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	log  strings.Builder
 	done chan struct{}
 }
 
-func (p *process) logText() string {
+func (p *incProcess) logText() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
 }
 
-// startProcess runs bin until the test ends and returns once it printed ready.
-func startProcess(t *testing.T, ready, bin string, args ...string) *process {
+// startIncProcess runs bin until the test ends and returns once it printed ready.
+func startIncProcess(t *testing.T, ready, bin string, args ...string) *incProcess {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p := &incProcess{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func startProcess(t *testing.T, ready, bin string, args ...string) *process {
 	return p
 }
 
-func (p *process) openFDs(t *testing.T) int {
+func (p *incProcess) openFDs(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "fd"))
 	if err != nil {
@@ -218,7 +219,7 @@ func (p *process) openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-func exitCodeOf(err error) int {
+func incExitCode(err error) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode()
@@ -229,7 +230,7 @@ func exitCodeOf(err error) int {
 	return 0
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func incWaitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(incHangGuard); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
@@ -243,11 +244,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // service under inclavared's attestation. Now the binary refuses to start (exit 2) and names both
 // --client-policy and the explicit opt-out; it never listens.
 func TestInclavaredRequiresClientPolicy(t *testing.T) {
-	r := newRelay(t)
+	r := newIncRelay(t)
 	sock := filepath.Join(r.dir, "inclavared.sock")
 	cmd := exec.Command(r.inclavared, r.args("unix://"+sock)...)
 	out, err := cmd.CombinedOutput()
-	if exitCodeOf(err) != 2 {
+	if incExitCode(err) != 2 {
 		t.Fatalf("exit %v, want 2\n%s", err, out)
 	}
 	for _, want := range []string{"--client-policy is required", "--allow-unattested-clients"} {
@@ -266,12 +267,12 @@ func TestInclavaredRequiresClientPolicy(t *testing.T) {
 // "certificate required": no answer, nothing forwarded. The real shelter binary, which presents no
 // evidence either, fails the same way. A verifier attested against the client policy is served.
 func TestInclavaredRefusesUnattestedClient(t *testing.T) {
-	r := newRelay(t)
+	r := newIncRelay(t)
 	verifierPlatform, verifierKey, verifierMeasurement := simtest.Enclave(t, "tenant verifier", "verifier")
 	roots := r.write(t, "verifier-platform.pem", verifierPlatform.CertificatePEM())
-	clientPolicy := r.write(t, "client-policy.json", []byte(simPolicy(verifierMeasurement)))
+	clientPolicy := r.write(t, "client-policy.json", []byte(incSimPolicy(verifierMeasurement)))
 	sock := filepath.Join(r.dir, "inclavared.sock")
-	d := startProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--client-policy", clientPolicy, "--sim-root", roots)...)
+	d := startIncProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--client-policy", clientPolicy, "--sim-root", roots)...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), incHangGuard)
 	defer cancel()
@@ -286,14 +287,14 @@ func TestInclavaredRefusesUnattestedClient(t *testing.T) {
 		t.Fatalf("unattested client: answer %+v, error %v; want the handshake refused", resp, err)
 	}
 	// The daemon says why (its --debug log): the client presented no certificate, hence no evidence.
-	waitUntil(t, "the refusal logged", func() bool { return strings.Contains(d.logText(), "verifier handshake failed") })
+	incWaitUntil(t, "the refusal logged", func() bool { return strings.Contains(d.logText(), "verifier handshake failed") })
 	if log := d.logText(); !strings.Contains(log, "didn't provide a certificate") {
 		t.Fatalf("refusal not explained:\n%s", log)
 	}
 	out, err := r.shelterCmd("unix://" + sock).CombinedOutput()
 	// (Its error is the TLS alert or a broken pipe, whichever it meets first; the daemon's log
 	// above says why.)
-	if exitCodeOf(err) != 1 || !strings.Contains(string(out), "remote attestation: FAIL") {
+	if incExitCode(err) != 1 || !strings.Contains(string(out), "remote attestation: FAIL") {
 		t.Fatalf("shelter (unattested) against a daemon that attests clients: %v\n%s", err, out)
 	}
 
@@ -358,10 +359,10 @@ func (a *incAttackers) closeAll() {
 	a.wg.Wait()
 }
 
-// tlsHelloStart is a TLS record header announcing a 512-byte ClientHello and its first bytes.
-var tlsHelloStart = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+// incHelloStart is a TLS record header announcing a 512-byte ClientHello and its first bytes.
+var incHelloStart = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
 
-func dialFromAddr(t *testing.T, src, addr string) net.Conn {
+func incDialFrom(t *testing.T, src, addr string) net.Conn {
 	t.Helper()
 	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: incHangGuard}).Dial("tcp", addr)
 	if err != nil {
@@ -370,8 +371,8 @@ func dialFromAddr(t *testing.T, src, addr string) net.Conn {
 	return c
 }
 
-// lastCounts is the pending/serving count of the last connection inclavared closed (its --debug log).
-func lastCounts(log string) string {
+// incLastCounts is the pending/serving count of the last connection inclavared closed (its --debug log).
+func incLastCounts(log string) string {
 	i := strings.LastIndex(log, `msg="verifier connection closed"`)
 	if i < 0 {
 		return ""
@@ -391,18 +392,18 @@ func lastCounts(log string) string {
 // remote attestation while the attackers hold their sockets, with timeouts (10 min) far beyond the
 // test. Afterwards inclavared holds none of their connections or descriptors.
 func TestInclavaredIdleClients(t *testing.T) {
-	r := newRelay(t)
+	r := newIncRelay(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	d := startProcess(t, "listening on", r.inclavared, r.args("tcp://"+addr, "--allow-unattested-clients",
+	d := startIncProcess(t, "listening on", r.inclavared, r.args("tcp://"+addr, "--allow-unattested-clients",
 		"--max-conns", "2", "--max-pending", "4", "--max-conns-per-peer", "3",
 		"--handshake-timeout", "10m", "--idle-timeout", "10m")...)
 	// The opt-out is loud: a warning naming the risk at start, a line per unattested connection.
-	waitUntil(t, "a start-up warning naming the risk", func() bool {
+	incWaitUntil(t, "a start-up warning naming the risk", func() bool {
 		return strings.Contains(d.logText(), "level=WARN msg=\""+inclavared.UnattestedClientsRisk)
 	})
 	if out, err := r.shelterCmd("tcp://" + addr).CombinedOutput(); err != nil {
@@ -411,19 +412,19 @@ func TestInclavaredIdleClients(t *testing.T) {
 	if !strings.Contains(d.logText(), "serving an unattested verifier") {
 		t.Error("no per-connection line for an unattested verifier")
 	}
-	waitUntil(t, "the first verifier's connection closed", func() bool { return lastCounts(d.logText()) == "pending=0 serving=0" })
+	incWaitUntil(t, "the first verifier's connection closed", func() bool { return incLastCounts(d.logText()) == "pending=0 serving=0" })
 	fds := d.openFDs(t)
 
 	a := &incAttackers{}
 	defer a.closeAll()
 	for i := 0; i < 10; i++ {
-		a.watch("idle", dialFromAddr(t, "127.0.0.2", addr))
+		a.watch("idle", incDialFrom(t, "127.0.0.2", addr))
 	}
-	waitUntil(t, "7 of 10 idle connections from one address refused", func() bool { return a.closedIn("idle") == 7 })
+	incWaitUntil(t, "7 of 10 idle connections from one address refused", func() bool { return a.closedIn("idle") == 7 })
 	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
 		for i := 0; i < 3; i++ {
-			c := dialFromAddr(t, src, addr)
-			if _, err := c.Write(tlsHelloStart); err != nil {
+			c := incDialFrom(t, src, addr)
+			if _, err := c.Write(incHelloStart); err != nil {
 				t.Fatal(err)
 			}
 			a.watch("half-open", c)
@@ -431,7 +432,7 @@ func TestInclavaredIdleClients(t *testing.T) {
 	}
 	client := r.verifierClient(t, nil)
 	handshake := func(src string) *enclavetls.Conn {
-		raw := dialFromAddr(t, src, addr)
+		raw := incDialFrom(t, src, addr)
 		_ = raw.SetDeadline(time.Now().Add(incHangGuard))
 		conn, err := client.Client(raw)
 		if err != nil {
@@ -459,8 +460,8 @@ func TestInclavaredIdleClients(t *testing.T) {
 		a.watch("handshake, no request", conn)
 	}
 	// Everything is full: 4 pending, 2 serving (the last log line counts the connection closed).
-	waitUntil(t, "pending and serving connections full", func() bool {
-		return strings.HasPrefix(lastCounts(d.logText()), "pending=4 serving=2")
+	incWaitUntil(t, "pending and serving connections full", func() bool {
+		return strings.HasPrefix(incLastCounts(d.logText()), "pending=4 serving=2")
 	})
 
 	// The tenant's verifier: the shelter binary, from 127.0.0.1.
@@ -469,13 +470,13 @@ func TestInclavaredIdleClients(t *testing.T) {
 		t.Fatalf("shelter during the attack: %v\n%s", err, out)
 	}
 	// The attackers still hold sockets (no timeout freed them).
-	waitUntil(t, "shelter's connection closed", func() bool {
+	incWaitUntil(t, "shelter's connection closed", func() bool {
 		return strings.Contains(d.logText(), `peer="ip 127.0.0.1" pending=3 serving=1`)
 	})
 
 	a.closeAll()
-	waitUntil(t, "inclavared holds no connection", func() bool { return lastCounts(d.logText()) == "pending=0 serving=0" })
-	waitUntil(t, "inclavared's descriptors back to the baseline", func() bool { return d.openFDs(t) <= fds })
+	incWaitUntil(t, "inclavared holds no connection", func() bool { return incLastCounts(d.logText()) == "pending=0 serving=0" })
+	incWaitUntil(t, "inclavared's descriptors back to the baseline", func() bool { return d.openFDs(t) <= fds })
 }
 
 // TestInclavaredPerUIDLimit: on a unix socket the limit is per client UID (SO_PEERCRED, set by the
@@ -484,9 +485,9 @@ func TestInclavaredIdleClients(t *testing.T) {
 // shelter binary as nobody) is served meanwhile.
 func TestInclavaredPerUIDLimit(t *testing.T) {
 	harness.NeedRoot(t)
-	r := newRelay(t)
+	r := newIncRelay(t)
 	sock := filepath.Join(r.dir, "inclavared.sock")
-	startProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--allow-unattested-clients",
+	startIncProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--allow-unattested-clients",
 		"--max-conns-per-peer", "2", "--handshake-timeout", "10m")...)
 	if err := os.Chmod(sock, 0o777); err != nil { // the operator lets its users reach the socket
 		t.Fatal(err)
@@ -500,7 +501,7 @@ func TestInclavaredPerUIDLimit(t *testing.T) {
 		}
 		a.watch("idle", c)
 	}
-	waitUntil(t, "the third connection of one UID refused", func() bool { return a.closedIn("idle") == 1 })
+	incWaitUntil(t, "the third connection of one UID refused", func() bool { return a.closedIn("idle") == 1 })
 	if out, err := r.shelterCmd("unix://" + sock).CombinedOutput(); err == nil {
 		t.Fatalf("shelter of the UID that holds its quota was served:\n%s", out)
 	}
@@ -517,9 +518,9 @@ func TestInclavaredPerUIDLimit(t *testing.T) {
 // daemon acted on a reading a reviewer or log would not see. Now each gets an error naming the
 // problem from inclavared itself (never a forwarded answer) and the connection is closed.
 func TestInclavaredStrictProtocol(t *testing.T) {
-	r := newRelay(t)
+	r := newIncRelay(t)
 	sock := filepath.Join(r.dir, "inclavared.sock")
-	startProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--allow-unattested-clients")...)
+	startIncProcess(t, "listening on", r.inclavared, r.args("unix://"+sock, "--allow-unattested-clients")...)
 	ctx, cancel := context.WithTimeout(context.Background(), incHangGuard)
 	defer cancel()
 	client := r.verifierClient(t, nil)
