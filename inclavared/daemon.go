@@ -1,6 +1,7 @@
 package inclavared
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,35 +13,53 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // Defaults for Config's zero values.
 const (
 	DefaultMaxConns         = 64
-	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxPending       = 64
+	DefaultMaxConnsPerPeer  = 8
+	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultUpstreamTimeout  = 30 * time.Second
 	DefaultShutdownGrace    = 5 * time.Second
 )
 
+// UnattestedClientsRisk is what the daemon logs when it serves verifiers that are not attested.
+const UnattestedClientsRisk = "client attestation is off: anyone who can connect has requests forwarded to the " +
+	"confidential service, which trusts inclavared's attestation and cannot tell them from attested verifiers"
+
 // Config is what a Daemon needs.
 type Config struct {
 	// Identity is inclavared's own attested identity.
 	Identity *enclavetls.Identity
-	// ClientVerifier, when set, requires verifiers (clients) to be attested too.
+	// ClientVerifier requires verifiers (clients) to be attested. It is required unless
+	// AllowUnattestedClients is set: the upstream trusts inclavared's attestation as a proxy for
+	// inclavared's clients.
 	ClientVerifier *enclavetls.Verifier
+	// AllowUnattestedClients serves verifiers without attesting them (logged at start and per
+	// connection). It excludes ClientVerifier.
+	AllowUnattestedClients bool
 	// UpstreamNetwork and UpstreamAddress locate the confidential service ("tcp" or "unix").
 	UpstreamNetwork, UpstreamAddress string
 	// UpstreamVerifier checks the confidential service (its policy is required). inclavared
 	// presents Identity to it: the upstream connection is mutually attested.
 	UpstreamVerifier *enclavetls.Verifier
-	// MaxConns bounds concurrent verifier connections; more wait in the listen backlog.
-	MaxConns int
-	// HandshakeTimeout, IdleTimeout (between requests), UpstreamTimeout (dial, handshake and
-	// one exchange) and ShutdownGrace (for in-flight requests) default to the Default* values.
+	// MaxConns bounds verifier connections that completed their handshake and first request
+	// (each may hold an upstream connection). MaxPending bounds connections before that point;
+	// beyond it the oldest is closed. MaxConnsPerPeer bounds the connections of one client IP
+	// (IPv6: /64) or, on a unix socket, one client UID. See limits.go.
+	MaxConns, MaxPending, MaxConnsPerPeer int
+	// HandshakeTimeout bounds the TLS handshake and the first request together. IdleTimeout
+	// bounds the wait for each later request, UpstreamTimeout the upstream dial, handshake and one
+	// exchange, ShutdownGrace the requests in flight at shutdown. Zero values take the Default*
+	// values.
 	HandshakeTimeout, IdleTimeout, UpstreamTimeout, ShutdownGrace time.Duration
 	// Log receives one line per connection problem; nil discards.
 	Log *slog.Logger
@@ -52,15 +71,19 @@ type Daemon struct {
 	server   *enclavetls.Server
 	upstream *enclavetls.Client
 	log      *slog.Logger
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns    *connTable
 }
 
 // New checks cfg and returns a daemon.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.UpstreamVerifier == nil {
 		return nil, errors.New("inclavared: no upstream verifier (an upstream policy is required)")
+	}
+	switch {
+	case cfg.ClientVerifier == nil && !cfg.AllowUnattestedClients:
+		return nil, errors.New("inclavared: no client verifier: verifiers must be attested (a client policy), unless unattested clients are explicitly allowed")
+	case cfg.ClientVerifier != nil && cfg.AllowUnattestedClients:
+		return nil, errors.New("inclavared: a client verifier and allowing unattested clients exclude each other")
 	}
 	if cfg.UpstreamNetwork != "tcp" && cfg.UpstreamNetwork != "unix" {
 		return nil, fmt.Errorf("inclavared: upstream network %q, want tcp or unix", cfg.UpstreamNetwork)
@@ -82,15 +105,25 @@ func New(cfg Config) (*Daemon, error) {
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.UpstreamTimeout, DefaultUpstreamTimeout)
 	def(&cfg.ShutdownGrace, DefaultShutdownGrace)
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = DefaultMaxConns
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
 	}
+	defInt(&cfg.MaxConns, DefaultMaxConns)
+	defInt(&cfg.MaxPending, DefaultMaxPending)
+	defInt(&cfg.MaxConnsPerPeer, DefaultMaxConnsPerPeer)
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Daemon{cfg: cfg, server: srv, upstream: up, log: log, conns: map[net.Conn]struct{}{}}, nil
+	return &Daemon{cfg: cfg, server: srv, upstream: up, log: log,
+		conns: newConnTable(cfg.MaxPending, cfg.MaxConns, cfg.MaxConnsPerPeer)}, nil
 }
+
+// Connections returns the verifier connections the daemon holds: pending (handshake or first
+// request in progress) and serving.
+func (d *Daemon) Connections() (pending, serving int) { return d.conns.counts() }
 
 // Serve accepts verifiers on l until ctx is done, then stops accepting, lets requests in flight
 // finish for ShutdownGrace, closes every connection and returns nil. It returns an error only if
@@ -99,64 +132,62 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 	defer l.Close()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
-	slots := make(chan struct{}, d.cfg.MaxConns)
+	if d.cfg.AllowUnattestedClients {
+		d.log.Warn(UnattestedClientsRisk)
+	}
 	var wg sync.WaitGroup
 	var acceptErr error
+	backoff := time.Duration(0)
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
 		c, err := l.Accept()
 		if err != nil {
-			<-slots
+			if ctx.Err() == nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+				// Out of descriptors: connections in progress will free some; keep serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				d.log.Warn("accept", "err", err, "retry in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
 			if ctx.Err() == nil {
 				acceptErr = fmt.Errorf("inclavared: accept: %w", err)
 			}
 			break
 		}
-		d.track(c, true)
+		backoff = 0
+		// Accepting never waits for a slot: a connection that cannot be served is closed at once
+		// or later by its deadline, so the listen backlog never fills with idle clients.
+		deadline := time.Now().Add(d.cfg.HandshakeTimeout)
+		tc, err := d.conns.admit(c, deadline)
+		if err != nil {
+			d.log.Info("verifier refused", "remote", c.RemoteAddr(), "err", err)
+			c.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			defer d.track(c, false)
-			defer c.Close()
-			d.handle(ctx, c)
+			d.handle(ctx, tc)
+			c.Close()
+			d.conns.release(tc)
+			pending, serving := d.conns.counts()
+			d.log.Info("verifier connection closed", "remote", c.RemoteAddr(), "peer", tc.peer, "pending", pending, "serving", serving)
 		}()
 	}
-	// Shutdown: wake idle readers now; give busy handlers the grace period, then cut them off.
-	d.forEach(func(c net.Conn) { _ = c.SetReadDeadline(time.Now()) })
+	// Shutdown: wake idle readers and handshakes now; give busy handlers the grace period, then
+	// cut them off.
+	d.conns.forEach(func(c net.Conn) { _ = c.SetReadDeadline(time.Now()) })
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(d.cfg.ShutdownGrace):
-		d.forEach(func(c net.Conn) { c.Close() })
+		d.conns.forEach(func(c net.Conn) { c.Close() })
 		<-done
 	}
 	return acceptErr
-}
-
-func (d *Daemon) track(c net.Conn, add bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if add {
-		d.conns[c] = struct{}{}
-	} else {
-		delete(d.conns, c)
-	}
-}
-
-func (d *Daemon) forEach(f func(net.Conn)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for c := range d.conns {
-		f(c)
-	}
 }
 
 // session is one verifier connection and the upstream connection it uses.
@@ -168,33 +199,59 @@ type session struct {
 	info *Response
 }
 
-func (d *Daemon) handle(ctx context.Context, raw net.Conn) {
+func (d *Daemon) handle(ctx context.Context, tc *tracked) {
+	raw := tc.raw
+	remote := raw.RemoteAddr()
+	_ = raw.SetDeadline(tc.deadline)
 	conn := d.server.Server(raw)
-	hctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+	hctx, cancel := context.WithDeadline(ctx, tc.deadline)
 	err := conn.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		d.log.Info("verifier handshake failed", "remote", raw.RemoteAddr(), "err", err)
+		d.log.Info("verifier handshake failed", "remote", remote, "peer", tc.peer, "err", err)
 		return
+	}
+	if d.cfg.AllowUnattestedClients {
+		d.log.Info("serving an unattested verifier (--allow-unattested-clients)", "remote", remote, "peer", tc.peer)
 	}
 	s := &session{d: d}
 	defer s.closeUpstream()
 	codec := NewCodec(conn)
-	for ctx.Err() == nil {
-		_ = raw.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			d.conns.idle(tc)
+			_ = raw.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
+		}
 		var req Request
 		if err := codec.Read(&req); err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
-				d.log.Info("verifier request", "remote", raw.RemoteAddr(), "err", err)
+			switch {
+			case d.conns.displaced(tc), ctx.Err() != nil, errors.Is(err, io.EOF):
+			case errors.Is(err, ErrMalformed):
+				d.log.Info("verifier request", "remote", remote, "err", err)
+				_ = raw.SetWriteDeadline(time.Now().Add(d.cfg.HandshakeTimeout))
 				_ = codec.Write(&Response{Type: TypeError, Error: err.Error()})
+			default:
+				d.log.Info("verifier connection", "remote", remote, "err", err)
 			}
 			return
+		}
+		if first {
+			if err := d.conns.serve(tc, ctx.Done()); err != nil {
+				d.log.Info("verifier not served", "remote", remote, "err", err)
+				if errors.Is(err, errBusy) {
+					_ = raw.SetWriteDeadline(time.Now().Add(d.cfg.HandshakeTimeout))
+					_ = codec.Write(errorResponse("inclavared is busy: %v", err))
+				}
+				return
+			}
+		} else if !d.conns.busy(tc) {
+			return // displaced while its request arrived: the connection is closed
 		}
 		_ = raw.SetReadDeadline(time.Time{})
 		resp := s.serve(ctx, &req)
 		_ = raw.SetWriteDeadline(time.Now().Add(d.cfg.UpstreamTimeout))
 		if err := codec.Write(resp); err != nil {
-			d.log.Info("verifier answer", "remote", raw.RemoteAddr(), "err", err)
+			d.log.Info("verifier answer", "remote", remote, "err", err)
 			return
 		}
 	}
@@ -237,16 +294,21 @@ func (s *session) serve(ctx context.Context, req *Request) *Response {
 		s.info = nil
 		return s.describe(&Response{Type: TypeAttestation, Nonce: req.Nonce})
 	case TypeForward:
-		var probe map[string]json.RawMessage
-		if len(req.Request) == 0 || json.Unmarshal(req.Request, &probe) != nil {
+		// The message was read strictly as a whole; the service gets these bytes verbatim, so they
+		// are checked again on their own: one object, one reading.
+		fwd := bytes.TrimSpace(req.Request)
+		if len(fwd) == 0 || fwd[0] != '{' {
 			return errorResponse("forward: request must be a JSON object")
+		}
+		if err := strictjson.CheckStructure(fwd); err != nil {
+			return errorResponse("forward: request: %v", err)
 		}
 		if err := s.connect(ctx, nil, false); err != nil {
 			return errorResponse("%v", err)
 		}
 		s.info = nil
 		var answer json.RawMessage
-		if err := s.exchange(ctx, req.Request, &answer); err != nil {
+		if err := s.exchange(ctx, json.RawMessage(fwd), &answer); err != nil {
 			return errorResponse("forward: %v", err)
 		}
 		return s.describe(&Response{Type: TypeForwarded, Response: answer})

@@ -126,6 +126,7 @@ type daemonSetup struct {
 	daemonTEE, upstreamTEE *simTEE
 	upstream               *upstream
 	network, addr          string
+	d                      *Daemon
 	cancel                 context.CancelFunc
 	done                   chan error
 }
@@ -137,10 +138,11 @@ func startDaemon(t *testing.T, network string, mutate func(*Config, *daemonSetup
 	s := &daemonSetup{daemonTEE: newSimTEE(t, "inclavared"), upstreamTEE: newSimTEE(t, "service")}
 	s.upstream = startUpstream(t, s.upstreamTEE, verifier(t, true, s.daemonTEE))
 	cfg := Config{
-		Identity:         s.daemonTEE.identity(t),
-		UpstreamNetwork:  "tcp",
-		UpstreamAddress:  s.upstream.addr,
-		UpstreamVerifier: verifier(t, true, s.upstreamTEE),
+		Identity:               s.daemonTEE.identity(t),
+		AllowUnattestedClients: true, // most tests play shelter, which is not attested
+		UpstreamNetwork:        "tcp",
+		UpstreamAddress:        s.upstream.addr,
+		UpstreamVerifier:       verifier(t, true, s.upstreamTEE),
 	}
 	if mutate != nil {
 		mutate(&cfg, s)
@@ -149,6 +151,7 @@ func startDaemon(t *testing.T, network string, mutate func(*Config, *daemonSetup
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.d = d
 	var l net.Listener
 	if network == "unix" {
 		s.network, s.addr = "unix", filepath.Join(t.TempDir(), "inclavared.sock")
@@ -375,7 +378,9 @@ func TestNeverForwardsToUnattestedUpstream(t *testing.T) {
 // TestClientVerifier makes inclavared attest verifiers too: an unattested one gets nothing.
 func TestClientVerifier(t *testing.T) {
 	clientTEE := newSimTEE(t, "attested verifier")
-	s := startDaemon(t, "tcp", func(c *Config, _ *daemonSetup) { c.ClientVerifier = verifier(t, true, clientTEE) })
+	s := startDaemon(t, "tcp", func(c *Config, _ *daemonSetup) {
+		c.ClientVerifier, c.AllowUnattestedClients = verifier(t, true, clientTEE), false
+	})
 	cl, err := enclavetls.NewClient(enclavetls.Config{Verifier: verifier(t, true, s.daemonTEE)})
 	if err != nil {
 		t.Fatal(err)
@@ -406,10 +411,10 @@ func TestClientVerifier(t *testing.T) {
 }
 
 // TestConcurrentVerifiers runs 50 verifiers at once against a daemon that serves at most 8 at a
-// time: every one is served.
+// time: every one is served. (They all come from 127.0.0.1: the per-peer limit is raised.)
 func TestConcurrentVerifiers(t *testing.T) {
-	s := startDaemon(t, "tcp", func(c *Config, _ *daemonSetup) { c.MaxConns = 8 })
 	const n = 50
+	s := startDaemon(t, "tcp", func(c *Config, _ *daemonSetup) { c.MaxConns, c.MaxConnsPerPeer = 8, n })
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	cl, err := enclavetls.NewClient(enclavetls.Config{Verifier: verifier(t, true, s.daemonTEE)})
@@ -476,13 +481,29 @@ func TestShutdown(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	tee := newSimTEE(t, "x")
-	for name, cfg := range map[string]Config{
-		"no upstream verifier": {Identity: tee.identity(t), UpstreamNetwork: "tcp", UpstreamAddress: "127.0.0.1:1"},
-		"bad network":          {Identity: tee.identity(t), UpstreamNetwork: "udp", UpstreamVerifier: verifier(t, true, tee)},
-		"no identity":          {UpstreamNetwork: "tcp", UpstreamVerifier: verifier(t, true, tee)},
+	ok := func(mutate func(*Config)) Config {
+		c := Config{Identity: tee.identity(t), UpstreamNetwork: "tcp", UpstreamAddress: "127.0.0.1:1",
+			UpstreamVerifier: verifier(t, true, tee), AllowUnattestedClients: true}
+		mutate(&c)
+		return c
+	}
+	if _, err := New(ok(func(*Config) {})); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no upstream verifier", ok(func(c *Config) { c.UpstreamVerifier = nil }), "upstream policy is required"},
+		{"bad network", ok(func(c *Config) { c.UpstreamNetwork = "udp" }), "want tcp or unix"},
+		{"no identity", ok(func(c *Config) { c.Identity = nil }), "no identity"},
+		// Client attestation is the default: a missing client verifier is not a silent opt-out.
+		{"no client verifier", ok(func(c *Config) { c.AllowUnattestedClients = false }), "verifiers must be attested"},
+		{"client verifier and unattested clients", ok(func(c *Config) { c.ClientVerifier = verifier(t, true, tee) }), "exclude each other"},
 	} {
-		if _, err := New(cfg); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -6,6 +6,9 @@
 // Inclavare inclavared's GETENCLAVEINFO request; README.md describes it.
 //
 // inclavared never forwards anything to, and never returns answers from, an upstream whose
-// attestation failed or whose policy did not hold: such a connection is never established. When a
-// client verifier is configured it never serves an unattested verifier either.
+// attestation failed or whose policy did not hold: such a connection is never established. It never
+// serves an unattested verifier unless told to (Config.AllowUnattestedClients, logged), because the
+// upstream trusts inclavared's attestation as a proxy for its clients. It acts only on messages
+// with exactly one reading (internal/strictjson), and bounds what any client can hold (limits.go):
+// idle or half-open clients must never keep a verifier out.
 package inclavared

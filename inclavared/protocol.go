@@ -2,6 +2,7 @@ package inclavared
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
 // Request types. GETENCLAVEINFO is the original Inclavare inclavared's request; the others are
@@ -76,49 +79,119 @@ type Response struct {
 	Data     string          `json:"data,omitempty"`
 }
 
-// Codec reads and writes JSON messages on a stream.
+// ErrMalformed marks a message that breaks the protocol's syntax: the connection cannot be trusted
+// to be in step any more, so the reader answers with an error and closes it.
+var ErrMalformed = errors.New("malformed message")
+
+// Codec reads and writes JSON messages on a stream. Every message is one JSON object, read under
+// strictjson's rules (no duplicate or case-variant member names, no unknown members, no null, valid
+// UTF-8, bounded nesting), so that inclavared, the confidential service and any reviewer read a
+// message the same way. Between messages only whitespace may appear.
 type Codec struct {
-	r   *budgetReader
-	dec *json.Decoder
-	w   io.Writer
-}
-
-// budgetReader stops a peer from making one message larger than MaxMessageSize: the budget is
-// renewed per message (the decoder may read a little of the next one ahead, hence 2×).
-type budgetReader struct {
-	r    io.Reader
-	left int
-}
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, fmt.Errorf("message exceeds %d bytes", MaxMessageSize)
-	}
-	if len(p) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.r.Read(p)
-	b.left -= n
-	return n, err
+	r *bufio.Reader
+	w io.Writer
 }
 
 // NewCodec returns a codec on rw.
 func NewCodec(rw io.ReadWriter) *Codec {
-	br := &budgetReader{r: bufio.NewReader(rw), left: 2 * MaxMessageSize}
-	return &Codec{r: br, dec: json.NewDecoder(br), w: rw}
+	return &Codec{r: bufio.NewReader(rw), w: rw}
 }
 
 // Read decodes the next message into v (a *Request, *Response or *json.RawMessage). It returns
-// io.EOF when the peer closed between messages.
+// io.EOF when the peer closed between messages, and an error wrapping ErrMalformed when the message
+// breaks the protocol: not an object, larger than MaxMessageSize, not strictly decodable into v, or
+// followed by something other than whitespace or the next message's '{' (as far as it has
+// arrived).
 func (c *Codec) Read(v any) error {
-	c.r.left = 2 * MaxMessageSize
-	if err := c.dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.EOF
-		}
-		return fmt.Errorf("read message: %w", err)
+	raw, err := c.next()
+	if err != nil {
+		return err
+	}
+	if err := strictjson.Decode(raw, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
+}
+
+// next returns the bytes of the next message: the framing of a JSON object (strings and nesting
+// followed, nothing else checked: strictjson judges the content).
+func (c *Codec) next() ([]byte, error) {
+	size := 0
+	for {
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("read message: %w", err)
+		}
+		if size++; size > MaxMessageSize {
+			return nil, fmt.Errorf("%w: more than %d bytes of whitespace", ErrMalformed, MaxMessageSize)
+		}
+		if isSpace(b) {
+			continue
+		}
+		if b != '{' {
+			return nil, fmt.Errorf("%w: a message must be a JSON object, found %q", ErrMalformed, b)
+		}
+		break
+	}
+	msg := []byte{'{'}
+	depth, inString, escaped := 1, false, false
+	for depth > 0 {
+		if len(msg) >= MaxMessageSize {
+			return nil, fmt.Errorf("%w: message exceeds %d bytes", ErrMalformed, MaxMessageSize)
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("read message: %w", err)
+		}
+		msg = append(msg, b)
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			depth++
+		case b == '}' || b == ']':
+			depth--
+		}
+	}
+	// What already follows the message must be whitespace or the next message: a message with
+	// trailing data has no single reading, and a client that sent one bare object and waits for
+	// the answer must not be kept waiting for more bytes.
+	ahead, _ := c.r.Peek(c.r.Buffered())
+	for _, b := range ahead {
+		if isSpace(b) {
+			continue
+		}
+		if b != '{' {
+			return nil, fmt.Errorf("%w: data after the message: %q", ErrMalformed, clip(ahead, 32))
+		}
+		break
+	}
+	return msg, nil
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
+func clip(b []byte, n int) []byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
 }
 
 // Write encodes v followed by a newline.

@@ -32,7 +32,10 @@ func main() {
 	app.Description = `inclavared listens for verifiers on Enclave-TLS, presenting evidence from its own
 attester, and forwards their requests to the upstream confidential service over mutually
 attested Enclave-TLS, checked against --upstream-policy. It never forwards to an upstream that
-fails attestation or policy. SIGTERM or SIGINT stops it cleanly.
+fails attestation or policy. Verifiers must be attested against --client-policy: the upstream
+trusts inclavared's attestation as a proxy for its clients. --allow-unattested-clients serves
+verifiers that present no evidence (shelter), and is logged as the risk it is. SIGTERM or SIGINT
+stops it cleanly.
 
 Print the measurement a host-side sim inclavared endorses itself with (for policies):
     inclavared --print-measurement`
@@ -40,7 +43,8 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.StringFlag{Name: "listen", Usage: "where verifiers connect: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream", Usage: "the confidential service: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream-policy", Usage: "reference-value policy (JSON) the upstream must satisfy"},
-		cli.StringFlag{Name: "client-policy", Usage: "also require verifiers to be attested and satisfy this policy"},
+		cli.StringFlag{Name: "client-policy", Usage: "reference-value policy (JSON) verifiers must satisfy: they are attested (required unless --allow-unattested-clients)"},
+		cli.BoolFlag{Name: "allow-unattested-clients", Usage: "serve verifiers without attesting them (shelter presents no evidence); the upstream then cannot tell who it serves"},
 		cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
 		cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
 		cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
@@ -50,7 +54,11 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.StringFlag{Name: "sim-platform-key", Usage: "sim attester on the host: the platform key file (created if absent); the daemon endorses its own executable"},
 		cli.StringFlag{Name: "sim-enclave-key", Usage: "sim attester: an endorsed enclave key file"},
 		cli.StringFlag{Name: "agent-socket", Usage: "agent attester: the runelet agent socket (default /dev/.rune/agent.sock)"},
-		cli.IntFlag{Name: "max-conns", Value: inclavared.DefaultMaxConns, Usage: "verifier connections served at once"},
+		cli.IntFlag{Name: "max-conns", Value: inclavared.DefaultMaxConns, Usage: "verifier connections served at once (after their handshake and first request)"},
+		cli.IntFlag{Name: "max-pending", Value: inclavared.DefaultMaxPending, Usage: "connections in their handshake or first request; beyond it the oldest is closed"},
+		cli.IntFlag{Name: "max-conns-per-peer", Value: inclavared.DefaultMaxConnsPerPeer, Usage: "connections of one client IP (IPv6: /64) or, on a unix socket, one client UID"},
+		cli.DurationFlag{Name: "handshake-timeout", Value: inclavared.DefaultHandshakeTimeout, Usage: "time for the TLS handshake and the first request together"},
+		cli.DurationFlag{Name: "idle-timeout", Value: inclavared.DefaultIdleTimeout, Usage: "time a verifier connection may wait between requests"},
 		cli.BoolFlag{Name: "print-measurement", Usage: "print the SHA-256 of this executable and exit"},
 		cli.BoolFlag{Name: "debug", Usage: "log every connection problem"},
 	}
@@ -88,6 +96,24 @@ func run(c *cli.Context) error {
 			return usageError("--%s is required", f)
 		}
 	}
+	// Client attestation is the default: without it anyone who reaches --listen is served under
+	// inclavared's attestation. Opting out has to be said.
+	switch {
+	case c.String("client-policy") == "" && !c.Bool("allow-unattested-clients"):
+		return usageError("--client-policy is required: verifiers must be attested (or pass --allow-unattested-clients to serve unattested verifiers, such as shelter, at the upstream's risk)")
+	case c.String("client-policy") != "" && c.Bool("allow-unattested-clients"):
+		return usageError("--client-policy and --allow-unattested-clients exclude each other")
+	}
+	for _, f := range []string{"max-conns", "max-pending", "max-conns-per-peer"} {
+		if c.Int(f) <= 0 {
+			return usageError("--%s must be positive", f)
+		}
+	}
+	for _, f := range []string{"handshake-timeout", "idle-timeout"} {
+		if c.Duration(f) <= 0 {
+			return usageError("--%s must be positive", f)
+		}
+	}
 	lnet, laddr, err := inclavared.ParseAddress(c.String("listen"))
 	if err != nil {
 		return usageError("--listen: %v", err)
@@ -112,10 +138,15 @@ func run(c *cli.Context) error {
 		return usageError("--upstream-policy: %v", err)
 	}
 	cfg := inclavared.Config{
-		UpstreamNetwork:  unet,
-		UpstreamAddress:  uaddr,
-		UpstreamVerifier: &enclavetls.Verifier{Options: opts, Policy: upPolicy, RequireFresh: true},
-		MaxConns:         c.Int("max-conns"),
+		UpstreamNetwork:        unet,
+		UpstreamAddress:        uaddr,
+		UpstreamVerifier:       &enclavetls.Verifier{Options: opts, Policy: upPolicy, RequireFresh: true},
+		AllowUnattestedClients: c.Bool("allow-unattested-clients"),
+		MaxConns:               c.Int("max-conns"),
+		MaxPending:             c.Int("max-pending"),
+		MaxConnsPerPeer:        c.Int("max-conns-per-peer"),
+		HandshakeTimeout:       c.Duration("handshake-timeout"),
+		IdleTimeout:            c.Duration("idle-timeout"),
 	}
 	if p := c.String("client-policy"); p != "" {
 		cp, err := policy.Load(p)
@@ -155,6 +186,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "inclavared: listening on %s, upstream %s, attester %s\n", c.String("listen"), c.String("upstream"), desc)
+	clients := "attested against " + c.String("client-policy")
+	if cfg.AllowUnattestedClients {
+		clients = "NOT ATTESTED (--allow-unattested-clients)"
+	}
+	fmt.Fprintf(os.Stderr, "inclavared: listening on %s, upstream %s, attester %s, clients %s\n", c.String("listen"), c.String("upstream"), desc, clients)
 	return d.Serve(ctx, l)
 }

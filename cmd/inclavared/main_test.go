@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,7 +57,7 @@ func TestSIGTERM(t *testing.T) {
 	os.WriteFile(pol, []byte(`{"tees":{"sim":{"allow_any_measurement":true,"allow_unknown_tcb":true}}}`), 0o644)
 
 	cmd := exec.Command(bin, "--listen", "unix://"+sock, "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", pol,
-		"--sim-platform-key", platformKey)
+		"--sim-platform-key", platformKey, "--allow-unattested-clients")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +67,12 @@ func TestSIGTERM(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stderr)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "listening on") {
+	if !sc.Scan() || !strings.Contains(sc.Text(), "listening on") || !strings.Contains(sc.Text(), "clients NOT ATTESTED") {
 		t.Fatalf("start-up line %q", sc.Text())
+	}
+	// The opt-out is logged as a warning that names the risk.
+	if !sc.Scan() || !strings.Contains(sc.Text(), "level=WARN") || !strings.Contains(sc.Text(), inclavared.UnattestedClientsRisk) {
+		t.Fatalf("no warning about unattested clients: %q", sc.Text())
 	}
 	go func() {
 		for sc.Scan() {
@@ -129,22 +134,50 @@ func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.json")
 	os.WriteFile(pol, []byte(`{"tees":{"sim":{"allow_any_measurement":true}}}`), 0o644)
-	ok := []string{"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", pol}
-	for name, args := range map[string][]string{
-		"no flags":          {},
-		"no policy":         {"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9"},
-		"bad listen":        {"--listen", "localhost", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", pol},
-		"bad upstream":      {"--listen", "tcp://127.0.0.1:0", "--upstream", "udp://x:1", "--upstream-policy", pol},
-		"missing policy":    {"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", filepath.Join(dir, "none")},
-		"sim without keys":  ok,
-		"tdx without guest": append(ok, "--attester", "tdx"),
-		"unknown attester":  append(ok, "--attester", "tpm"),
-		"stray argument":    append(ok, "extra"),
-		"unknown flag":      append(ok, "--bogus"),
+	base := []string{"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", pol}
+	with := func(args []string, more ...string) []string { return append(slices.Clone(args), more...) }
+	ok := with(base, "--allow-unattested-clients")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in stderr, when set
+	}{
+		{"no flags", []string{}, "--listen is required"},
+		{"no policy", []string{"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9"}, "--upstream-policy is required"},
+		// Client attestation is the default: no --client-policy and no opt-out is refused, naming both.
+		{"no client policy", base, "--client-policy is required"},
+		{"client policy and opt-out", with(base, "--client-policy", pol, "--allow-unattested-clients"), "exclude each other"},
+		{"bad listen", []string{"--listen", "localhost", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", pol, "--allow-unattested-clients"}, ""},
+		{"bad upstream", []string{"--listen", "tcp://127.0.0.1:0", "--upstream", "udp://x:1", "--upstream-policy", pol, "--allow-unattested-clients"}, ""},
+		{"missing policy", []string{"--listen", "tcp://127.0.0.1:0", "--upstream", "tcp://127.0.0.1:9", "--upstream-policy", filepath.Join(dir, "none"), "--allow-unattested-clients"}, ""},
+		{"missing client policy", with(base, "--client-policy", filepath.Join(dir, "none")), "--client-policy"},
+		{"zero max-conns-per-peer", with(ok, "--max-conns-per-peer", "0"), "--max-conns-per-peer must be positive"},
+		{"zero max-pending", with(ok, "--max-pending", "0"), "--max-pending must be positive"},
+		{"negative handshake timeout", with(ok, "--handshake-timeout", "-1s"), "--handshake-timeout must be positive"},
+		{"bad idle timeout", with(ok, "--idle-timeout", "soon"), "idle-timeout"},
+		{"sim without keys", ok, ""},
+		{"tdx without guest", with(ok, "--attester", "tdx"), ""},
+		{"unknown attester", with(ok, "--attester", "tpm"), ""},
+		{"stray argument", with(ok, "extra"), ""},
+		{"unknown flag", with(ok, "--bogus"), ""},
 	} {
-		err := exec.Command(bin, args...).Run()
+		var stderr strings.Builder
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
 		if code := exitCode(err); code != 2 {
-			t.Errorf("%s: exit %d, want 2", name, code)
+			t.Errorf("%s: exit %d, want 2\n%s", tc.name, code, stderr.String())
 		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: stderr %q, want %q", tc.name, stderr.String(), tc.want)
+		}
+	}
+	// The refusal names the opt-out too.
+	var stderr strings.Builder
+	cmd := exec.Command(bin, base...)
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	if !strings.Contains(stderr.String(), "--allow-unattested-clients") {
+		t.Errorf("refusal %q does not name --allow-unattested-clients", stderr.String())
 	}
 }

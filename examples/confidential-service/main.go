@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		cfg.anchors.Untyped = append(cfg.anchors.Untyped, s)
 		return nil
 	})
+	fs.DurationVar(&cfg.handshakeTimeout, "handshake-timeout", defaultHandshakeTimeout, "time for the TLS handshake and the first request together")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", defaultIdleTimeout, "time a connection may wait between requests")
 	fs.StringVar(&cfg.message, "message", "hello from the confidential service", "the GETENCLAVEINFO message")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

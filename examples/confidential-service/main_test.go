@@ -267,6 +267,8 @@ func TestUsageErrors(t *testing.T) {
 		{"--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file"},
 		{"--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", e.keyFile, "--client-policy", e.keyFile},
 		{"--listen", "tcp://127.0.0.1:0", "extra"},
+		{"--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", e.keyFile, "--handshake-timeout", "0s"},
+		{"--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", e.keyFile, "--idle-timeout", "-1s"},
 		{"--bogus"},
 	} {
 		err := run(context.Background(), args, io.Discard, nil)
@@ -318,4 +320,82 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatalf("socket left behind: %v", err)
 	}
 	conn.Close()
+}
+
+// TestStrictMessages: the service reads inclavared's messages under the same strict rules (one
+// reading or none): each malformed message gets an error naming the problem and the connection is
+// closed.
+func TestStrictMessages(t *testing.T) {
+	e := newEnclave(t, "strict")
+	addr, _ := start(t, "--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", e.keyFile)
+	for _, tc := range []struct{ msg, want string }{
+		{`{"type":"echo","type":"GETENCLAVEINFO"}`, `member "type" appears twice`},
+		{`{"type":"echo","TYPE":"GETENCLAVEINFO"}`, `differ only in case`},
+		{`{"type":"echo","data":"x","extra":1}`, `unknown field "extra"`},
+		{`{"type":"echo","data":"x"}garbage`, `data after the message`},
+		{`{"type":"echo","data":null}`, `null is not allowed`},
+		{`null`, `must be a JSON object`},
+	} {
+		conn, err := dial(t, enclavetls.Config{Verifier: e.verifier(t)}, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard only
+		if _, err := conn.Write([]byte(tc.msg)); err != nil {
+			t.Fatal(err)
+		}
+		codec := inclavared.NewCodec(conn)
+		var resp inclavared.Response
+		if err := codec.Read(&resp); err != nil || resp.Type != inclavared.TypeError || !strings.Contains(resp.Error, tc.want) {
+			t.Errorf("%s: answer %+v %v, want an error containing %q", tc.msg, resp, err, tc.want)
+		}
+		if err := codec.Read(&resp); err == nil {
+			t.Errorf("%s: connection open after a malformed message", tc.msg)
+		}
+		conn.Close()
+	}
+}
+
+// TestDeadlines: a client that connects and sends nothing, one that handshakes and sends no
+// request, and one idle after a request are closed by the service (short deadlines so the test is
+// quick; it asserts that they close, not when).
+func TestDeadlines(t *testing.T) {
+	e := newEnclave(t, "deadlines")
+	addr, _ := start(t, "--listen", "tcp://127.0.0.1:0", "--evidence", "sim-key-file", "--sim-key", e.keyFile,
+		"--handshake-timeout", "200ms", "--idle-timeout", "300ms")
+	closed := func(name string, c net.Conn) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // hang guard only
+		for {
+			_, err := c.Read(make([]byte, 64))
+			if err == nil {
+				continue
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("%s: not closed by the service", name)
+			}
+			return
+		}
+	}
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	closed("idle before the handshake", raw)
+	conn, err := dial(t, enclavetls.Config{Verifier: e.verifier(t)}, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	closed("no request", conn)
+	conn, err = dial(t, enclavetls.Config{Verifier: e.verifier(t)}, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "x"}); r.Data != "x" {
+		t.Fatalf("echo %+v", r)
+	}
+	closed("idle after a request", conn)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -22,21 +21,24 @@ const (
 	evidenceSimFile = "sim-key-file"
 )
 
-// handshakeTimeout and idleTimeout bound what a client can hold.
+// Defaults of --handshake-timeout and --idle-timeout, which bound what a client can hold: the TLS
+// handshake and the first request together, and the wait for each later request.
 const (
-	handshakeTimeout = 10 * time.Second
-	idleTimeout      = 2 * time.Minute
+	defaultHandshakeTimeout = 5 * time.Second
+	defaultIdleTimeout      = 2 * time.Minute
 )
 
 type config struct {
 	listen, evidence, simKey, agentSocket, clientPolicy, message string
 	anchors                                                      shelter.AnchorFiles
+	handshakeTimeout, idleTimeout                                time.Duration
 }
 
 type service struct {
-	server  *enclavetls.Server
-	message string
-	source  string
+	server                        *enclavetls.Server
+	message                       string
+	source                        string
+	handshakeTimeout, idleTimeout time.Duration
 }
 
 // open checks the configuration, produces the first certificate (so that a missing agent or key
@@ -48,6 +50,9 @@ func (c *config) open() (*service, net.Listener, error) {
 	network, addr, err := inclavared.ParseAddress(c.listen)
 	if err != nil {
 		return nil, nil, usageError{err}
+	}
+	if c.handshakeTimeout <= 0 || c.idleTimeout <= 0 {
+		return nil, nil, usageError{errors.New("--handshake-timeout and --idle-timeout must be positive")}
 	}
 	var ec inclavared.EvidenceConfig
 	switch c.evidence {
@@ -92,7 +97,8 @@ func (c *config) open() (*service, net.Listener, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &service{server: srv, message: c.message, source: source}, l, nil
+	return &service{server: srv, message: c.message, source: source,
+		handshakeTimeout: c.handshakeTimeout, idleTimeout: c.idleTimeout}, l, nil
 }
 
 // serve answers connections until ctx is done; then it closes the listener (removing a unix
@@ -138,22 +144,32 @@ func (s *service) serve(ctx context.Context, l net.Listener) error {
 }
 
 func (s *service) handle(ctx context.Context, raw net.Conn) {
+	// One deadline for the handshake and the first request: a client that connects and stalls,
+	// or handshakes and sends nothing, is gone after handshakeTimeout.
+	deadline := time.Now().Add(s.handshakeTimeout)
+	_ = raw.SetDeadline(deadline)
 	conn := s.server.Server(raw)
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {
 		return // an unattested or rejected client gets nothing
 	}
 	codec := inclavared.NewCodec(conn)
-	for {
-		_ = raw.SetReadDeadline(time.Now().Add(idleTimeout))
+	for first := true; ; first = false {
+		if !first {
+			_ = raw.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		}
 		var req inclavared.Request
 		if err := codec.Read(&req); err != nil {
-			if !errors.Is(err, io.EOF) {
+			// A message that breaks the protocol (strictjson's rules, data after it) gets an
+			// error and the connection is closed; a timeout or a closed connection gets nothing.
+			if errors.Is(err, inclavared.ErrMalformed) {
+				_ = raw.SetWriteDeadline(time.Now().Add(s.handshakeTimeout))
 				_ = codec.Write(&inclavared.Response{Type: inclavared.TypeError, Error: err.Error()})
 			}
 			return
 		}
+		_ = raw.SetWriteDeadline(time.Now().Add(s.idleTimeout))
 		if err := codec.Write(s.answer(&req)); err != nil {
 			return
 		}
