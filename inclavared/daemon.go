@@ -35,16 +35,22 @@ const (
 const UnattestedClientsRisk = "client attestation is off: anyone who can connect has requests forwarded to the " +
 	"confidential service, which trusts inclavared's attestation and cannot tell them from attested verifiers"
 
+// ErrForwardNeedsAttestedClient is the answer to a forward request from a verifier that was not
+// attested, when inclavared was not told to forward for such verifiers.
+const ErrForwardNeedsAttestedClient = "forward: refused: this inclavared forwards only for attested verifiers " +
+	"(--client-policy); unattested verifiers get evidence only (attest, GETENCLAVEINFO)"
+
 // Config is what a Daemon needs.
 type Config struct {
 	// Identity is inclavared's own attested identity.
 	Identity *enclavetls.Identity
-	// ClientVerifier requires verifiers (clients) to be attested. It is required unless
-	// AllowUnattestedClients is set: the upstream trusts inclavared's attestation as a proxy for
-	// inclavared's clients.
+	// ClientVerifier requires verifiers (clients) to be attested; then every request is served.
+	// Without it, and without AllowUnattestedClients, verifiers are not attested and get
+	// evidence only (attest, GETENCLAVEINFO): nothing is forwarded to the upstream, which
+	// trusts inclavared's attestation as a proxy for inclavared's clients.
 	ClientVerifier *enclavetls.Verifier
-	// AllowUnattestedClients serves verifiers without attesting them (logged at start and per
-	// connection). It excludes ClientVerifier.
+	// AllowUnattestedClients forwards for verifiers that are not attested (logged at start and
+	// per connection). It excludes ClientVerifier.
 	AllowUnattestedClients bool
 	// UpstreamNetwork and UpstreamAddress locate the confidential service ("tcp" or "unix").
 	UpstreamNetwork, UpstreamAddress string
@@ -79,10 +85,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.UpstreamVerifier == nil {
 		return nil, errors.New("inclavared: no upstream verifier (an upstream policy is required)")
 	}
-	switch {
-	case cfg.ClientVerifier == nil && !cfg.AllowUnattestedClients:
-		return nil, errors.New("inclavared: no client verifier: verifiers must be attested (a client policy), unless unattested clients are explicitly allowed")
-	case cfg.ClientVerifier != nil && cfg.AllowUnattestedClients:
+	if cfg.ClientVerifier != nil && cfg.AllowUnattestedClients {
 		return nil, errors.New("inclavared: a client verifier and allowing unattested clients exclude each other")
 	}
 	if cfg.UpstreamNetwork != "tcp" && cfg.UpstreamNetwork != "unix" {
@@ -294,6 +297,9 @@ func (s *session) serve(ctx context.Context, req *Request) *Response {
 		s.info = nil
 		return s.describe(&Response{Type: TypeAttestation, Nonce: req.Nonce})
 	case TypeForward:
+		if s.d.cfg.ClientVerifier == nil && !s.d.cfg.AllowUnattestedClients {
+			return errorResponse("%s", ErrForwardNeedsAttestedClient)
+		}
 		// The message was read strictly as a whole; the service gets these bytes verbatim, so they
 		// are checked again on their own: one object, one reading.
 		fwd := bytes.TrimSpace(req.Request)

@@ -498,8 +498,6 @@ func TestNewRejects(t *testing.T) {
 		{"no upstream verifier", ok(func(c *Config) { c.UpstreamVerifier = nil }), "upstream policy is required"},
 		{"bad network", ok(func(c *Config) { c.UpstreamNetwork = "udp" }), "want tcp or unix"},
 		{"no identity", ok(func(c *Config) { c.Identity = nil }), "no identity"},
-		// Client attestation is the default: a missing client verifier is not a silent opt-out.
-		{"no client verifier", ok(func(c *Config) { c.AllowUnattestedClients = false }), "verifiers must be attested"},
 		{"client verifier and unattested clients", ok(func(c *Config) { c.ClientVerifier = verifier(t, true, tee) }), "exclude each other"},
 	} {
 		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -81,7 +81,7 @@ policy "$("$bin/inclavared" --print-measurement)" > "$work/inclavared-policy.jso
 "$bin/inclavared" --listen "unix://$work/inclavared.sock" --upstream "unix://$svc/svc.sock" \
   --upstream-policy "$work/service-policy.json" --sim-root "$work/sim-platform.pem" \
   --sim-platform-key "${RUNE_SIM_PLATFORM_KEY:-/var/lib/rune/sim/platform-key.pem}" \
-  --allow-unattested-clients >"$work/inclavared.log" 2>&1 &  # shelter presents no evidence of its own
+  >"$work/inclavared.log" 2>&1 &  # no --client-policy: shelter (no evidence of its own) gets evidence only
 inclavared_pid=$!
 for _ in $(seq 100); do [ -S "$work/inclavared.sock" ] && break; sleep 0.1; done
 "$bin/shelter" remoteattestation --addr "unix://$work/inclavared.sock" --sim-root "$work/sim-platform.pem" \

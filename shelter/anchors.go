@@ -31,14 +31,21 @@ type AnchorFiles struct {
 // anchor of its TEE is. The error names the flag and the file.
 func (f AnchorFiles) Apply(opts *attestation.Options) error {
 	for _, p := range f.Sim {
-		c, err := sim.LoadPlatformCertificate(p)
+		// A file of certificates (every one of them), or the platform key file itself.
+		certs, err := LoadCertificates([]string{p})
 		if err != nil {
-			return fmt.Errorf("--sim-root %s: %w", p, err)
+			c, kerr := sim.LoadPlatformCertificate(p)
+			if kerr != nil {
+				return fmt.Errorf("--sim-root %s: neither certificates (%v) nor a platform key (%v)", p, err, kerr)
+			}
+			certs = []*x509.Certificate{c}
 		}
-		if err := sim.CheckPlatformCertificate(c); err != nil {
-			return fmt.Errorf("--sim-root %s: %w", p, err)
+		for _, c := range certs {
+			if err := sim.CheckPlatformCertificate(c); err != nil {
+				return fmt.Errorf("--sim-root %s: %w", p, err)
+			}
 		}
-		opts.SimRoots = append(opts.SimRoots, c)
+		opts.SimRoots = append(opts.SimRoots, certs...)
 	}
 	for _, typed := range []struct {
 		flag  string

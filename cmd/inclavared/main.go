@@ -32,10 +32,11 @@ func main() {
 	app.Description = `inclavared listens for verifiers on Enclave-TLS, presenting evidence from its own
 attester, and forwards their requests to the upstream confidential service over mutually
 attested Enclave-TLS, checked against --upstream-policy. It never forwards to an upstream that
-fails attestation or policy. Verifiers must be attested against --client-policy: the upstream
-trusts inclavared's attestation as a proxy for its clients. --allow-unattested-clients serves
-verifiers that present no evidence (shelter), and is logged as the risk it is. SIGTERM or SIGINT
-stops it cleanly.
+fails attestation or policy. The upstream trusts inclavared's attestation as a proxy for its
+clients, so inclavared forwards only for verifiers attested against --client-policy; without it,
+verifiers (such as shelter, which presents no evidence) get evidence only: attest and
+GETENCLAVEINFO. --allow-unattested-clients forwards for anyone, and is logged as the risk it is.
+SIGTERM or SIGINT stops it cleanly.
 
 Print the measurement a host-side sim inclavared endorses itself with (for policies):
     inclavared --print-measurement`
@@ -43,8 +44,8 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.StringFlag{Name: "listen", Usage: "where verifiers connect: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream", Usage: "the confidential service: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream-policy", Usage: "reference-value policy (JSON) the upstream must satisfy"},
-		cli.StringFlag{Name: "client-policy", Usage: "reference-value policy (JSON) verifiers must satisfy: they are attested (required unless --allow-unattested-clients)"},
-		cli.BoolFlag{Name: "allow-unattested-clients", Usage: "serve verifiers without attesting them (shelter presents no evidence); the upstream then cannot tell who it serves"},
+		cli.StringFlag{Name: "client-policy", Usage: "reference-value policy (JSON) verifiers must satisfy to have requests forwarded (without it: evidence only)"},
+		cli.BoolFlag{Name: "allow-unattested-clients", Usage: "forward for verifiers that are not attested; the upstream then cannot tell who it serves"},
 		cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
 		cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
 		cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
@@ -96,12 +97,8 @@ func run(c *cli.Context) error {
 			return usageError("--%s is required", f)
 		}
 	}
-	// Client attestation is the default: without it anyone who reaches --listen is served under
-	// inclavared's attestation. Opting out has to be said.
-	switch {
-	case c.String("client-policy") == "" && !c.Bool("allow-unattested-clients"):
-		return usageError("--client-policy is required: verifiers must be attested (or pass --allow-unattested-clients to serve unattested verifiers, such as shelter, at the upstream's risk)")
-	case c.String("client-policy") != "" && c.Bool("allow-unattested-clients"):
+	// Forwarding is only for attested verifiers unless the opt-out is said.
+	if c.String("client-policy") != "" && c.Bool("allow-unattested-clients") {
 		return usageError("--client-policy and --allow-unattested-clients exclude each other")
 	}
 	for _, f := range []string{"max-conns", "max-pending", "max-conns-per-peer"} {
@@ -187,8 +184,11 @@ func run(c *cli.Context) error {
 		return err
 	}
 	clients := "attested against " + c.String("client-policy")
-	if cfg.AllowUnattestedClients {
-		clients = "NOT ATTESTED (--allow-unattested-clients)"
+	switch {
+	case cfg.AllowUnattestedClients:
+		clients = "NOT ATTESTED, requests forwarded for anyone (--allow-unattested-clients)"
+	case cfg.ClientVerifier == nil:
+		clients = "not attested: evidence only, nothing forwarded (no --client-policy)"
 	}
 	fmt.Fprintf(os.Stderr, "inclavared: listening on %s, upstream %s, attester %s, clients %s\n", c.String("listen"), c.String("upstream"), desc, clients)
 	return d.Serve(ctx, l)

@@ -302,8 +302,7 @@ func TestRemoteAttestationEndToEnd(t *testing.T) {
 
 	service := startDaemon(t, "serving on", bins.service, "--listen", "unix://"+svcSock, "--evidence", "sim-key-file", "--sim-key", svc.keyFile)
 	inclavared := startDaemon(t, "listening on", bins.inclavared, "--listen", "unix://"+daemonSock, "--upstream", "unix://"+svcSock,
-		"--upstream-policy", upPolicy, "--sim-root", svc.root, "--attester", "sim", "--sim-platform-key", platformKey,
-		"--allow-unattested-clients") // shelter presents no evidence of its own
+		"--upstream-policy", upPolicy, "--sim-root", svc.root, "--attester", "sim", "--sim-platform-key", platformKey) // evidence only
 	cert, err := sim.LoadPlatformCertificate(platformKey)
 	if err != nil {
 		t.Fatal(err)

@@ -75,8 +75,7 @@ func TestAttestationEndToEnd(t *testing.T) {
 	defer cancel()
 	inc := exec.CommandContext(ctx, filepath.Join(bin, "inclavared"), "--listen", "unix://"+incSock,
 		"--upstream", "unix://"+sock, "--upstream-policy", good, "--sim-root", certPath,
-		"--sim-platform-key", os.Getenv("RUNE_SIM_PLATFORM_KEY"),
-		"--allow-unattested-clients") // shelter presents no evidence of its own
+		"--sim-platform-key", os.Getenv("RUNE_SIM_PLATFORM_KEY")) // no --client-policy: shelter gets evidence only
 	var incLog strings.Builder
 	inc.Stdout, inc.Stderr = &incLog, &incLog
 	if err := inc.Start(); err != nil {
