@@ -94,9 +94,11 @@ echo "== Evidence verification (samples from testdata/attestation, benchtime $BE
 printf '%-42s %12s %14s  %s\n' benchmark ns/op verifications/s note
 while read -r name ns; do
 	case $name in
-	VerifySGXv3) note="ours: quote, PCK chain, TCB info + QE identity (no Go SGX peer in go.mod)" ;;
-	VerifySGXv3NoCollateral) note="ours: signatures and PCK chain only" ;;
-	VerifyTDXv4) note="ours: with collateral (TCB info, TD-QE identity)" ;;
+	VerifySGXv3) note="ours, cold: quote, PCK chain, TCB info + QE identity (no Go SGX peer in go.mod)" ;;
+	VerifySGXv3WarmCache) note="ours, warm: a known platform again (only the quote's own signature is new)" ;;
+	VerifySGXv3NoCollateral) note="ours, cold: signatures and PCK chain only" ;;
+	VerifyTDXv4) note="ours, cold: with collateral (TCB info, TD-QE identity)" ;;
+	VerifyTDXv4WarmCache) note="ours, warm: a known platform again" ;;
 	VerifyTDXv4NoCollateral) note="ours, same work as the next row" ;;
 	GoTDXGuestVerifyTDXv4NoCollateral) note="go-tdx-guest v0.3.1 verify.RawTdxQuote, same quote and time" ;;
 	VerifySNP) note="ours: report signature, VCEK -> ASK -> ARK (Milan)" ;;
