@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +21,7 @@ import (
 
 func sample(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 // wrap folds s into lines of 64 characters, as tools print base64 and hex.

@@ -48,11 +48,7 @@ var (
 
 func readSample(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 func readAll(t testing.TB, rels ...[]string) [][]byte {

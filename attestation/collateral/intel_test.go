@@ -28,11 +28,7 @@ import (
 
 func sample(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 var goTDXTime = time.Date(2023, 7, 1, 1, 0, 0, 0, time.UTC)

@@ -67,3 +67,14 @@ func isDir(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.IsDir()
 }
+
+// ReadAttestation returns the bytes of the attestation sample at rel (a path below attestation/,
+// such as "sgx/oasis_quote_v3_pck_chain.bin"), or fails t.
+func ReadAttestation(t testing.TB, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Attestation(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

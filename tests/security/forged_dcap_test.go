@@ -130,11 +130,7 @@ func forge(t *testing.T, s dcapSample, name string, rootKey *ecdsa.PrivateKey, r
 
 func readSample(t *testing.T, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 // TestForgedDCAPEvidenceRejected plays the forgery through the library, as --collateral and as

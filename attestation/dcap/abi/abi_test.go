@@ -5,8 +5,6 @@ import (
 	"encoding/asn1"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +14,7 @@ import (
 
 func sample(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 // quoteSamples locates each sample's signature data by the fixed layouts of the quote versions.

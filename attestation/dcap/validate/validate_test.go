@@ -2,8 +2,6 @@ package validate_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,11 +16,7 @@ import (
 
 func sample(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata.Attestation(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testdata.ReadAttestation(t, rel)
 }
 
 // fixture is freshly parsed evidence and collateral, safe to modify in one test case. The inputs
