@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/internal/conntest"
 
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 )
@@ -31,52 +32,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("gave up waiting: %s", what)
 		}
 	}
-}
-
-// attackers holds the sockets of misbehaving clients and counts those the daemon closed.
-type attackers struct {
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed map[string]int // per group
-	wg     sync.WaitGroup
-}
-
-func newAttackers() *attackers { return &attackers{closed: map[string]int{}} }
-
-// watch counts c as closed in group when the daemon closes it (a read returns an error; the
-// daemon never sends these clients anything else).
-func (a *attackers) watch(group string, c net.Conn) {
-	a.mu.Lock()
-	a.conns = append(a.conns, c)
-	a.mu.Unlock()
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		buf := make([]byte, 512)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				break
-			}
-		}
-		a.mu.Lock()
-		a.closed[group]++
-		a.mu.Unlock()
-	}()
-}
-
-func (a *attackers) closedIn(group string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.closed[group]
-}
-
-func (a *attackers) closeAll() {
-	a.mu.Lock()
-	for _, c := range a.conns {
-		c.Close()
-	}
-	a.mu.Unlock()
-	a.wg.Wait()
 }
 
 // dialFrom connects to addr from a loopback source address of its own (the whole 127/8 is local
@@ -137,14 +92,14 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 		return func() bool { gp, gs := s.d.Connections(); return gp == p && gs == srv }
 	}
 	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
-	a := newAttackers()
-	defer a.closeAll()
+	a := &conntest.Held{}
+	defer a.CloseAll()
 
 	// Ten idle connections from one address: three are held (the per-peer limit), seven closed.
 	for i := 0; i < 10; i++ {
-		a.watch("idle", dialFrom(t, "127.0.0.2", s.addr))
+		a.Watch("idle", dialFrom(t, "127.0.0.2", s.addr))
 	}
-	waitFor(t, "7 idle connections refused", func() bool { return a.closedIn("idle") == 7 })
+	waitFor(t, "7 idle connections refused", func() bool { return a.ClosedIn("idle") == 7 })
 	waitFor(t, "3 pending", pending(3, 0))
 
 	// Half-open clients from two more addresses: pending stays at MaxPending, the oldest go.
@@ -154,7 +109,7 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 			if _, err := c.Write(partialClientHello); err != nil {
 				t.Fatal(err)
 			}
-			a.watch("half-open", c)
+			a.Watch("half-open", c)
 		}
 	}
 	waitFor(t, "pending bounded", pending(4, 0))
@@ -166,15 +121,15 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 			if r := call(t, conn, NewCodec(conn), &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
 				t.Fatal(r.Error)
 			}
-			a.watch("one request", conn)
+			a.Watch("one request", conn)
 		}
 	}
 	waitFor(t, "slots full", pending(3, 2))
-	waitFor(t, "two idle connections gave their slots", func() bool { return a.closedIn("one request") == 2 })
+	waitFor(t, "two idle connections gave their slots", func() bool { return a.ClosedIn("one request") == 2 })
 
 	// Handshakes that never send a request: pending full again.
 	for i := 0; i < 2; i++ {
-		a.watch("handshaken", s.client(t, dialFrom(t, "127.0.0.5", s.addr)))
+		a.Watch("handshaken", s.client(t, dialFrom(t, "127.0.0.5", s.addr)))
 	}
 	waitFor(t, "everything full", pending(4, 2))
 
@@ -192,7 +147,7 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 	}
 	conn.Close()
 
-	a.closeAll()
+	a.CloseAll()
 	waitFor(t, "no connection left", pending(0, 0))
 	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines })
 	waitFor(t, "descriptors back to the baseline", func() bool { return openFDs(t) <= fds })
@@ -206,27 +161,27 @@ func TestDeadlines(t *testing.T) {
 		c.HandshakeTimeout, c.IdleTimeout = 200*time.Millisecond, 300*time.Millisecond
 		c.MaxConnsPerPeer = 10
 	})
-	a := newAttackers()
-	defer a.closeAll()
-	a.watch("idle", dialFrom(t, "127.0.0.1", s.addr))
+	a := &conntest.Held{}
+	defer a.CloseAll()
+	a.Watch("idle", dialFrom(t, "127.0.0.1", s.addr))
 	c := dialFrom(t, "127.0.0.1", s.addr)
 	if _, err := c.Write(partialClientHello); err != nil {
 		t.Fatal(err)
 	}
-	a.watch("half-open", c)
-	a.watch("no request", s.client(t, dialFrom(t, "127.0.0.1", s.addr)))
+	a.Watch("half-open", c)
+	a.Watch("no request", s.client(t, dialFrom(t, "127.0.0.1", s.addr)))
 	conn := s.client(t, dialFrom(t, "127.0.0.1", s.addr))
 	if _, err := conn.Write([]byte(`{"type":`)); err != nil {
 		t.Fatal(err)
 	}
-	a.watch("partial request", conn)
+	a.Watch("partial request", conn)
 	conn = s.client(t, dialFrom(t, "127.0.0.1", s.addr))
 	if r := call(t, conn, NewCodec(conn), &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
-	a.watch("idle after a request", conn)
+	a.Watch("idle after a request", conn)
 	for _, g := range []string{"idle", "half-open", "no request", "partial request", "idle after a request"} {
-		waitFor(t, g+" closed by the daemon", func() bool { return a.closedIn(g) == 1 })
+		waitFor(t, g+" closed by the daemon", func() bool { return a.ClosedIn(g) == 1 })
 	}
 	waitFor(t, "no connection left", func() bool { p, srv := s.d.Connections(); return p == 0 && srv == 0 })
 }
@@ -235,8 +190,8 @@ func TestDeadlines(t *testing.T) {
 // at most MaxConnsPerPeer connections, a verifier of that UID included, until one closes.
 func TestPerPeerLimitUnix(t *testing.T) {
 	s := startDaemon(t, "unix", func(c *Config, _ *daemonSetup) { c.MaxConnsPerPeer = 2 })
-	a := newAttackers()
-	defer a.closeAll()
+	a := &conntest.Held{}
+	defer a.CloseAll()
 	var held []net.Conn
 	for i := 0; i < 4; i++ {
 		c, err := net.Dial("unix", s.addr)
@@ -244,9 +199,9 @@ func TestPerPeerLimitUnix(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, c)
-		a.watch("idle", c)
+		a.Watch("idle", c)
 	}
-	waitFor(t, "2 refused", func() bool { return a.closedIn("idle") == 2 })
+	waitFor(t, "2 refused", func() bool { return a.ClosedIn("idle") == 2 })
 	waitFor(t, "2 pending", func() bool { p, _ := s.d.Connections(); return p == 2 })
 
 	cl, err := enclavetls.NewClient(enclavetls.Config{Verifier: verifier(t, true, s.daemonTEE)})

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/conntest"
+
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
@@ -323,52 +325,6 @@ func TestInclavaredRefusesUnattestedClient(t *testing.T) {
 	}
 }
 
-// incAttackers are the network attacker's sockets; closed counts those inclavared closed.
-type incAttackers struct {
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed map[string]int
-	wg     sync.WaitGroup
-}
-
-func (a *incAttackers) watch(group string, c net.Conn) {
-	a.mu.Lock()
-	a.conns = append(a.conns, c)
-	if a.closed == nil {
-		a.closed = map[string]int{}
-	}
-	a.mu.Unlock()
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		buf := make([]byte, 512)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				break
-			}
-		}
-		a.mu.Lock()
-		a.closed[group]++
-		a.mu.Unlock()
-	}()
-}
-
-func (a *incAttackers) closedIn(g string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.closed[g]
-}
-
-func (a *incAttackers) closeAll() {
-	a.mu.Lock()
-	for _, c := range a.conns {
-		c.Close()
-	}
-	a.conns = nil
-	a.mu.Unlock()
-	a.wg.Wait()
-}
-
 // incHelloStart is a TLS record header announcing a 512-byte ClientHello and its first bytes.
 var incHelloStart = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
 
@@ -425,19 +381,19 @@ func TestInclavaredIdleClients(t *testing.T) {
 	incWaitUntil(t, "the first verifier's connection closed", func() bool { return incLastCounts(d.logText()) == "pending=0 serving=0" })
 	fds := d.openFDs(t)
 
-	a := &incAttackers{}
-	defer a.closeAll()
+	a := &conntest.Held{}
+	defer a.CloseAll()
 	for i := 0; i < 10; i++ {
-		a.watch("idle", incDialFrom(t, "127.0.0.2", addr))
+		a.Watch("idle", incDialFrom(t, "127.0.0.2", addr))
 	}
-	incWaitUntil(t, "7 of 10 idle connections from one address refused", func() bool { return a.closedIn("idle") == 7 })
+	incWaitUntil(t, "7 of 10 idle connections from one address refused", func() bool { return a.ClosedIn("idle") == 7 })
 	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
 		for i := 0; i < 3; i++ {
 			c := incDialFrom(t, src, addr)
 			if _, err := c.Write(incHelloStart); err != nil {
 				t.Fatal(err)
 			}
-			a.watch("half-open", c)
+			a.Watch("half-open", c)
 		}
 	}
 	client := r.verifierClient(t, nil)
@@ -461,13 +417,13 @@ func TestInclavaredIdleClients(t *testing.T) {
 				t.Fatalf("attacker's request: %+v %v", resp, err)
 			}
 			_ = conn.SetDeadline(time.Time{})
-			a.watch("one request, then idle", conn)
+			a.Watch("one request, then idle", conn)
 		}
 	}
 	for i := 0; i < 2; i++ {
 		conn := handshake("127.0.0.7")
 		_ = conn.SetDeadline(time.Time{})
-		a.watch("handshake, no request", conn)
+		a.Watch("handshake, no request", conn)
 	}
 	// Everything is full: 4 pending, 2 serving (the last log line counts the connection closed).
 	incWaitUntil(t, "pending and serving connections full", func() bool {
@@ -484,7 +440,7 @@ func TestInclavaredIdleClients(t *testing.T) {
 		return strings.Contains(d.logText(), `peer="ip 127.0.0.1" pending=3 serving=1`)
 	})
 
-	a.closeAll()
+	a.CloseAll()
 	incWaitUntil(t, "inclavared holds no connection", func() bool { return incLastCounts(d.logText()) == "pending=0 serving=0" })
 	incWaitUntil(t, "inclavared's descriptors back to the baseline", func() bool { return d.openFDs(t) <= fds })
 }
@@ -502,16 +458,16 @@ func TestInclavaredPerUIDLimit(t *testing.T) {
 	if err := os.Chmod(sock, 0o777); err != nil { // the operator lets its users reach the socket
 		t.Fatal(err)
 	}
-	a := &incAttackers{}
-	defer a.closeAll()
+	a := &conntest.Held{}
+	defer a.CloseAll()
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.watch("idle", c)
+		a.Watch("idle", c)
 	}
-	incWaitUntil(t, "the third connection of one UID refused", func() bool { return a.closedIn("idle") == 1 })
+	incWaitUntil(t, "the third connection of one UID refused", func() bool { return a.ClosedIn("idle") == 1 })
 	if out, err := r.shelterCmd("unix://" + sock).CombinedOutput(); err == nil {
 		t.Fatalf("shelter of the UID that holds its quota was served:\n%s", out)
 	}
