@@ -23,17 +23,26 @@ func SimEnclave(t testing.TB, r *Runtime) {
 // whose [enclave] pal_dirs is that directory alone.
 func PALDir(t testing.TB, r *Runtime) string {
 	t.Helper()
+	dir, cfg := PALConfig(t)
+	r.Env = append(r.Env, "RUNE_CONFIG="+cfg)
+	return dir
+}
+
+// PALConfig makes a PAL directory for this test (root's and writable by root only; removed at
+// the end) and a rune configuration whose [enclave] pal_dirs is that directory alone, for
+// RUNE_CONFIG.
+func PALConfig(t testing.TB) (dir, config string) {
+	t.Helper()
 	dir, err := paltest.NewPALDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := filepath.Join(t.TempDir(), "config.toml")
-	if err := paltest.WriteConfig(cfg, dir); err != nil {
+	config = filepath.Join(t.TempDir(), "config.toml")
+	if err := paltest.WriteConfig(config, dir); err != nil {
 		t.Fatal(err)
 	}
-	r.Env = append(r.Env, "RUNE_CONFIG="+cfg)
-	return dir
+	return dir, config
 }
 
 var (

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/tests/harness"
+
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 )
 
@@ -38,15 +40,7 @@ func buildPAL(t *testing.T, o paltest.Options) string {
 // points rune, through $RUNE_CONFIG, to a configuration that allows it and nothing else.
 func palDir(t *testing.T) string {
 	t.Helper()
-	dir, err := paltest.NewPALDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := filepath.Join(t.TempDir(), "config.toml")
-	if err := paltest.WriteConfig(cfg, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := harness.PALConfig(t)
 	t.Setenv("RUNE_CONFIG", cfg)
 	return dir
 }

@@ -86,15 +86,7 @@ func enclaveRune(t *testing.T) *harness.Runtime {
 // root's PAL directories (tests/security/pal_paths_test.go).
 func referencePAL(t *testing.T) string {
 	t.Helper()
-	dir, err := paltest.NewPALDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := filepath.Join(t.TempDir(), "config.toml")
-	if err := paltest.WriteConfig(cfg, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := harness.PALConfig(t)
 	t.Setenv("RUNE_CONFIG", cfg)
 	return harness.InstallPAL(t, dir, "libpal.so", paltest.Options{Version: 3})
 }
