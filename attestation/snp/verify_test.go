@@ -570,6 +570,9 @@ func FuzzParseEvidence(f *testing.F) {
 	f.Add(append(bytes.Clone(s.report), MarshalCertTable([]CertEntry{{GUID: guidVCEK, Data: s.vcekDER}})...))
 	f.Add(append(bytes.Clone(s.report), 0xff, 0xff))
 	f.Add(s.report[:100])
+	for _, name := range []string{"ms_report_v5_turin.bin", "ms_report_v3_genoa.bin", "coco_report_v3_milan_vlek.bin"} {
+		f.Add(readSNPSample(f, name))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := ParseEvidence(b, false)
 		if err != nil {
