@@ -175,14 +175,17 @@ func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source strin
 // tcbNotAbove checks that every patch level of low is at most the one in high (the firmware never
 // reports a TCB above the one it runs).
 func tcbNotAbove(line string, reported, current uint64) error {
-	lp, err := tcbParts(line, reported)
+	layout, err := tcbLayout(line)
 	if err != nil {
 		return err
 	}
-	cp, _ := tcbParts(line, current)
-	for name, v := range lp {
-		if v > cp[name] {
-			return fmt.Errorf("REPORTED_TCB %s level %d is above CURRENT_TCB's %d", name, v, cp[name])
+	for i, name := range layout {
+		r, c := uint8(reported>>(8*i)), uint8(current>>(8*i))
+		if name == "" {
+			name = "reserved" + strconv.Itoa(i)
+		}
+		if r > c {
+			return fmt.Errorf("REPORTED_TCB %s level %d is above CURRENT_TCB's %d", name, r, c)
 		}
 	}
 	return nil
