@@ -25,7 +25,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.TEE == string(attestation.Sim) {
 		line("note", "SIMULATED TEE: no hardware root of trust, no confidentiality")
 	}
-	if r.Verified {
+	if r.Kind == KindEndorsementKey && r.Verified {
+		// A VCEK or VLEK alone: the chain and the certificate's facts are all there is.
+		line("verified", "yes: the certificate chains to AMD's root of its product line")
+		for _, k := range sortedKeys(r.Details) {
+			line(k, "%s", r.Details[k])
+		}
+	} else if r.Verified {
 		what := "signatures and certificate chain check out to a trusted root"
 		if r.Kind == KindCertificate {
 			what += "; the evidence binds the certificate's key"
@@ -71,6 +77,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	switch {
+	case r.Kind == KindEndorsementKey && r.OK:
+		line("verdict", "PASS: AMD's KDS issued this certificate; it is not evidence of any guest")
+	case r.Kind == KindEndorsementKey:
+		line("verdict", "FAIL")
 	case r.OK:
 		line("verdict", "PASS: evidence verified and the policy holds")
 	case r.Verified && !r.Policy.Checked:

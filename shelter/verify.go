@@ -14,6 +14,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
+	"github.com/inclavare-containers/inclavare-go/attestation/snp"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 )
 
@@ -21,6 +22,9 @@ import (
 const (
 	KindEvidence    = "evidence"
 	KindCertificate = "ra-tls-certificate"
+	// KindEndorsementKey is an AMD VCEK or VLEK certificate given alone: its verdict is its chain
+	// to AMD's root (attestation/snp.VerifyEndorsementKey); it is not evidence of any guest.
+	KindEndorsementKey = "endorsement-key-certificate"
 )
 
 // Report is the verdict on one piece of evidence, for humans (WriteText) and scripts (JSON).
@@ -54,7 +58,8 @@ type Report struct {
 	// Decided is false when no policy was given: the facts above were established, but nothing
 	// judged whether they are acceptable.
 	Decided bool `json:"decided"`
-	// OK is the verdict: verified and a policy held. Without a policy it is always false.
+	// OK is the verdict: verified and a policy held. Without a policy it is always false, except
+	// for an endorsement-key certificate, where it is the chain verdict (no policy applies).
 	OK bool `json:"ok"`
 
 	result *attestation.Result
@@ -108,12 +113,17 @@ func Verify(ctx context.Context, in VerifyInput) *Report {
 		return r
 	}
 	cert, err := certificateIn(in.Data)
+	if cert != nil {
+		if ek, err := snp.VerifyEndorsementKey(cert, in.Options); !errors.Is(err, snp.ErrNotEndorsementKey) {
+			return endorsementKeyReport(in, ek, err)
+		}
+	}
 	switch {
 	case err != nil:
 		r.Kind = KindCertificate
 		r.fail(err)
 	case cert == nil:
-		r.fail(errors.New("not evidence of a known format (SGX/TDX quote, SNP report, sim evidence) nor an RA-TLS certificate"))
+		r.fail(errors.New("not evidence of a known format (SGX/TDX quote, SNP report, sim evidence) nor an RA-TLS, VCEK or VLEK certificate"))
 	default:
 		r.Kind = KindCertificate
 		p, err := enclavetls.VerifyCertificate(ctx, cert, in.Options, in.Nonce)
@@ -127,6 +137,24 @@ func Verify(ctx context.Context, in VerifyInput) *Report {
 		r.setResult(p.Result)
 	}
 	r.checkPolicy(in.Policy)
+	return r
+}
+
+// endorsementKeyReport reports an AMD VCEK or VLEK given alone. Its chain is the whole verdict: it
+// says nothing about a guest, so a policy or nonce cannot be checked against it.
+func endorsementKeyReport(in VerifyInput, ek *snp.EndorsementKey, err error) *Report {
+	r := &Report{Subject: in.Subject, Kind: KindEndorsementKey, TEE: string(attestation.SNP), Measurements: map[string]string{},
+		Errors: []string{}, Policy: PolicyVerdict{Violations: []Violation{}}, Decided: true}
+	if err != nil {
+		r.fail(err)
+		return r
+	}
+	r.Verified, r.Details = true, ek.Details()
+	if in.Policy != nil || in.Nonce != nil {
+		r.fail(errors.New("a VCEK or VLEK certificate is not evidence: no policy or nonce can be checked against it"))
+		return r
+	}
+	r.OK = true
 	return r
 }
 

@@ -369,3 +369,53 @@ func TestLoadCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestEndorsementKeyCertificates: an AMD VCEK or VLEK given alone gets its chain verdict, never
+// "not evidence" and never a policy verdict (it says nothing about a guest).
+func TestEndorsementKeyCertificates(t *testing.T) {
+	msTime := mustTime("2026-02-06T00:00:00Z")
+	turinPEM := readSample(t, "sev-snp/ms_vcek_turin.pem")
+	allowAny := parsePolicy(t, `{"tees":{"snp":{"allow_any_measurement":true,"allow_unknown_tcb":true,"allow_debug":true}}}`)
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		at      time.Time
+		policy  *policy.Policy
+		nonce   []byte
+		ok      bool
+		details map[string]string
+		err     string
+	}{
+		{name: "Milan VCEK, DER", data: readSample(t, "sev-snp/gosev_vcek_milan.der"), at: snpTime, ok: true,
+			details: map[string]string{"certificate": "VCEK", "product_line": "Milan", "chain": "SEV-VCEK -> SEV-Milan -> ARK-Milan", "tcb": "0x4405000000000002"}},
+		{name: "Genoa VCEK, PEM", data: readSample(t, "sev-snp/ms_vcek_genoa.pem"), at: msTime, ok: true,
+			details: map[string]string{"product": "Genoa", "chain": "SEV-VCEK -> SEV-Genoa -> ARK-Genoa"}},
+		{name: "Turin VCEK, PEM", data: turinPEM, at: msTime, ok: true,
+			details: map[string]string{"product_line": "Turin", "hw_id": "59790fb1c39f35c1", "fmc_spl": "1", "tcb": "0x5100000004010101"}},
+		{name: "Milan VLEK, DER", data: readSample(t, "sev-snp/coco_vlek_milan.der"), at: mustTime("2024-12-11T00:00:00Z"), ok: true,
+			details: map[string]string{"certificate": "VLEK", "csp_id": "CN=cc-us-east-2.amazonaws.com", "chain": "SEV-VLEK -> SEV-VLEK-Milan -> ARK-Milan"}},
+		{name: "VLEK expired", data: readSample(t, "sev-snp/coco_vlek_milan.der"), at: msTime, err: "expired"},
+		{name: "Turin VCEK before it was issued", data: turinPEM, at: snpTime, err: "not yet valid"},
+		{name: "a policy cannot hold for a certificate", data: turinPEM, at: msTime, policy: allowAny, err: "not evidence"},
+		{name: "nor a nonce", data: turinPEM, at: msTime, nonce: []byte("n"), err: "not evidence"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Verify(context.Background(), VerifyInput{Subject: tc.name, Data: tc.data, Policy: tc.policy, Nonce: tc.nonce,
+				Options: attestation.Options{Now: tc.at}})
+			if r.Kind != KindEndorsementKey || r.TEE != string(attestation.SNP) || r.OK != tc.ok || !r.Decided || r.Policy.Checked {
+				t.Fatalf("kind=%s tee=%s ok=%v decided=%v policy=%+v errors=%q", r.Kind, r.TEE, r.OK, r.Decided, r.Policy, r.Errors)
+			}
+			switch {
+			case tc.err == "" && len(r.Errors) != 0:
+				t.Errorf("unexpected errors %q", r.Errors)
+			case tc.err != "" && (len(r.Errors) != 1 || !strings.Contains(r.Errors[0], tc.err)):
+				t.Errorf("errors %q, want one containing %q", r.Errors, tc.err)
+			}
+			for k, want := range tc.details {
+				if r.Details[k] != want {
+					t.Errorf("%s = %q, want %q", k, r.Details[k], want)
+				}
+			}
+		})
+	}
+}

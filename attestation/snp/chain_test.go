@@ -164,6 +164,9 @@ type reportSpec struct {
 	policy       uint64
 	measurement  byte
 	reportDataB0 byte
+	// launchMit, currentMit fill bytes 0x1F8–0x207 (the mitigation vectors of version 5 reports,
+	// reserved before).
+	launchMit, currentMit uint64
 }
 
 func buildReport(t testing.TB, s reportSpec, key *ecdsa.PrivateKey) []byte {
@@ -189,6 +192,8 @@ func buildReport(t testing.TB, s reportSpec, key *ecdsa.PrivateKey) []byte {
 	copy(r[0x1A0:0x1E0], s.chipID)
 	binary.LittleEndian.PutUint64(r[0x1E0:], s.currentTCB) // committed
 	binary.LittleEndian.PutUint64(r[0x1F0:], s.currentTCB) // launch
+	binary.LittleEndian.PutUint64(r[0x1F8:], s.launchMit)
+	binary.LittleEndian.PutUint64(r[0x200:], s.currentMit)
 	signReport(t, r, key)
 	return r
 }

@@ -23,6 +23,10 @@ const (
 	offVersion  = 0x00
 	offSigAlgo  = 0x34
 	sigAlgoP384 = 1 // ECDSA P-384 with SHA-384
+	// CPUID_FAM_ID, CPUID_MOD_ID, CPUID_STEP (version 3 and later; reserved before).
+	offCPUID = 0x188
+	// LAUNCH_MIT_VECTOR and CURRENT_MIT_VECTOR (version 5 and later; reserved before).
+	offMitVectors, endMitVectors = 0x1F8, 0x208
 
 	certTableEntrySize = 24
 )
@@ -77,6 +81,14 @@ type Evidence struct {
 	Certs []CertEntry
 }
 
+// CPUID returns the report's CPUID family, model and stepping (zero before version 3).
+func (e *Evidence) CPUID() (family, model, stepping byte) {
+	if e.Report.GetVersion() < abi.ReportVersion3 {
+		return 0, 0, 0
+	}
+	return e.Raw[offCPUID], e.Raw[offCPUID+1], e.Raw[offCPUID+2]
+}
+
 // MatchReport reports whether b looks like an SNP report (size, a supported version, ECDSA P-384
 // signature algorithm). It says nothing about validity.
 func MatchReport(b []byte) bool {
@@ -116,6 +128,16 @@ func ParseEvidence(b []byte, allowTrailing bool) (*Evidence, error) {
 		return nil, errors.New("parse SNP report: KEY_INFO says the report is not signed")
 	default:
 		return nil, fmt.Errorf("parse SNP report: unknown signing key %v", signer.SigningKey)
+	}
+	// MASK_CHIP_KEY (KEY_INFO bit 1): the firmware writes zeros instead of a signature.
+	if signer.MaskChipKey {
+		return nil, errors.New("parse SNP report: KEY_INFO.MASK_CHIP_KEY is set: the firmware did not sign the report")
+	}
+	// go-sev-guest reads the mitigation vectors whatever the version; before version 5 those
+	// bytes are reserved and must be zero like every other reserved field.
+	if report.GetVersion() < abi.ReportVersion5 && !allZero(raw[offMitVectors:endMitVectors]) {
+		return nil, fmt.Errorf("parse SNP report: version %d report has non-zero reserved bytes 0x%x–0x%x (mitigation vectors exist from version 5)",
+			report.GetVersion(), offMitVectors, endMitVectors-1)
 	}
 	ev := &Evidence{Raw: bytes.Clone(raw), Report: report, Signer: signer}
 	if len(b) > ReportSize {

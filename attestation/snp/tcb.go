@@ -4,12 +4,13 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
 // AMD KDS certificate extensions (AMD "Versioned Chip Endorsement Key (VCEK) Certificate and KDS
-// Interface Specification"). go-sev-guest v0.15's kds package predates Turin's fmcSPL extension and
-// Turin's TCB_VERSION layout, so the extensions are read here.
+// Interface Specification"). go-sev-guest's kds package (v0.15 and later) predates Turin's fmcSPL
+// extension, its 8-byte hwID and its TCB_VERSION layout, so the extensions are read here.
 var (
 	oidKDS          = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1}
 	oidStructVer    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 1}
@@ -18,15 +19,19 @@ var (
 	oidHWID         = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 4}
 	oidCSPID        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 5}
 	splNames        = map[int]string{1: "bl", 2: "tee", 3: "snp", 4: "spl4", 5: "spl5", 6: "spl6", 7: "spl7", 8: "ucode", 9: "fmc"}
-	hwIDSize        = 64
 	maxKnownSPLLeaf = 9
 )
 
+// hwIDSizes are the hwID lengths KDS issues (see hwIDSize): which one a product line uses is
+// checked where the line is known.
+var hwIDSizes = []int{8, 64}
+
 // kdsExtensions are the facts AMD's KDS writes into a VCEK or VLEK certificate.
 type kdsExtensions struct {
-	productName string
-	hwID        []byte // VCEK only
-	cspID       string // VLEK only
+	structVersion int
+	productName   string
+	hwID          []byte // VCEK only
+	cspID         string // VLEK only
 	// spl holds the security patch levels by name ("bl", "tee", "snp", "ucode", "fmc", "spl4"…).
 	spl map[string]uint8
 }
@@ -36,7 +41,7 @@ func parseKDSExtensions(c *x509.Certificate) (*kdsExtensions, error) {
 	seen := map[string]bool{}
 	for _, ext := range c.Extensions {
 		id := ext.Id
-		if len(id) <= len(oidKDS) || !asn1.ObjectIdentifier(id[:len(oidKDS)]).Equal(oidKDS) {
+		if !hasKDSPrefix(id) {
 			continue // standard X.509 extensions
 		}
 		if seen[id.String()] {
@@ -45,9 +50,8 @@ func parseKDSExtensions(c *x509.Certificate) (*kdsExtensions, error) {
 		seen[id.String()] = true
 		switch {
 		case id.Equal(oidStructVer):
-			var v int
-			if err := unmarshalExact(ext.Value, &v); err != nil {
-				return nil, fmt.Errorf("structVersion extension: %w", err)
+			if err := unmarshalExact(ext.Value, &out.structVersion); err != nil || out.structVersion < 0 || out.structVersion > 255 {
+				return nil, fmt.Errorf("structVersion extension is not an integer 0–255")
 			}
 		case id.Equal(oidProductName):
 			if len(ext.Value) == 0 || ext.Value[0] != asn1.TagIA5String {
@@ -57,14 +61,16 @@ func parseKDSExtensions(c *x509.Certificate) (*kdsExtensions, error) {
 				return nil, fmt.Errorf("productName extension: %w", err)
 			}
 		case id.Equal(oidHWID):
-			// KDS writes the 64 raw bytes without an OCTET STRING header; accept both.
-			if len(ext.Value) == hwIDSize {
+			// KDS writes the raw bytes without an OCTET STRING header (64 for Milan and Genoa, 8
+			// for Turin); accept the DER-wrapped form too. Raw lengths are taken first: a wrapped
+			// hwID is never 8 or 64 bytes long.
+			if slices.Contains(hwIDSizes, len(ext.Value)) {
 				out.hwID = append([]byte(nil), ext.Value...)
 				break
 			}
 			var b []byte
-			if err := unmarshalExact(ext.Value, &b); err != nil || len(b) != hwIDSize {
-				return nil, fmt.Errorf("hwID extension is not %d bytes", hwIDSize)
+			if err := unmarshalExact(ext.Value, &b); err != nil || !slices.Contains(hwIDSizes, len(b)) {
+				return nil, fmt.Errorf("hwID extension is neither 8 nor 64 bytes")
 			}
 			out.hwID = b
 		case id.Equal(oidCSPID):
@@ -111,7 +117,8 @@ func unmarshalExactParams(b []byte, v any, params string) error {
 }
 
 // tcbLayout says which byte of a TCB_VERSION holds which patch level. Milan and Genoa share one
-// layout; Turin moved the fields and added the FMC level.
+// layout (BOOT_LOADER, TEE, 4 reserved bytes, SNP, MICROCODE); Turin added the FMC level and moved
+// the fields (FMC, BOOT_LOADER, TEE, SNP, 3 reserved bytes, MICROCODE).
 func tcbLayout(line string) ([8]string, error) {
 	switch line {
 	case "Milan", "Genoa":

@@ -3,8 +3,6 @@ package snp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -13,7 +11,6 @@ import (
 	"strconv"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	"github.com/google/go-sev-guest/verify"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
@@ -126,126 +123,69 @@ func (v *Verifier) lines() []string {
 }
 
 // verifyWith checks the report against one endorsement-key certificate.
-func (v *Verifier) verifyWith(ev *Evidence, ek *x509.Certificate, source string, intermediates *x509.CertPool,
+func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source string, intermediates *x509.CertPool,
 	builtin map[string]*productRoots, opts attestation.Options) (*attestation.Result, error) {
-	key := ev.Signer.SigningKey
-	if ek.Version != 3 || ek.SignatureAlgorithm != x509.SHA384WithRSAPSS {
-		return nil, fmt.Errorf("not a KDS certificate (version %d, %v; want 3, SHA384-RSAPSS)", ek.Version, ek.SignatureAlgorithm)
-	}
-	pub, ok := ek.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P384() {
-		return nil, errors.New("public key is not ECDSA P-384")
-	}
-	exts, err := parseKDSExtensions(ek)
-	if err != nil {
-		return nil, fmt.Errorf("certificate extensions: %w", err)
-	}
-
-	// Product line: the certificate names it; v3+ reports also carry the CPUID, which must agree.
-	line := kds.ProductLineOfProductName(exts.productName)
-	if line == "Unknown" {
-		return nil, fmt.Errorf("unknown product name %q", exts.productName)
-	}
-	if fms := ev.Report.GetCpuid1EaxFms(); fms != 0 {
-		if rl := kds.ProductLineFromFms(fms); rl != line {
-			return nil, fmt.Errorf("report CPUID is %s (0x%08x) but the certificate is for %s", rl, fms, line)
-		}
-	}
-
-	// Chain: V[CL]EK -> AS[V]K -> ARK of that product line.
-	roots := x509.NewCertPool()
-	if slices.Contains(v.lines(), line) {
-		roots.AddCert(builtin[line].ark)
-	}
-	for _, r := range opts.AMDRoots {
-		if err := CheckAMDRoot(r); err != nil {
-			return nil, err
-		}
-		if r.Subject.CommonName == "ARK-"+line {
-			roots.AddCert(r)
-		}
-	}
-	chains, err := ek.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: intermediates,
-		CurrentTime:   opts.Time(),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("certificate chain to ARK-%s: %w", line, err)
-	}
-	wantICA := "SEV-" + line
-	if key == abi.VlekReportSigner {
-		wantICA = "SEV-VLEK-" + line
-	}
-	i := slices.IndexFunc(chains, func(ch []*x509.Certificate) bool {
-		return len(ch) == 3 && ch[1].Subject.CommonName == wantICA && ch[2].Subject.CommonName == "ARK-"+line
-	})
-	if i < 0 {
-		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
-	}
-	info := &attestation.CollateralInfo{Source: source, CheckedAt: opts.Time()}
-	crlChecked, err := checkRevocation(chains[i], opts, info)
+	ek, err := v.checkEndorsementKey(cert, ev.Signer.SigningKey, intermediates, builtin, opts, source)
 	if err != nil {
 		return nil, err
+	}
+	line := ek.ProductLine
+	r := ev.Report
+	// The certificate names the product line; v3+ reports also carry the CPUID, which must agree.
+	// The TCB fields below are read in that line's layout.
+	if r.GetVersion() >= abi.ReportVersion3 {
+		f, m, s := ev.CPUID()
+		cpuLine, err := productLineOfCPUID(f, m)
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		if cpuLine != line {
+			return nil, fmt.Errorf("report CPUID is %s (family 0x%02x model 0x%02x stepping %d) but the certificate is for %s", cpuLine, f, m, s, line)
+		}
 	}
 
 	// The certificate must be for this chip (VCEK) and for the TCB the report claims.
-	r := ev.Report
-	switch key {
-	case abi.VcekReportSigner:
-		if exts.hwID == nil || exts.cspID != "" {
-			return nil, errors.New("VCEK certificate must have a hwID and no cspId")
-		}
-		if ev.Signer.MaskChipKey {
-			if !allZero(r.GetChipId()) {
-				return nil, errors.New("KEY_INFO says CHIP_ID is masked but CHIP_ID is not zero")
-			}
-		} else if !bytes.Equal(r.GetChipId(), exts.hwID) {
-			return nil, fmt.Errorf("VCEK hwID %x is not the report's CHIP_ID %x", exts.hwID, r.GetChipId())
-		}
-	case abi.VlekReportSigner:
-		if exts.hwID != nil || exts.cspID == "" {
-			return nil, errors.New("VLEK certificate must have a cspId and no hwID")
+	if ev.Signer.SigningKey == abi.VcekReportSigner && !allZero(r.GetChipId()) {
+		// An all-zero CHIP_ID means the host masked it (MASK_CHIP_ID): the VCEK's signature still
+		// ties the report to one chip, there is just no ID to compare.
+		if err := checkChipID(line, ek.HWID, r.GetChipId()); err != nil {
+			return nil, err
 		}
 	}
-	ctcb, err := certTCB(line, exts)
-	if err != nil {
-		return nil, err
-	}
-	if ctcb != r.GetReportedTcb() {
-		return nil, fmt.Errorf("certificate TCB 0x%016x is not the report's REPORTED_TCB 0x%016x", ctcb, r.GetReportedTcb())
+	if ek.TCB != r.GetReportedTcb() {
+		return nil, fmt.Errorf("certificate TCB 0x%016x is not the report's REPORTED_TCB 0x%016x (%s layout)", ek.TCB, r.GetReportedTcb(), line)
 	}
 	if err := tcbNotAbove(line, r.GetReportedTcb(), r.GetCurrentTcb()); err != nil {
 		return nil, err
 	}
 
-	if err := verify.SnpReportSignature(ev.Raw, ek); err != nil {
+	if err := verify.SnpReportSignature(ev.Raw, cert); err != nil {
 		return nil, err
 	}
-	res, err := result(ev, line, exts)
+	res, err := result(ev, ek)
 	if err != nil {
 		return nil, err
 	}
-	res.Details["crl_checked"] = strconv.FormatBool(crlChecked)
+	res.Details["crl_checked"] = strconv.FormatBool(ek.Collateral.RevocationChecked)
 	res.Details["collateral_source"] = source
-	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
-	info.RevocationChecked = crlChecked
-	res.Collateral = info
+	res.Collateral = ek.Collateral
 	return res, nil
 }
 
 // tcbNotAbove checks that every patch level of low is at most the one in high (the firmware never
 // reports a TCB above the one it runs).
 func tcbNotAbove(line string, reported, current uint64) error {
-	lp, err := tcbParts(line, reported)
+	layout, err := tcbLayout(line)
 	if err != nil {
 		return err
 	}
-	cp, _ := tcbParts(line, current)
-	for name, v := range lp {
-		if v > cp[name] {
-			return fmt.Errorf("REPORTED_TCB %s level %d is above CURRENT_TCB's %d", name, v, cp[name])
+	for i, name := range layout {
+		r, c := uint8(reported>>(8*i)), uint8(current>>(8*i))
+		if name == "" {
+			name = "reserved" + strconv.Itoa(i)
+		}
+		if r > c {
+			return fmt.Errorf("REPORTED_TCB %s level %d is above CURRENT_TCB's %d", name, r, c)
 		}
 	}
 	return nil
@@ -253,8 +193,9 @@ func tcbNotAbove(line string, reported, current uint64) error {
 
 func allZero(b []byte) bool { return !slices.ContainsFunc(b, func(x byte) bool { return x != 0 }) }
 
-func result(ev *Evidence, line string, exts *kdsExtensions) (*attestation.Result, error) {
+func result(ev *Evidence, ek *EndorsementKey) (*attestation.Result, error) {
 	r := ev.Report
+	line := ek.ProductLine
 	pol, err := abi.ParseSnpPolicy(r.GetPolicy())
 	if err != nil {
 		return nil, fmt.Errorf("guest policy: %w", err)
@@ -277,42 +218,63 @@ func result(ev *Evidence, line string, exts *kdsExtensions) (*attestation.Result
 		Debug:      pol.Debug,
 		SVN:        &svn,
 		Details: map[string]string{
-			"product":              exts.productName,
-			"product_line":         line,
-			"signing_key":          ev.Signer.SigningKey.String(),
-			"report_version":       strconv.FormatUint(uint64(r.GetVersion()), 10),
-			"vmpl":                 strconv.FormatUint(uint64(r.GetVmpl()), 10),
-			"guest_svn":            strconv.FormatUint(svn, 10),
-			"policy":               fmt.Sprintf("0x%016x", r.GetPolicy()),
-			"policy_abi":           fmt.Sprintf("%d.%d", pol.ABIMajor, pol.ABIMinor),
-			"policy_smt":           strconv.FormatBool(pol.SMT),
-			"policy_migrate_ma":    strconv.FormatBool(pol.MigrateMA),
-			"policy_debug":         strconv.FormatBool(pol.Debug),
-			"policy_single_socket": strconv.FormatBool(pol.SingleSocket),
-			"platform_info":        fmt.Sprintf("0x%016x", r.GetPlatformInfo()),
-			"platform_smt_enabled": strconv.FormatBool(r.GetPlatformInfo()&1 != 0),
-			"platform_tsme":        strconv.FormatBool(r.GetPlatformInfo()&2 != 0),
-			"author_key_en":        strconv.FormatBool(ev.Signer.AuthorKeyEn),
-			"chip_id":              hex.EncodeToString(r.GetChipId()),
-			"chip_id_masked":       strconv.FormatBool(ev.Signer.MaskChipKey),
-			"firmware_current":     fmt.Sprintf("%d.%d build %d", r.GetCurrentMajor(), r.GetCurrentMinor(), r.GetCurrentBuild()),
-			"firmware_committed":   fmt.Sprintf("%d.%d build %d", r.GetCommittedMajor(), r.GetCommittedMinor(), r.GetCommittedBuild()),
-			"current_tcb":          fmt.Sprintf("0x%016x", r.GetCurrentTcb()),
-			"reported_tcb":         fmt.Sprintf("0x%016x", r.GetReportedTcb()),
-			"committed_tcb":        fmt.Sprintf("0x%016x", r.GetCommittedTcb()),
-			"launch_tcb":           fmt.Sprintf("0x%016x", r.GetLaunchTcb()),
+			"product":                       ek.Product,
+			"product_line":                  line,
+			"signing_key":                   ev.Signer.SigningKey.String(),
+			"report_version":                strconv.FormatUint(uint64(r.GetVersion()), 10),
+			"vmpl":                          strconv.FormatUint(uint64(r.GetVmpl()), 10),
+			"guest_svn":                     strconv.FormatUint(svn, 10),
+			"policy":                        fmt.Sprintf("0x%016x", r.GetPolicy()),
+			"policy_abi":                    fmt.Sprintf("%d.%d", pol.ABIMajor, pol.ABIMinor),
+			"policy_smt":                    strconv.FormatBool(pol.SMT),
+			"policy_migrate_ma":             strconv.FormatBool(pol.MigrateMA),
+			"policy_debug":                  strconv.FormatBool(pol.Debug),
+			"policy_single_socket":          strconv.FormatBool(pol.SingleSocket),
+			"platform_info":                 fmt.Sprintf("0x%016x", r.GetPlatformInfo()),
+			"platform_smt_enabled":          strconv.FormatBool(r.GetPlatformInfo()&1 != 0),
+			"platform_tsme":                 strconv.FormatBool(r.GetPlatformInfo()&2 != 0),
+			"platform_ecc_enabled":          strconv.FormatBool(r.GetPlatformInfo()&(1<<2) != 0),
+			"platform_rapl_disabled":        strconv.FormatBool(r.GetPlatformInfo()&(1<<3) != 0),
+			"platform_ciphertext_hiding":    strconv.FormatBool(r.GetPlatformInfo()&(1<<4) != 0),
+			"platform_alias_check_complete": strconv.FormatBool(r.GetPlatformInfo()&(1<<5) != 0),
+			"platform_tio_enabled":          strconv.FormatBool(r.GetPlatformInfo()&(1<<7) != 0),
+			"author_key_en":                 strconv.FormatBool(ev.Signer.AuthorKeyEn),
+			"chip_id":                       hex.EncodeToString(r.GetChipId()),
+			"chip_id_masked":                strconv.FormatBool(allZero(r.GetChipId())),
+			"firmware_current":              fmt.Sprintf("%d.%d build %d", r.GetCurrentMajor(), r.GetCurrentMinor(), r.GetCurrentBuild()),
+			"firmware_committed":            fmt.Sprintf("%d.%d build %d", r.GetCommittedMajor(), r.GetCommittedMinor(), r.GetCommittedBuild()),
+			"current_tcb":                   fmt.Sprintf("0x%016x", r.GetCurrentTcb()),
+			"reported_tcb":                  fmt.Sprintf("0x%016x", r.GetReportedTcb()),
+			"committed_tcb":                 fmt.Sprintf("0x%016x", r.GetCommittedTcb()),
+			"launch_tcb":                    fmt.Sprintf("0x%016x", r.GetLaunchTcb()),
 		},
 	}
-	if exts.cspID != "" {
-		res.Details["csp_id"] = exts.cspID
+	if ek.CSPID != "" {
+		res.Details["csp_id"] = ek.CSPID
 	}
-	parts, err := tcbParts(line, r.GetReportedTcb())
-	if err != nil {
-		return nil, err
+	if r.GetVersion() >= abi.ReportVersion3 {
+		f, m, s := ev.CPUID()
+		res.Details["cpuid_family"] = fmt.Sprintf("0x%02x", f)
+		res.Details["cpuid_model"] = fmt.Sprintf("0x%02x", m)
+		res.Details["cpuid_stepping"] = strconv.Itoa(int(s))
 	}
-	for name, v := range parts {
-		if name == "bl" || name == "tee" || name == "snp" || name == "ucode" || name == "fmc" {
-			res.Details["reported_tcb_"+name+"_spl"] = strconv.Itoa(int(v))
+	if r.GetVersion() >= abi.ReportVersion5 {
+		res.Details["launch_mit_vector"] = fmt.Sprintf("0x%016x", r.GetLaunchMitVector())
+		res.Details["current_mit_vector"] = fmt.Sprintf("0x%016x", r.GetCurrentMitVector())
+	}
+	// Patch levels by name, read in the product line's TCB_VERSION layout.
+	for _, tcb := range []struct {
+		name  string
+		value uint64
+	}{{"reported_tcb", r.GetReportedTcb()}, {"current_tcb", r.GetCurrentTcb()}} {
+		parts, err := tcbParts(line, tcb.value)
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range parts {
+			if name == "bl" || name == "tee" || name == "snp" || name == "ucode" || name == "fmc" {
+				res.Details[tcb.name+"_"+name+"_spl"] = strconv.Itoa(int(v))
+			}
 		}
 	}
 	// The workload's signer in SNP is the ID key, or the author key that endorsed it.

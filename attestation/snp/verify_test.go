@@ -259,13 +259,29 @@ func TestSyntheticChecks(t *testing.T) {
 	askVLEK, askVLEKKey := milan.issueEK(t, ekSpec{cn: "SEV-VLEK", productName: "Milan", cspID: "cloud", spl: milanSPL})
 	turinSPL := map[int]int{9: 1, 1: 2, 2: 3, 3: 4, 8: 90}
 	const turinTCB = uint64(90)<<56 | 4<<24 | 3<<16 | 2<<8 | 1
-	turinVCEK, turinKey := turin.issueEK(t, ekSpec{productName: "Turin-B0", hwID: chip, spl: turinSPL})
-	noFMC, noFMCKey := turin.issueEK(t, ekSpec{productName: "Turin-B0", hwID: chip, spl: map[int]int{1: 2, 2: 3, 3: 4, 8: 90}})
+	// A Turin CHIP_ID is 8 bytes followed by zeros; its VCEK's hwID is those 8 bytes.
+	turinChip := append(bytes.Repeat([]byte{0xd1}, 8), make([]byte, 56)...)
+	turinHW := turinChip[:8]
+	turinVCEK, turinKey := turin.issueEK(t, ekSpec{productName: "Turin", hwID: turinHW, spl: turinSPL})
+	noFMC, noFMCKey := turin.issueEK(t, ekSpec{productName: "Turin", hwID: turinHW, spl: map[int]int{1: 2, 2: 3, 3: 4, 8: 90}})
+	turinLongHW, turinLongHWKey := turin.issueEK(t, ekSpec{productName: "Turin", hwID: chip, spl: turinSPL})
+	milanShortHW, milanShortHWKey := milan.issueEK(t, ekSpec{productName: "Milan-B0", hwID: turinHW, spl: milanSPL})
 	unknownSPL, unknownSPLKey := milan.issueEK(t, ekSpec{productName: "Milan-B1", hwID: chip, spl: map[int]int{1: 3, 2: 0, 3: 8, 8: 115, 10: 1}})
+	unknownProduct, unknownProductKey := milan.issueEK(t, ekSpec{productName: "Venice", hwID: chip, spl: milanSPL})
+	genoa := newTestChain(t, "Genoa", false)
+	genoaVCEK, genoaKey := genoa.issueEK(t, ekSpec{productName: "Genoa", hwID: chip, spl: milanSPL})
+	genoaVLEKChain := newTestChain(t, "Genoa", true)
+	genoaVLEK, genoaVLEKKey := genoaVLEKChain.issueEK(t, ekSpec{cn: "SEV-VLEK", productName: "Genoa", cspID: "cloud", spl: milanSPL})
+	turinVLEKChain := newTestChain(t, "Turin", true)
+	turinVLEK, turinVLEKKey := turinVLEKChain.issueEK(t, ekSpec{cn: "SEV-VLEK", productName: "Turin", cspID: "cloud", spl: turinSPL})
+	turinV5 := reportSpec{version: 5, fms: [3]byte{0x1a, 0x02, 0x01}, chipID: turinChip, reportedTCB: turinTCB, currentTCB: turinTCB,
+		launchMit: 0x3f, currentMit: 0x3f}
+	withTurin := func(f func(*reportSpec)) reportSpec { s := turinV5; f(&s); return s }
+	genoaV3 := reportSpec{version: 3, fms: [3]byte{0x19, 0x11, 0x01}, chipID: chip, reportedTCB: milanTCB, currentTCB: milanTCB}
 
 	base := reportSpec{version: 2, chipID: chip, reportedTCB: milanTCB, currentTCB: milanTCB, measurement: 0xab}
 	with := func(f func(*reportSpec)) reportSpec { s := base; f(&s); return s }
-	roots := []*x509.Certificate{milan.ark, milanVLEK.ark, turin.ark}
+	roots := []*x509.Certificate{milan.ark, milanVLEK.ark, turin.ark, genoa.ark, genoaVLEKChain.ark, turinVLEKChain.ark}
 	col := func(certs ...*x509.Certificate) [][]byte {
 		var out [][]byte
 		for _, c := range certs {
@@ -281,7 +297,8 @@ func TestSyntheticChecks(t *testing.T) {
 		collateral [][]byte
 		roots      []*x509.Certificate
 		table      []CertEntry
-		wantErr    string // "" means it must verify
+		wantErr    string            // "" means it must verify
+		details    map[string]string // expected Result.Details entries when it verifies
 	}{
 		{name: "baseline", spec: base, key: vcekKey, collateral: col(milan.ica, vcek)},
 		{name: "VCEK and ASK from the report's table", spec: base, key: vcekKey,
@@ -301,10 +318,15 @@ func TestSyntheticChecks(t *testing.T) {
 			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "REPORTED_TCB"},
 		{name: "REPORTED_TCB above CURRENT_TCB", spec: with(func(s *reportSpec) { s.currentTCB-- }),
 			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "above CURRENT_TCB"},
-		{name: "masked chip id", spec: with(func(s *reportSpec) { s.keyInfo = 2; s.chipID = nil }),
-			key: vcekKey, collateral: col(milan.ica, vcek)},
-		{name: "masked chip id but chip id present", spec: with(func(s *reportSpec) { s.keyInfo = 2 }),
-			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "masked"},
+		// MASK_CHIP_ID (host configuration) zeroes CHIP_ID; nothing in KEY_INFO says so.
+		{name: "CHIP_ID masked", spec: with(func(s *reportSpec) { s.chipID = nil }),
+			key: vcekKey, collateral: col(milan.ica, vcek), details: map[string]string{"chip_id_masked": "true"}},
+		// KEY_INFO.MASK_CHIP_KEY means the firmware wrote zeros instead of signing: a report that
+		// says so is not evidence, whatever its signature bytes hold.
+		{name: "MASK_CHIP_KEY set", spec: with(func(s *reportSpec) { s.keyInfo = 2; s.chipID = nil }),
+			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "MASK_CHIP_KEY"},
+		{name: "MASK_CHIP_KEY set, chip id present", spec: with(func(s *reportSpec) { s.keyInfo = 2 }),
+			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "MASK_CHIP_KEY"},
 		{name: "v3 report, Milan CPUID", spec: with(func(s *reportSpec) { s.version = 3; s.fms = [3]byte{0x19, 0x01, 0x01} }),
 			key: vcekKey, collateral: col(milan.ica, vcek)},
 		{name: "v3 report, Genoa CPUID, Milan VCEK", spec: with(func(s *reportSpec) { s.version = 3; s.fms = [3]byte{0x19, 0x11, 0x01} }),
@@ -317,13 +339,51 @@ func TestSyntheticChecks(t *testing.T) {
 			key: vcekKey, collateral: col(milan.ica, vcek), wantErr: "no VLEK certificate"},
 		{name: "VLEK issued by the ASK, not the ASVK", spec: with(func(s *reportSpec) { s.keyInfo = 1 << 2; s.chipID = nil }),
 			key: askVLEKKey, collateral: col(milan.ica, askVLEK), wantErr: "no chain SEV-VLEK -> SEV-VLEK-Milan"},
-		{name: "Turin layout", spec: reportSpec{version: 3, fms: [3]byte{0x1a, 0x02, 0x00}, chipID: chip, reportedTCB: turinTCB, currentTCB: turinTCB},
+		{name: "Turin v5 report, Turin layout", spec: turinV5, key: turinKey, collateral: col(turin.ica, turinVCEK),
+			details: map[string]string{"reported_tcb_fmc_spl": "1", "reported_tcb_bl_spl": "2", "reported_tcb_tee_spl": "3",
+				"reported_tcb_snp_spl": "4", "reported_tcb_ucode_spl": "90", "launch_mit_vector": "0x000000000000003f",
+				"cpuid_family": "0x1a", "cpuid_model": "0x02", "cpuid_stepping": "1", "chip_id_masked": "false"}},
+		{name: "Turin v3 report", spec: withTurin(func(s *reportSpec) { s.version = 3; s.launchMit, s.currentMit = 0, 0 }),
 			key: turinKey, collateral: col(turin.ica, turinVCEK)},
-		{name: "Turin with Milan layout TCB", spec: reportSpec{version: 3, fms: [3]byte{0x1a, 0x02, 0x00}, chipID: chip,
-			reportedTCB: uint64(90)<<56 | 4<<48 | 3<<8 | 2, currentTCB: uint64(90)<<56 | 4<<48 | 3<<8 | 2},
-			key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "REPORTED_TCB"},
-		{name: "Turin VCEK without fmcSPL", spec: reportSpec{version: 3, fms: [3]byte{0x1a, 0x02, 0x00}, chipID: chip, reportedTCB: turinTCB, currentTCB: turinTCB},
-			key: noFMCKey, collateral: col(turin.ica, noFMC), wantErr: "fmcSPL"},
+		// A v2 report has no CPUID: the certificate alone names the line (and so the TCB layout).
+		{name: "Turin v2 report", spec: withTurin(func(s *reportSpec) { s.version = 2; s.fms = [3]byte{}; s.launchMit, s.currentMit = 0, 0 }),
+			key: turinKey, collateral: col(turin.ica, turinVCEK), details: map[string]string{"reported_tcb_fmc_spl": "1"}},
+		{name: "Turin CHIP_ID masked", spec: withTurin(func(s *reportSpec) { s.chipID = nil }), key: turinKey, collateral: col(turin.ica, turinVCEK),
+			details: map[string]string{"chip_id_masked": "true"}},
+		{name: "Turin TCB written in the Milan layout", spec: withTurin(func(s *reportSpec) {
+			s.reportedTCB = uint64(90)<<56 | 4<<48 | 3<<8 | 2
+			s.currentTCB = s.reportedTCB
+		}), key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "REPORTED_TCB"},
+		{name: "Turin REPORTED_TCB fmc above CURRENT_TCB", spec: withTurin(func(s *reportSpec) { s.currentTCB = turinTCB - 1 }),
+			key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "REPORTED_TCB fmc level 1 is above CURRENT_TCB's 0"},
+		{name: "Turin VCEK without fmcSPL", spec: turinV5, key: noFMCKey, collateral: col(turin.ica, noFMC), wantErr: "fmcSPL"},
+		{name: "Turin CHIP_ID with non-zero tail", spec: withTurin(func(s *reportSpec) { s.chipID = bytes.Clone(turinChip); s.chipID[63] = 1 }),
+			key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "followed by 56 zero bytes"},
+		{name: "Turin CHIP_ID of another chip", spec: withTurin(func(s *reportSpec) { s.chipID = bytes.Clone(turinChip); s.chipID[0] ^= 1 }),
+			key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "is not the report's CHIP_ID"},
+		{name: "Turin VCEK with a 64-byte hwID", spec: withTurin(func(s *reportSpec) { s.chipID = chip }),
+			key: turinLongHWKey, collateral: col(turin.ica, turinLongHW), wantErr: "Turin VCEK hwID has 64 bytes, want 8"},
+		{name: "Milan VCEK with an 8-byte hwID", spec: with(func(s *reportSpec) { s.chipID = turinChip }),
+			key: milanShortHWKey, collateral: col(milan.ica, milanShortHW), wantErr: "Milan VCEK hwID has 8 bytes, want 64"},
+		{name: "Turin CPUID, Genoa VCEK", spec: with(func(s *reportSpec) { s.version = 3; s.fms = [3]byte{0x1a, 0x02, 0x01} }),
+			key: genoaKey, collateral: col(genoa.ica, genoaVCEK), wantErr: "CPUID is Turin"},
+		{name: "Turin v2 report, mitigation vector bytes set", spec: withTurin(func(s *reportSpec) { s.version = 2; s.fms = [3]byte{} }),
+			key: turinKey, collateral: col(turin.ica, turinVCEK), wantErr: "mitigation vectors exist from version 5"},
+		{name: "Turin v5 report, VLEK with ASVK", spec: withTurin(func(s *reportSpec) { s.keyInfo = 1 << 2; s.chipID = nil }),
+			key: turinVLEKKey, collateral: col(turinVLEKChain.ica, turinVLEK),
+			details: map[string]string{"signing_key": "VLEK", "csp_id": "cloud", "product_line": "Turin", "reported_tcb_fmc_spl": "1"}},
+		{name: "Turin VLEK report, ASVK missing", spec: withTurin(func(s *reportSpec) { s.keyInfo = 1 << 2; s.chipID = nil }),
+			key: turinVLEKKey, collateral: col(turinVLEK), wantErr: "certificate chain to ARK-Turin"},
+		{name: "Genoa v3 report, 64-byte hwID", spec: genoaV3, key: genoaKey, collateral: col(genoa.ica, genoaVCEK),
+			details: map[string]string{"product_line": "Genoa", "reported_tcb_snp_spl": "8", "cpuid_model": "0x11"}},
+		// Bergamo and Siena are Genoa-line parts (family 19h, models A0h–AFh).
+		{name: "Genoa v3 report, model A0h", spec: func() reportSpec { s := genoaV3; s.fms = [3]byte{0x19, 0xa0, 0x02}; return s }(),
+			key: genoaKey, collateral: col(genoa.ica, genoaVCEK)},
+		{name: "Genoa v3 report, VLEK with ASVK", spec: func() reportSpec { s := genoaV3; s.keyInfo = 1 << 2; s.chipID = nil; return s }(),
+			key: genoaVLEKKey, collateral: col(genoaVLEKChain.ica, genoaVLEK), details: map[string]string{"signing_key": "VLEK", "product_line": "Genoa"}},
+		{name: "CPUID of an unknown line", spec: func() reportSpec { s := genoaV3; s.fms = [3]byte{0x1a, 0x50, 0x00}; return s }(),
+			key: genoaKey, collateral: col(genoa.ica, genoaVCEK), wantErr: "family 0x1a model 0x50 is not a product line"},
+		{name: "unknown product name", spec: base, key: unknownProductKey, collateral: col(milan.ica, unknownProduct), wantErr: `unknown product name "Venice"`},
 		{name: "unknown SPL extension", spec: base, key: unknownSPLKey, collateral: col(milan.ica, unknownSPL), wantErr: "unknown TCB extension"},
 	}
 	for _, tc := range tests {
@@ -344,6 +404,11 @@ func TestSyntheticChecks(t *testing.T) {
 				}
 				if !res.Verified || res.Measurements["measurement"] != strings.Repeat("ab", 48) && tc.spec.measurement != 0 {
 					t.Errorf("result %+v", res)
+				}
+				for k, want := range tc.details {
+					if got := res.Details[k]; got != want {
+						t.Errorf("%s = %q, want %q", k, got, want)
+					}
 				}
 				return
 			}
@@ -416,8 +481,8 @@ func TestRevocation(t *testing.T) {
 
 func TestSyntheticTurinDetails(t *testing.T) {
 	turin := newTestChain(t, "Turin", false)
-	chip := bytes.Repeat([]byte{0xc1}, 64)
-	vcek, key := turin.issueEK(t, ekSpec{productName: "Turin-B0", hwID: chip, spl: map[int]int{9: 1, 1: 2, 2: 3, 3: 4, 8: 90}})
+	chip := append(bytes.Repeat([]byte{0xc1}, 8), make([]byte, 56)...)
+	vcek, key := turin.issueEK(t, ekSpec{productName: "Turin-B0", hwID: chip[:8], spl: map[int]int{9: 1, 1: 2, 2: 3, 3: 4, 8: 90}})
 	const tcb = uint64(90)<<56 | 4<<24 | 3<<16 | 2<<8 | 1
 	report := buildReport(t, reportSpec{version: 3, fms: [3]byte{0x1a, 0x02, 0x00}, chipID: chip, reportedTCB: tcb, currentTCB: tcb}, key)
 	res, err := (&Verifier{}).Verify(context.Background(), report, attestation.Options{Now: sampleTime, AMDRoots: []*x509.Certificate{turin.ark},
@@ -505,6 +570,9 @@ func FuzzParseEvidence(f *testing.F) {
 	f.Add(append(bytes.Clone(s.report), MarshalCertTable([]CertEntry{{GUID: guidVCEK, Data: s.vcekDER}})...))
 	f.Add(append(bytes.Clone(s.report), 0xff, 0xff))
 	f.Add(s.report[:100])
+	for _, name := range []string{"ms_report_v5_turin.bin", "ms_report_v3_genoa.bin", "coco_report_v3_milan_vlek.bin"} {
+		f.Add(readSNPSample(f, name))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := ParseEvidence(b, false)
 		if err != nil {

@@ -187,6 +187,15 @@ func TestVerify(t *testing.T) {
 			1, []string{"tee=snp", "verified=false"}},
 		{"SNP with VCEK, debug forbidden", []string{"verify", "--at", "2022-09-24T01:00:00Z", "--collateral", sample(t, "sev-snp/gosev_vcek_milan.der"),
 			"--policy", example, sample(t, "sev-snp/gosev_report_v2_milan.bin")}, 1, []string{"violation:    allow_debug"}},
+		// An AMD VCEK or VLEK alone gets its chain verdict (certificate-only mode), not "not evidence".
+		{"Turin VCEK alone, JSON", []string{"verify", "--at", "2026-02-06T00:00:00Z", "--output", "json", sample(t, "sev-snp/ms_vcek_turin.pem")},
+			0, []string{"kind=endorsement-key-certificate", "tee=snp", "verified=true", "ok=true", `"hw_id": "59790fb1c39f35c1"`, `"product_line": "Turin"`, `"fmc_spl": "1"`}},
+		{"Milan VCEK alone, text", []string{"verify", "--at", "2022-09-24T01:00:00Z", sample(t, "sev-snp/gosev_vcek_milan.der")},
+			0, []string{"endorsement-key-certificate", "SEV-VCEK -> SEV-Milan -> ARK-Milan", "PASS: AMD's KDS issued this certificate"}},
+		{"VLEK alone, expired", []string{"verify", "--at", "2026-02-06T00:00:00Z", sample(t, "sev-snp/coco_vlek_milan.der")},
+			1, []string{"endorsement-key-certificate", "expired", "verdict:      FAIL"}},
+		{"VCEK alone with a policy", []string{"verify", "--at", "2022-09-24T01:00:00Z", "--policy", example, sample(t, "sev-snp/gosev_vcek_milan.der")},
+			1, []string{"is not evidence", "verdict:      FAIL"}},
 		{"sim evidence, roots, policy", []string{"verify", "--sim-root", s.root, "--policy", good, s.evidence}, 0, []string{"SIMULATED", "PASS"}},
 		{"sim evidence, deprecated --roots, policy", []string{"verify", "--roots", s.root, "--policy", good, s.evidence}, 0, []string{"SIMULATED", "PASS"}},
 		// The sim platform certificate is no Intel root: it cannot sign certificates.

@@ -12,11 +12,12 @@ import (
 
 var verifyCommand = cli.Command{
 	Name:      "verify",
-	Usage:     "verify a quote, SNP report, sim evidence or RA-TLS certificate",
+	Usage:     "verify a quote, SNP report, sim evidence, RA-TLS certificate or AMD VCEK/VLEK certificate",
 	ArgsUsage: "FILE",
 	Description: `FILE is recognised by content: an SGX quote v3, a TDX quote v4/v5, an SEV-SNP report
 (optionally with its certificate table), sim evidence, or an RA-TLS certificate (PEM or
-DER; interoperable or legacy format, whose evidence must bind the certificate's key).
+DER; interoperable or legacy format, whose evidence must bind the certificate's key). An AMD
+VCEK or VLEK certificate alone gets its chain verdict (exit 0 or 1; no policy applies).
 Trust anchors are per TEE: SGX/TDX chains end only at Intel's pinned root or an --intel-root,
 SNP chains only at AMD's pinned ARKs or an --amd-root, and sim evidence only at a --sim-root
 (the node operator holds the sim key: sim evidence is never hardware evidence). --collateral
