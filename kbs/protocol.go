@@ -116,7 +116,6 @@ const (
 	ErrTokenNotFound   = "TokenNotFound"
 	ErrSerde           = "SerdeError"
 	ErrResourceMissing = "ResourceNotFound" // verdictd's own: trustee reports a storage error
-	ErrProtocolVersion = "ProtocolVersion"
 	ErrJWE             = "JweError"
 )
 
