@@ -29,7 +29,8 @@ import (
 // Defaults.
 const (
 	DefaultSessionTTL  = 5 * time.Minute
-	DefaultMaxSessions = 1024
+	// DefaultMaxSessions allows about 55 new sessions a second sustained at the default TTL.
+	DefaultMaxSessions = 16384
 	// Request body limits: a Request is small; an Attestation carries a quote and perhaps an
 	// event log.
 	maxRequestBody     = 64 << 10
@@ -47,7 +48,9 @@ type Config struct {
 	TokenKey crypto.Signer
 	// SessionTTL is how long a session (its challenge, then its attestation) lives.
 	SessionTTL time.Duration
-	// MaxSessions bounds the sessions held at once (pending and attested).
+	// MaxSessions bounds the sessions held at once (pending and attested). When it is reached,
+	// expired sessions go first, then the oldest pending one; with all of them attested and
+	// live, /auth is refused (503) until one expires.
 	MaxSessions int
 	Log         *slog.Logger
 	// Build names this verifier in tokens (ear.verifier-id build), e.g. "verdictd 0.1.0".
@@ -237,6 +240,11 @@ func (b *Broker) auth(w http.ResponseWriter, r *http.Request) *refusal {
 		b.purgeLocked(now)
 	}
 	if len(b.sessions) >= b.cfg.MaxSessions {
+		// Anyone can open sessions: a flood of them must not lock attested workloads out, so
+		// the oldest challenge still waiting for its attestation makes room.
+		b.evictOldestPendingLocked()
+	}
+	if len(b.sessions) >= b.cfg.MaxSessions {
 		b.mu.Unlock()
 		return fail(refuse(http.StatusServiceUnavailable, kbs.ErrAttestation, "too many open sessions (%d): try again later", b.cfg.MaxSessions))
 	}
@@ -268,6 +276,19 @@ func (b *Broker) purgeLocked(now time.Time) {
 		if !now.Before(s.expires) {
 			delete(b.sessions, id)
 		}
+	}
+}
+
+// evictOldestPendingLocked drops the oldest session whose challenge is unanswered.
+func (b *Broker) evictOldestPendingLocked() {
+	var oldest *session
+	for _, s := range b.sessions {
+		if s.state == stateAuthed && (oldest == nil || s.expires.Before(oldest.expires)) {
+			oldest = s
+		}
+	}
+	if oldest != nil {
+		delete(b.sessions, oldest.id)
 	}
 }
 

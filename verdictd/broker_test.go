@@ -195,14 +195,34 @@ func TestExpiredSessionReattests(t *testing.T) {
 
 func TestSessionsBounded(t *testing.T) {
 	f := newFixture(t, nil, verdictdtest.Options{MaxSessions: 2, SessionTTL: time.Minute})
+	// A flood of pending sessions evicts the oldest pending one, not an attested one.
+	c := f.client(t, nil)
+	if _, err := c.Attest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := f.wire.Auth(t, kbs.Version, "sample")
 	f.wire.Auth(t, kbs.Version, "sample")
-	f.wire.Auth(t, kbs.Version, "sample")
+	r := f.wire.Do(t, http.MethodPost, kbs.AttestPath, first, []byte(`{}`))
+	if r.Status != http.StatusUnauthorized || !strings.Contains(r.Info().Detail, "unknown session") {
+		t.Fatalf("oldest pending session not evicted: %d %s", r.Status, r.Body)
+	}
+	if got, err := c.Resource(context.Background(), "repo/key/db"); err != nil || string(got) != secret {
+		t.Fatalf("attested session lost: %q %v", got, err)
+	}
+	// With every session attested and live, /auth is refused until one expires.
+	c2 := f.client(t, nil)
+	f.broker.Clock.Advance(2 * time.Minute)
+	if _, err := c.Attest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Attest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	body, _ := json.Marshal(kbs.Request{Version: kbs.Version, TEE: "sample"})
-	r := f.wire.Do(t, http.MethodPost, kbs.AuthPath, "", body)
+	r = f.wire.Do(t, http.MethodPost, kbs.AuthPath, "", body)
 	if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Info().Detail, "too many open sessions") {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}
-	// Expired sessions make room.
 	f.broker.Clock.Advance(2 * time.Minute)
 	f.wire.Auth(t, kbs.Version, "sample")
 }
