@@ -28,7 +28,7 @@ import (
 
 // Defaults.
 const (
-	DefaultSessionTTL  = 5 * time.Minute
+	DefaultSessionTTL = 5 * time.Minute
 	// DefaultMaxSessions allows about 55 new sessions a second sustained at the default TTL.
 	DefaultMaxSessions = 16384
 	// Request body limits: a Request is small; an Attestation carries a quote and perhaps an
