@@ -37,8 +37,8 @@ import (
 
 const kbsSecret = "tenant-secret-7f3a"
 
-// broker is a running bin/verdictd.
-type broker struct {
+// kbsBroker is a running bin/verdictd.
+type kbsBroker struct {
 	url     string
 	pin     string
 	cert    *x509.Certificate
@@ -54,7 +54,7 @@ type broker struct {
 	done chan struct{}
 }
 
-type brokerSetup struct {
+type kbsSetup struct {
 	// policies makes the --policy document from the enclave's measurement.
 	policies  func(measurement string) string
 	resources map[string]string
@@ -63,7 +63,7 @@ type brokerSetup struct {
 	untrustedSim bool
 }
 
-func verdictdBinary(t *testing.T) string {
+func kbsVerdictdBinary(t *testing.T) string {
 	p := os.Getenv("VERDICTD_BINARY")
 	if p == "" {
 		p = filepath.Join(harness.RepoRoot(t), "bin", "verdictd")
@@ -74,7 +74,7 @@ func verdictdBinary(t *testing.T) string {
 	return p
 }
 
-func startBroker(t *testing.T, s brokerSetup) *broker {
+func kbsStart(t *testing.T, s kbsSetup) *kbsBroker {
 	t.Helper()
 	dir := t.TempDir()
 	platform, key, m := simtest.Enclave(t, "tenant-app", "native")
@@ -83,7 +83,7 @@ func startBroker(t *testing.T, s brokerSetup) *broker {
 	}
 	tc, cert := verdictdtest.TLSIdentity(t)
 	certPEM, keyPEM := verdictdtest.PEM(t, tc)
-	b := &broker{pin: kbs.PinOf(cert), cert: cert, dir: filepath.Join(dir, "resources"), enclave: key, measure: m, done: make(chan struct{})}
+	b := &kbsBroker{pin: kbs.PinOf(cert), cert: cert, dir: filepath.Join(dir, "resources"), enclave: key, measure: m, done: make(chan struct{})}
 	b.tls.cert, b.tls.key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	write := func(p string, data []byte) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -108,7 +108,7 @@ func startBroker(t *testing.T, s brokerSetup) *broker {
 	}
 	args := append([]string{"--listen", "127.0.0.1:0", "--tls-cert", b.tls.cert, "--tls-key", b.tls.key,
 		"--policy", filepath.Join(dir, "policy.json"), "--resources", b.dir, "--sim-root", filepath.Join(dir, "sim.pem")}, s.flags...)
-	b.cmd = exec.Command(verdictdBinary(t), args...)
+	b.cmd = exec.Command(kbsVerdictdBinary(t), args...)
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func startBroker(t *testing.T, s brokerSetup) *broker {
 	return b
 }
 
-func (b *broker) stop(t *testing.T) {
+func (b *kbsBroker) stop(t *testing.T) {
 	if b.cmd.ProcessState != nil {
 		return
 	}
@@ -152,17 +152,17 @@ func (b *broker) stop(t *testing.T) {
 	}
 }
 
-func (b *broker) log() string {
+func (b *kbsBroker) log() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.logs.String()
 }
 
-func (b *broker) evidence(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) {
+func (b *kbsBroker) evidence(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) {
 	return b.enclave.Evidence(rd)
 }
 
-func (b *broker) client(t *testing.T, url, pin string) *kbs.Client {
+func (b *kbsBroker) client(t *testing.T, url, pin string) *kbs.Client {
 	t.Helper()
 	c, err := kbs.NewClient(kbs.ClientConfig{URL: url, TEE: attestation.Sim, Evidence: b.evidence, Pin: pin})
 	if err != nil {
@@ -173,7 +173,7 @@ func (b *broker) client(t *testing.T, url, pin string) *kbs.Client {
 }
 
 // attested opens a session and attests it with the enclave's genuine evidence.
-func (b *broker) attested(t *testing.T) (cookie string, key *kbs.Key) {
+func (b *kbsBroker) attested(t *testing.T) (cookie string, key *kbs.Key) {
 	t.Helper()
 	cookie, nonce := b.wire.Auth(t, kbs.Version, "sample")
 	key, err := kbs.NewECKey()
@@ -187,9 +187,9 @@ func (b *broker) attested(t *testing.T) (cookie string, key *kbs.Key) {
 	return cookie, key
 }
 
-// assertRefused checks a protocol refusal: status, trustee's error type, the reason; and that the
+// kbsAssertRefused checks a protocol refusal: status, trustee's error type, the reason; and that the
 // secret is not in the answer.
-func assertRefused(t *testing.T, r verdictdtest.Reply, status int, typ, reason string) {
+func kbsAssertRefused(t *testing.T, r verdictdtest.Reply, status int, typ, reason string) {
 	t.Helper()
 	info := r.Info()
 	if r.Status != status || info.Type != kbs.ErrorTypePrefix+typ || !strings.Contains(info.Detail, reason) {
@@ -200,7 +200,7 @@ func assertRefused(t *testing.T, r verdictdtest.Reply, status int, typ, reason s
 	}
 }
 
-func assertClientRefused(t *testing.T, got []byte, err error, status int, typ, reason string) {
+func kbsAssertClientRefused(t *testing.T, got []byte, err error, status int, typ, reason string) {
 	t.Helper()
 	var e *kbs.Error
 	if !errors.As(err, &e) || e.Status != status || e.Type != typ || !strings.Contains(e.Detail, reason) {
@@ -213,7 +213,7 @@ func assertClientRefused(t *testing.T, got []byte, err error, status int, typ, r
 
 // assertNothingReleased stops the broker (so that its whole log is read) and checks the log:
 // refusals logged with their reasons, no release.
-func (b *broker) assertNothingReleased(t *testing.T, reasons ...string) {
+func (b *kbsBroker) assertNothingReleased(t *testing.T, reasons ...string) {
 	t.Helper()
 	b.stop(t)
 	logs := b.log()
@@ -228,15 +228,15 @@ func (b *broker) assertNothingReleased(t *testing.T, reasons ...string) {
 }
 
 // simPolicy allows the sim enclave of measurement.
-func simPolicy(measurement string) string {
+func kbsSimPolicy(measurement string) string {
 	return fmt.Sprintf(`{"tees": {"sim": {"measurements": {"measurement": [%q]}, "allow_unknown_tcb": true}}}`, measurement)
 }
 
 // defaultPolicy allows the test enclave for every resource.
-func defaultPolicy(measurement string) string { return `{"default": ` + simPolicy(measurement) + `}` }
+func kbsDefaultPolicy(measurement string) string { return `{"default": ` + kbsSimPolicy(measurement) + `}` }
 
 // fixed ignores the measurement.
-func fixed(doc string) func(string) string { return func(string) string { return doc } }
+func kbsFixed(doc string) func(string) string { return func(string) string { return doc } }
 
 // Party: the pod author (or the node operator) runs another workload than the one the tenant's
 // policy names and asks for the tenant's secret. Its evidence is genuine and bound, so it
@@ -244,9 +244,9 @@ func fixed(doc string) func(string) string { return func(string) string { return
 // measurements.measurement, logged with the measurement that was refused.
 func TestKbsWrongMeasurement(t *testing.T) {
 	_, _, expected := simtest.Enclave(t, "the-workload-the-tenant-approved", "native")
-	b := startBroker(t, brokerSetup{policies: fixed(defaultPolicy(expected))})
+	b := kbsStart(t, kbsSetup{policies: kbsFixed(kbsDefaultPolicy(expected))})
 	got, err := b.client(t, b.url, b.pin).Resource(context.Background(), "repo/key/db")
-	assertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, "measurements.measurement")
+	kbsAssertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, "measurements.measurement")
 	b.assertNothingReleased(t, `"violations":["measurements.measurement"]`, `"measurement":"measurement:`+b.measure)
 }
 
@@ -255,14 +255,14 @@ func TestKbsWrongMeasurement(t *testing.T) {
 // evidence, the policy's "tees" rule refuses it. And sim evidence from a platform the tenant never
 // trusted does not even attest: 401, "not among the trusted sim platform certificates".
 func TestKbsSimRefusingPolicy(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: fixed(`{"default": {"tees": {"tdx": {"allow_any_measurement": true}}}}`)})
+	b := kbsStart(t, kbsSetup{policies: kbsFixed(`{"default": {"tees": {"tdx": {"allow_any_measurement": true}}}}`)})
 	got, err := b.client(t, b.url, b.pin).Resource(context.Background(), "repo/key/db")
-	assertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, `TEE "sim" is not allowed`)
+	kbsAssertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, `TEE "sim" is not allowed`)
 	b.assertNothingReleased(t, `"violations":["tees"]`)
 
-	u := startBroker(t, brokerSetup{policies: defaultPolicy, untrustedSim: true})
+	u := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy, untrustedSim: true})
 	got, err = u.client(t, u.url, u.pin).Resource(context.Background(), "repo/key/db")
-	assertClientRefused(t, got, err, http.StatusUnauthorized, kbs.ErrAttestation, "not among the")
+	kbsAssertClientRefused(t, got, err, http.StatusUnauthorized, kbs.ErrAttestation, "not among the")
 	u.assertNothingReleased(t, "evidence did not verify")
 }
 
@@ -270,7 +270,7 @@ func TestKbsSimRefusingPolicy(t *testing.T) {
 // session the nonce is spent (one attestation per challenge, failed or not); on a new session the
 // evidence binds the old nonce, not the new one. Both: 401 with the reason, no token.
 func TestKbsReplayedAttestation(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: defaultPolicy})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy})
 	cookie, nonce := b.wire.Auth(t, kbs.Version, "sample")
 	key, _ := kbs.NewECKey()
 	msg := verdictdtest.Attestation(t, attestation.Sim, nonce, key.Public(), b.evidence, nil)
@@ -278,17 +278,17 @@ func TestKbsReplayedAttestation(t *testing.T) {
 		t.Fatalf("genuine: %d %s", r.Status, r.Body)
 	}
 	r := b.wire.Do(t, http.MethodPost, kbs.AttestPath, cookie, msg)
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "nonce was already used")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "nonce was already used")
 	// Same message on a fresh session: the echoed nonce is not the new challenge.
 	cookie2, nonce2 := b.wire.Auth(t, kbs.Version, "sample")
 	r = b.wire.Do(t, http.MethodPost, kbs.AttestPath, cookie2, msg)
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "not this session's challenge")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "not this session's challenge")
 	// With the echo rewritten to the new nonce, the evidence still binds the old one.
 	_ = nonce2
 	cookie3, nonce3 := b.wire.Auth(t, kbs.Version, "sample")
 	forged := strings.Replace(string(msg), nonce, nonce3, 1)
 	r = b.wire.Do(t, http.MethodPost, kbs.AttestPath, cookie3, []byte(forged))
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "does not bind this session's nonce and TEE key")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "does not bind this session's nonce and TEE key")
 	if r := b.wire.Do(t, http.MethodGet, kbs.ResourcePrefix+"repo/key/db", cookie3, nil); r.Status != http.StatusUnauthorized {
 		t.Fatalf("refused session still usable: %d %s", r.Status, r.Body)
 	}
@@ -301,16 +301,16 @@ func TestKbsReplayedAttestation(t *testing.T) {
 // The forgery the other way (evidence over the attacker's key from a TEE that never saw this
 // nonce) fails the same way.
 func TestKbsEvidenceBindsAnotherKey(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: defaultPolicy})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy})
 	cookie, nonce := b.wire.Auth(t, kbs.Version, "sample")
 	enclaveKey, _ := kbs.NewECKey()
 	attackerKey, _ := kbs.NewECKey()
 	genuine, _ := kbs.ReportData(kbs.HashSHA384, kbs.Version, nonce, enclaveKey.Public(), "")
 	msg := verdictdtest.Attestation(t, attestation.Sim, nonce, attackerKey.Public(), b.evidence, &genuine)
 	r := b.wire.Do(t, http.MethodPost, kbs.AttestPath, cookie, msg)
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "does not bind this session's nonce and TEE key")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "does not bind this session's nonce and TEE key")
 	r = b.wire.Do(t, http.MethodGet, kbs.ResourcePrefix+"repo/key/db", cookie, nil)
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "unknown session")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "unknown session")
 	b.assertNothingReleased(t, "does not bind")
 }
 
@@ -319,15 +319,15 @@ func TestKbsEvidenceBindsAnotherKey(t *testing.T) {
 // AES-GCM over the ciphertext and the protected header: any altered byte, a swapped algorithm or
 // a header it does not understand makes it refuse the resource.
 func TestKbsTamperedJWE(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: defaultPolicy})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy})
 	for _, tc := range []struct {
 		name   string
 		tamper func(map[string]string)
 		reason string
 	}{
-		{"ciphertext bit", func(m map[string]string) { m["ciphertext"] = flip(m["ciphertext"]) }, "message authentication failed"},
-		{"tag bit", func(m map[string]string) { m["tag"] = flip(m["tag"]) }, "message authentication failed"},
-		{"wrapped key", func(m map[string]string) { m["encrypted_key"] = flip(m["encrypted_key"]) }, "unwrap content key"},
+		{"ciphertext bit", func(m map[string]string) { m["ciphertext"] = kbsFlip(m["ciphertext"]) }, "message authentication failed"},
+		{"tag bit", func(m map[string]string) { m["tag"] = kbsFlip(m["tag"]) }, "message authentication failed"},
+		{"wrapped key", func(m map[string]string) { m["encrypted_key"] = kbsFlip(m["encrypted_key"]) }, "unwrap content key"},
 		{"algorithm swapped", func(m map[string]string) {
 			m["protected"] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RSA-OAEP-256","enc":"A256GCM"}`))
 		}, "key management"},
@@ -337,7 +337,7 @@ func TestKbsTamperedJWE(t *testing.T) {
 		}, "protected header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			proxy := tamperingProxy(t, b, tc.tamper)
+			proxy := kbsTamperingProxy(t, b, tc.tamper)
 			got, err := b.client(t, proxy, b.pin).Resource(context.Background(), "repo/key/db")
 			if err == nil || !strings.Contains(err.Error(), tc.reason) || got != nil {
 				t.Fatalf("tampered JWE: %q %v (want %q)", got, err, tc.reason)
@@ -346,15 +346,15 @@ func TestKbsTamperedJWE(t *testing.T) {
 	}
 }
 
-func flip(b64 string) string {
+func kbsFlip(b64 string) string {
 	raw, _ := base64.RawURLEncoding.DecodeString(b64)
 	raw[0] ^= 0x80
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
-// tamperingProxy serves with the broker's own TLS key (so the pin matches) and rewrites resource
+// kbsTamperingProxy serves with the broker's own TLS key (so the pin matches) and rewrites resource
 // answers.
-func tamperingProxy(t *testing.T, b *broker, tamper func(map[string]string)) string {
+func kbsTamperingProxy(t *testing.T, b *kbsBroker, tamper func(map[string]string)) string {
 	t.Helper()
 	target, _ := url.Parse(b.url)
 	rp := httputil.NewSingleHostReverseProxy(target)
@@ -392,15 +392,15 @@ func tamperingProxy(t *testing.T, b *broker, tamper func(map[string]string)) str
 // client). An expired session is dropped: resources and a late attestation are refused with 401
 // "session expired".
 func TestKbsExpiredSession(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: defaultPolicy, flags: []string{"--session-ttl", "1s"}})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy, flags: []string{"--session-ttl", "1s"}})
 	cookie, _ := b.attested(t)
 	pending, nonce := b.wire.Auth(t, kbs.Version, "sample")
 	time.Sleep(1500 * time.Millisecond) // past the 1 s lifetime
 	r := b.wire.Do(t, http.MethodGet, kbs.ResourcePrefix+"repo/key/db", cookie, nil)
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "session expired")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "session expired")
 	key, _ := kbs.NewECKey()
 	r = b.wire.Do(t, http.MethodPost, kbs.AttestPath, pending, verdictdtest.Attestation(t, attestation.Sim, nonce, key.Public(), b.evidence, nil))
-	assertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "session expired")
+	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "session expired")
 	b.assertNothingReleased(t, "session expired")
 }
 
@@ -410,7 +410,7 @@ func TestKbsExpiredSession(t *testing.T) {
 // with openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: 404 InvalidRequestPath, the outside file's
 // bytes never leave.
 func TestKbsResourcePathTraversal(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: fixed(`{"default": {"tees": {"sim": {"allow_any_measurement": true, "allow_unknown_tcb": true}}}}`)})
+	b := kbsStart(t, kbsSetup{policies: kbsFixed(`{"default": {"tees": {"sim": {"allow_any_measurement": true, "allow_unknown_tcb": true}}}}`)})
 	outside := t.TempDir()
 	const host = "host-file-not-for-tenants"
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte(host), 0o600); err != nil {
@@ -435,7 +435,7 @@ func TestKbsResourcePathTraversal(t *testing.T) {
 		{"repo/linkdir/secret", "symbolic link"},
 	} {
 		r := b.wire.Do(t, http.MethodGet, kbs.ResourcePrefix+tc.path, cookie, nil)
-		assertRefused(t, r, http.StatusNotFound, kbs.ErrInvalidPath, tc.reason)
+		kbsAssertRefused(t, r, http.StatusNotFound, kbs.ErrInvalidPath, tc.reason)
 		if strings.Contains(string(r.Body), host) {
 			t.Fatalf("%s: the outside file leaked", tc.path)
 		}
@@ -462,8 +462,8 @@ func TestKbsResourcePathTraversal(t *testing.T) {
 // Party: an attested workload asks for a resource the tenant wrote no policy for (there is no
 // "default" and the resource has no entry): never released, 403 "no policy releases".
 func TestKbsResourceWithoutPolicy(t *testing.T) {
-	b := startBroker(t, brokerSetup{
-		policies:  func(m string) string { return `{"resources": {"repo/key/a": ` + simPolicy(m) + `}}` },
+	b := kbsStart(t, kbsSetup{
+		policies:  func(m string) string { return `{"resources": {"repo/key/a": ` + kbsSimPolicy(m) + `}}` },
 		resources: map[string]string{"repo/key/a": "a", "repo/key/b": kbsSecret},
 	})
 	c := b.client(t, b.url, b.pin)
@@ -471,7 +471,7 @@ func TestKbsResourceWithoutPolicy(t *testing.T) {
 		t.Fatalf("the resource with a policy: %q %v", got, err)
 	}
 	got, err := c.Resource(context.Background(), "repo/key/b")
-	assertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, "no policy releases repo/key/b")
+	kbsAssertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, "no policy releases repo/key/b")
 	b.stop(t)
 	if !strings.Contains(b.log(), `"rule":"none"`) {
 		t.Fatalf("refusal not logged:\n%s", b.log())
@@ -482,7 +482,7 @@ func TestKbsResourceWithoutPolicy(t *testing.T) {
 // certificate, to collect evidence or feed the workload a secret of its choosing. The client pins
 // the broker's key and refuses the TLS handshake before sending anything.
 func TestKbsWrongPin(t *testing.T) {
-	b := startBroker(t, brokerSetup{policies: defaultPolicy})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy})
 	_, other := verdictdtest.TLSIdentity(t)
 	got, err := b.client(t, b.url, kbs.PinOf(other)).Resource(context.Background(), "repo/key/db")
 	if err == nil || !strings.Contains(err.Error(), "is not the pinned") || got != nil {
