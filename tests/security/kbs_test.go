@@ -233,7 +233,9 @@ func kbsSimPolicy(measurement string) string {
 }
 
 // defaultPolicy allows the test enclave for every resource.
-func kbsDefaultPolicy(measurement string) string { return `{"default": ` + kbsSimPolicy(measurement) + `}` }
+func kbsDefaultPolicy(measurement string) string {
+	return `{"default": ` + kbsSimPolicy(measurement) + `}`
+}
 
 // fixed ignores the measurement.
 func kbsFixed(doc string) func(string) string { return func(string) string { return doc } }
