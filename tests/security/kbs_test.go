@@ -227,17 +227,17 @@ func (b *kbsBroker) assertNothingReleased(t *testing.T, reasons ...string) {
 	}
 }
 
-// simPolicy allows the sim enclave of measurement.
+// kbsSimPolicy allows the sim enclave of measurement.
 func kbsSimPolicy(measurement string) string {
 	return fmt.Sprintf(`{"tees": {"sim": {"measurements": {"measurement": [%q]}, "allow_unknown_tcb": true}}}`, measurement)
 }
 
-// defaultPolicy allows the test enclave for every resource.
+// kbsDefaultPolicy allows the test enclave for every resource.
 func kbsDefaultPolicy(measurement string) string {
 	return `{"default": ` + kbsSimPolicy(measurement) + `}`
 }
 
-// fixed ignores the measurement.
+// kbsFixed ignores the measurement.
 func kbsFixed(doc string) func(string) string { return func(string) string { return doc } }
 
 // Party: the pod author (or the node operator) runs another workload than the one the tenant's
