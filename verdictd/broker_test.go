@@ -350,3 +350,38 @@ func TestStoreRefusesSymlinksAndSpecialFiles(t *testing.T) {
 	_, err = c.Resource(context.Background(), "repo/dir/sub")
 	wantRefusal(t, err, http.StatusNotFound, kbs.ErrInvalidPath, "not a regular file")
 }
+
+// Many enclaves at once: each gets its own session, key and release (run with -race).
+func TestConcurrentClients(t *testing.T) {
+	f := newFixture(t, nil, verdictdtest.Options{})
+	errs := make(chan error, 8)
+	for i := 0; i < cap(errs); i++ {
+		go func() {
+			c, err := kbs.NewClient(kbs.ClientConfig{URL: f.broker.URL, TEE: attestation.Sim, Evidence: f.evidence, Pin: f.broker.Pin})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for j := 0; j < 3; j++ {
+				got, err := c.Resource(context.Background(), "repo/key/db")
+				if err == nil && string(got) != secret {
+					err = fmt.Errorf("got %q", got)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(f.broker.Logs(), `"msg":"released"`); n != 24 {
+		t.Fatalf("%d releases logged, want 24", n)
+	}
+}
