@@ -394,10 +394,10 @@ func kbsTamperingProxy(t *testing.T, b *kbsBroker, tamper func(map[string]string
 // client). An expired session is dropped: resources and a late attestation are refused with 401
 // "session expired".
 func TestKbsExpiredSession(t *testing.T) {
-	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy, flags: []string{"--session-ttl", "1s"}})
+	b := kbsStart(t, kbsSetup{policies: kbsDefaultPolicy, flags: []string{"--session-ttl", "2s"}})
 	cookie, _ := b.attested(t)
 	pending, nonce := b.wire.Auth(t, kbs.Version, "sample")
-	time.Sleep(1500 * time.Millisecond) // past the 1 s lifetime
+	time.Sleep(2500 * time.Millisecond) // past the 2 s lifetime (a wait, not a threshold)
 	r := b.wire.Do(t, http.MethodGet, kbs.ResourcePrefix+"repo/key/db", cookie, nil)
 	kbsAssertRefused(t, r, http.StatusUnauthorized, kbs.ErrAttestation, "session expired")
 	key, _ := kbs.NewECKey()
