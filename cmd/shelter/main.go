@@ -80,7 +80,8 @@ var commonFlags = []cli.Flag{
 	cli.StringFlag{Name: "collateral-cache", Usage: "directory caching fetched collateral until it expires"},
 	cli.BoolFlag{Name: "offline", Usage: "use only --collateral files and the --collateral-cache, never the network"},
 	cli.StringFlag{Name: "at", Usage: "verify as of this time (RFC 3339) instead of now"},
-	cli.StringFlag{Name: "output", Usage: "output format: text (default) or json"},
+	cli.StringFlag{Name: "output", Usage: "output format: text (default), json, or ear (an EAR attestation-result JWT signed with --token-key)"},
+	cli.StringFlag{Name: "token-key", Usage: "with --output ear: PEM private key signing the token, ECDSA P-256 (ES256) or RSA (RS256)"},
 }
 
 // options builds attestation.Options from the common flags.
@@ -146,8 +147,10 @@ func outputFormat(c *cli.Context) (string, error) {
 		return "text", nil
 	case "json":
 		return "json", nil
+	case "ear":
+		return "ear", loadEARSigner(c.String("token-key"))
 	default:
-		return "", usageError("--output %q: want text or json", f)
+		return "", usageError("--output %q: want text, json or ear", f)
 	}
 }
 
@@ -165,7 +168,9 @@ func loadPolicy(flag, path string) (*policy.Policy, error) {
 // emit prints v as JSON or text and returns the exit status status (0: none).
 func emit(w io.Writer, format string, v interface{ WriteText(io.Writer) error }, status int) error {
 	var err error
-	if format == "json" {
+	if format == "ear" {
+		err = writeEAR(w, v)
+	} else if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(v)
