@@ -1,6 +1,7 @@
 package collateral
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -34,6 +35,9 @@ const (
 	headerPCKCertChain    = "SGX-PCK-Certificate-Issuer-Chain"
 )
 
+// errNotFound is wrapped when the service does not have the document (404).
+var errNotFound = errors.New("not found")
+
 // rootCRLPath is where a PCCS serves the root CA CRL, and the cache's name for it wherever it came from.
 const rootCRLPath = "/sgx/certification/v4/rootcacrl"
 
@@ -51,6 +55,11 @@ type Intel struct {
 	RootCRLURL string
 	// APIKey is the PCS subscription key (Ocp-Apim-Subscription-Key), needed only for pckcert.
 	APIKey string
+	Fetcher
+}
+
+// Fetcher gets documents over HTTPS through the cache.
+type Fetcher struct {
 	// Client makes the requests; nil means a client with a 30 s timeout and the system's roots.
 	Client *http.Client
 	// Cache, when set, keeps responses until they expire; Offline uses nothing else.
@@ -179,7 +188,7 @@ func (s *Intel) pckCertificate(ctx context.Context, cd abi.CertificationData, no
 // cache while it is current, else from the network (unless offline), caching it until the
 // document's own expiry. The cache knows it by key, the API path: the documents are signed, so
 // the same path from Intel PCS or any PCCS is the same resource.
-func (s *Intel) fetch(ctx context.Context, key, u, chain string, hdr http.Header, now time.Time) ([][]byte, error) {
+func (s *Fetcher) fetch(ctx context.Context, key, u, chain string, hdr http.Header, now time.Time) ([][]byte, error) {
 	if e, err := s.Cache.get(key, now); err == nil {
 		return documents(e.Body, e.Chain), nil
 	} else if s.Offline {
@@ -213,7 +222,11 @@ func (s *Intel) fetch(ctx context.Context, key, u, chain string, hdr http.Header
 		if m := resp.Header.Get("Error-Message"); m != "" {
 			msg += " " + m
 		}
-		return nil, fmt.Errorf("GET %s: %s %s", redact(u), resp.Status, strings.TrimSpace(msg))
+		err := fmt.Errorf("GET %s: %s %s", redact(u), resp.Status, strings.TrimSpace(msg))
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w: %w", errNotFound, err)
+		}
+		return nil, err
 	}
 	var chainPEM string
 	if chain != "" {

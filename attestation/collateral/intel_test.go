@@ -40,7 +40,7 @@ func TestIntelFetchVerifyCache(t *testing.T) {
 	p := pcstest.New(t, pcstest.Recorded(t))
 	quote := sample(t, "tdx/gotdx_quote_v4_spr_e4_trailing39.dat")
 	cache := &Cache{Dir: t.TempDir()}
-	src := &Intel{BaseURL: p.URL, Client: p.Client(), Cache: cache}
+	src := &Intel{BaseURL: p.URL, Fetcher: Fetcher{Client: p.Client(), Cache: cache}}
 	opts := attestation.Options{Now: goTDXTime, AllowTrailingData: true, Source: src}
 
 	_, err := attestation.Verify(context.Background(), quote, opts)
@@ -90,7 +90,7 @@ func TestIntelFetchVerifyCache(t *testing.T) {
 	}
 
 	// Offline with an empty cache: refused, naming what is missing.
-	empty := &Intel{BaseURL: p.URL, Client: p.Client(), Cache: &Cache{Dir: t.TempDir()}, Offline: true}
+	empty := &Intel{BaseURL: p.URL, Fetcher: Fetcher{Client: p.Client(), Cache: &Cache{Dir: t.TempDir()}, Offline: true}}
 	opts.Source = empty
 	if _, err := attestation.Verify(context.Background(), quote, opts); !errors.Is(err, ErrNotCached) || !strings.Contains(err.Error(), "fetch collateral: offline") {
 		t.Fatalf("offline without cache: %v", err)
@@ -102,7 +102,7 @@ func TestIntelFetchVerifyCache(t *testing.T) {
 func TestIntelErrors(t *testing.T) {
 	p := pcstest.New(t, pcstest.Recorded(t))
 	cache := &Cache{Dir: t.TempDir()}
-	src := &Intel{BaseURL: p.URL, Client: p.Client(), Cache: cache}
+	src := &Intel{BaseURL: p.URL, Fetcher: Fetcher{Client: p.Client(), Cache: cache}}
 	// The SGX sample's FMSPC is served, but this TDX quote's is not known to this PCCS.
 	quote := sample(t, "tdx/oasis_quote_v4_tdx_fmspc_C0806F000000.bin")
 	_, err := src.Collateral(context.Background(), attestation.TDX, quote, attestation.Options{})
@@ -174,7 +174,7 @@ func TestIntelEncryptedPPID(t *testing.T) {
 		PEM: pemOf(pki.PCKCA, pki.Root), APIKey: "subscription-key"}
 	p := pcstest.New(t, docs)
 
-	src := &Intel{BaseURL: p.URL, Client: p.Client(), APIKey: "wrong"}
+	src := &Intel{BaseURL: p.URL, APIKey: "wrong", Fetcher: Fetcher{Client: p.Client()}}
 	opts := attestation.Options{Now: at, IntelRoots: []*x509.Certificate{pki.Root}, Source: src}
 	if _, err := attestation.Verify(context.Background(), quote, opts); err == nil || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "ppid=") {
 		t.Fatalf("wrong API key: %v (and the PPID must not appear in errors)", err)

@@ -13,13 +13,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
+
 	"github.com/urfave/cli"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared"
-	"github.com/inclavare-containers/inclavare-go/shelter"
 )
 
 var version = "0.1.0-dev"
@@ -40,17 +40,12 @@ SIGTERM or SIGINT stops it cleanly.
 
 Print the measurement a host-side sim inclavared endorses itself with (for policies):
     inclavared --print-measurement`
-	app.Flags = []cli.Flag{
+	app.Flags = append([]cli.Flag{
 		cli.StringFlag{Name: "listen", Usage: "where verifiers connect: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream", Usage: "the confidential service: tcp://HOST:PORT or unix:///PATH"},
 		cli.StringFlag{Name: "upstream-policy", Usage: "reference-value policy (JSON) the upstream must satisfy"},
 		cli.StringFlag{Name: "client-policy", Usage: "reference-value policy (JSON) verifiers must satisfy to have requests forwarded (without it: evidence only)"},
 		cli.BoolFlag{Name: "allow-unattested-clients", Usage: "forward for verifiers that are not attested; the upstream then cannot tell who it serves"},
-		cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
-		cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
-		cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
-		cli.StringSliceFlag{Name: "roots", Hidden: true, Usage: "deprecated: sim platform certificates or built-in roots only (use --sim-root, --intel-root, --amd-root)"},
-		cli.StringSliceFlag{Name: "collateral", Usage: "collateral files for verifying the upstream (TCB info, QE identity, CRLs, VCEK); repeatable"},
 		cli.StringFlag{Name: "attester", Value: inclavared.AttesterSim, Usage: "where inclavared's own evidence comes from: sim, tdx, snp or agent"},
 		cli.StringFlag{Name: "sim-platform-key", Usage: "sim attester on the host: the platform key file (created if absent); the daemon endorses its own executable"},
 		cli.StringFlag{Name: "sim-enclave-key", Usage: "sim attester: an endorsed enclave key file"},
@@ -62,7 +57,7 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.DurationFlag{Name: "idle-timeout", Value: inclavared.DefaultIdleTimeout, Usage: "time a verifier connection may wait between requests"},
 		cli.BoolFlag{Name: "print-measurement", Usage: "print the SHA-256 of this executable and exit"},
 		cli.BoolFlag{Name: "debug", Usage: "log every connection problem"},
-	}
+	}, verifyflags.Flags...)
 	app.Action = run
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
 	app.ExitErrHandler = func(*cli.Context, error) {} // exit codes are decided below
@@ -119,17 +114,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return usageError("--upstream: %v", err)
 	}
-	var opts attestation.Options
-	anchors := shelter.AnchorFiles{Sim: c.StringSlice("sim-root"), Intel: c.StringSlice("intel-root"),
-		AMD: c.StringSlice("amd-root"), Untyped: c.StringSlice("roots")}
-	if err := anchors.Apply(&opts); err != nil {
+	opts, err := verifyflags.Options(c)
+	if err != nil {
 		return usageError("%v", err)
 	}
-	collateral, err := shelter.LoadFiles(c.StringSlice("collateral"))
-	if err != nil {
-		return usageError("--collateral: %v", err)
-	}
-	opts.Collateral = collateral
 	upPolicy, err := policy.Load(c.String("upstream-policy"))
 	if err != nil {
 		return usageError("--upstream-policy: %v", err)

@@ -5,22 +5,18 @@
 package main
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/urfave/cli"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
-	"github.com/inclavare-containers/inclavare-go/attestation/collateral"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
-	"github.com/inclavare-containers/inclavare-go/shelter"
+	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
 )
 
 var version = "0.1.0-dev"
@@ -69,35 +65,17 @@ func usageError(format string, args ...any) error {
 }
 
 // commonFlags are the verification inputs both commands take.
-var commonFlags = []cli.Flag{
-	cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
-	cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
-	cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
-	cli.StringSliceFlag{Name: "roots", Hidden: true, Usage: "deprecated: sim platform certificates or built-in roots only (use --sim-root, --intel-root, --amd-root)"},
-	cli.StringSliceFlag{Name: "collateral", Usage: "collateral file (TCB info, QE identity, CRL, certificate chain, VCEK), recognised by content; repeatable"},
-	cli.StringFlag{Name: "collateral-from", Usage: "fetch Intel collateral for SGX/TDX quotes from Intel PCS (\"pcs\") or a PCCS (its base URL, https://HOST:PORT)"},
-	cli.StringFlag{Name: "collateral-ca", Usage: "CA certificates (PEM) that the --collateral-from service's TLS certificate must chain to (default: the system's)"},
-	cli.StringFlag{Name: "collateral-cache", Usage: "directory caching fetched collateral until it expires"},
-	cli.BoolFlag{Name: "offline", Usage: "use only --collateral files and the --collateral-cache, never the network"},
+var commonFlags = append([]cli.Flag{
 	cli.StringFlag{Name: "at", Usage: "verify as of this time (RFC 3339) instead of now"},
 	cli.StringFlag{Name: "output", Usage: "output format: text (default), json, or ear (an EAR attestation-result JWT signed with --token-key)"},
 	cli.StringFlag{Name: "token-key", Usage: "with --output ear: PEM private key signing the token, ECDSA P-256 (ES256) or RSA (RS256)"},
-}
+}, verifyflags.Flags...)
 
 // options builds attestation.Options from the common flags.
 func options(c *cli.Context) (attestation.Options, error) {
-	var opts attestation.Options
-	var err error
-	anchors := shelter.AnchorFiles{Sim: c.StringSlice("sim-root"), Intel: c.StringSlice("intel-root"),
-		AMD: c.StringSlice("amd-root"), Untyped: c.StringSlice("roots")}
-	if err := anchors.Apply(&opts); err != nil {
+	opts, err := verifyflags.Options(c)
+	if err != nil {
 		return opts, usageError("%v", err)
-	}
-	if opts.Collateral, err = shelter.LoadCollateral(c.StringSlice("collateral")); err != nil {
-		return opts, usageError("--collateral: %v", err)
-	}
-	if opts.Source, err = collateralSource(c); err != nil {
-		return opts, err
 	}
 	if at := c.String("at"); at != "" {
 		if opts.Now, err = time.Parse(time.RFC3339, at); err != nil {
@@ -105,40 +83,6 @@ func options(c *cli.Context) (attestation.Options, error) {
 		}
 	}
 	return opts, nil
-}
-
-// collateralSource builds the fetcher from --collateral-from, --collateral-ca, --collateral-cache
-// and --offline; nil when none is asked for. The PCS subscription key (for encrypted-PPID quotes)
-// comes from $INTEL_PCS_API_KEY, never a flag (flags show in ps).
-func collateralSource(c *cli.Context) (attestation.CollateralSource, error) {
-	from, dir, offline := c.String("collateral-from"), c.String("collateral-cache"), c.Bool("offline")
-	if from == "" && dir == "" {
-		if offline || c.String("collateral-ca") != "" {
-			return nil, usageError("--offline and --collateral-ca need --collateral-from or --collateral-cache")
-		}
-		return nil, nil
-	}
-	src := &collateral.Intel{BaseURL: from, Offline: offline || from == "", APIKey: os.Getenv("INTEL_PCS_API_KEY")}
-	switch {
-	case from == "pcs":
-		src.BaseURL = collateral.PCSURL
-	case from != "":
-		u, err := url.Parse(from)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, usageError("--collateral-from %q: want pcs or an https:// URL", from)
-		}
-	}
-	if dir != "" {
-		src.Cache = &collateral.Cache{Dir: dir}
-	}
-	if ca := c.String("collateral-ca"); ca != "" {
-		pool, err := shelter.LoadCertPool(ca)
-		if err != nil {
-			return nil, usageError("--collateral-ca: %v", err)
-		}
-		src.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	}
-	return src, nil
 }
 
 func outputFormat(c *cli.Context) (string, error) {

@@ -19,12 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
+
 	"github.com/urfave/cli"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/ear"
 	"github.com/inclavare-containers/inclavare-go/kbs"
-	"github.com/inclavare-containers/inclavare-go/shelter"
 	"github.com/inclavare-containers/inclavare-go/verdictd"
 )
 
@@ -42,21 +42,17 @@ report data binds verdictd's single-use nonce and the TEE's ephemeral key; a res
 resource's policy in --policy (or its "default") holds. Trust anchors are per TEE: --sim-root,
 --intel-root, --amd-root. Every release and refusal is logged (JSON on stderr). Attestation
 tokens are EAR JWTs signed with --token-key (a fresh key, logged, when absent).`
-	app.Flags = []cli.Flag{
+	app.Flags = append([]cli.Flag{
 		cli.StringFlag{Name: "listen", Usage: "HOST:PORT to serve HTTPS on"},
 		cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate (chain) of the broker; clients pin its key or trust its CA"},
 		cli.StringFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
 		cli.StringFlag{Name: "policy", Usage: `policies: {"default": <policy>, "resources": {"<repository>/<type>/<tag>": <policy>}}`},
 		cli.StringFlag{Name: "resources", Usage: "directory of resources, DIR/<repository>/<type>/<tag>"},
-		cli.StringSliceFlag{Name: "sim-root", Usage: "sim platform certificate (rune sim-platform-cert): the only anchors for sim evidence; repeatable"},
-		cli.StringSliceFlag{Name: "intel-root", Usage: "Intel root for SGX/TDX chains besides the built-in Intel SGX Root CA (a self-signed CA); repeatable"},
-		cli.StringSliceFlag{Name: "amd-root", Usage: "AMD ARK for SEV-SNP chains besides the built-in ones; repeatable"},
-		cli.StringSliceFlag{Name: "collateral", Usage: "collateral file (TCB info, QE identity, CRL, certificate chain, VCEK), recognised by content; repeatable"},
 		cli.StringFlag{Name: "token-key", Usage: "PEM private key signing attestation tokens: ECDSA P-256 (ES256) or RSA ≥ 2048 bits (RS256); default: a fresh P-256 key, logged"},
 		cli.DurationFlag{Name: "session-ttl", Value: verdictd.DefaultSessionTTL, Usage: "lifetime of a session: its challenge, then its attestation"},
 		cli.IntFlag{Name: "max-sessions", Value: verdictd.DefaultMaxSessions, Usage: "sessions held at once"},
 		cli.Int64Flag{Name: "max-resource-size", Value: verdictd.DefaultMaxResourceSize, Usage: "largest resource file served, in bytes"},
-	}
+	}, verifyflags.Flags...)
 	app.Action = run
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
 	app.ExitErrHandler = func(*cli.Context, error) {} // exit codes are decided below
@@ -95,13 +91,9 @@ func run(c *cli.Context) error {
 			return usageError("--tls-cert: %v", err)
 		}
 	}
-	var opts attestation.Options
-	anchors := shelter.AnchorFiles{Sim: c.StringSlice("sim-root"), Intel: c.StringSlice("intel-root"), AMD: c.StringSlice("amd-root")}
-	if err := anchors.Apply(&opts); err != nil {
+	opts, err := verifyflags.Options(c)
+	if err != nil {
 		return usageError("%v", err)
-	}
-	if opts.Collateral, err = shelter.LoadFiles(c.StringSlice("collateral")); err != nil {
-		return usageError("--collateral: %v", err)
 	}
 	pols, err := verdictd.LoadPolicies(c.String("policy"))
 	if err != nil {

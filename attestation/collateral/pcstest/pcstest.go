@@ -1,4 +1,4 @@
-// Package pcstest stands in for Intel PCS (and a PCCS) in tests, on loopback: these machines
+// Package pcstest stands in for Intel PCS (and a PCCS) and AMD KDS in tests, on loopback: these machines
 // cannot reach Intel. It serves recorded real collateral from the repository's test data (or
 // whatever a test adds) at the real API v4 paths, with the issuer-chain headers as URL-encoded
 // PEM, the status codes and Error-Code/Error-Message headers of the real service, and records
