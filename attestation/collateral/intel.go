@@ -1,11 +1,11 @@
 package collateral
 
 import (
-	"errors"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
