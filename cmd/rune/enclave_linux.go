@@ -74,7 +74,7 @@ func enclaveStatus(root string, c *libcontainer.Container, status libcontainer.S
 		return status
 	}
 	st, err := loadEnclaveState(root, c.ID())
-	if err == nil && st != nil && st.Phase == phaseCreated {
+	if err == nil && st != nil && !workloadStarted(root, c.ID(), st) {
 		return libcontainer.Created
 	}
 	return status
@@ -225,14 +225,14 @@ func (e *enclaveLaunch) afterStart(startNow bool) func(p *libcontainer.Process) 
 			return fmt.Errorf("enclave runtime %s: %w%s", e.prep.Config.Settings.RuntimePath, err, note)
 		}
 		st := &enclaveState{Settings: e.prep.Config.Settings, Measurement: resp.Measurement, Phase: phaseCreated}
-		if startNow {
-			if _, err := runelet.Start(runeletSocket(e.root, e.id)); err != nil {
-				return err
-			}
-			st.Phase = phaseRunning
-		}
 		logrus.WithFields(logrus.Fields{"id": e.id, "tee": st.Settings.Type, "runtime": st.Settings.RuntimePath, "measurement": st.Measurement}).Debug("enclave ready")
-		return st.save(e.root, e.id)
+		if err := st.save(e.root, e.id); err != nil {
+			return err
+		}
+		if startNow {
+			return startWorkload(e.root, e.id)
+		}
+		return nil
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
 )
@@ -41,11 +40,7 @@ your host.`,
 		switch status {
 		case libcontainer.Created:
 			if est != nil {
-				if _, err := runelet.Start(runeletSocket(root, container.ID())); err != nil {
-					return err
-				}
-				est.Phase = phaseRunning
-				return est.save(root, container.ID())
+				return startWorkload(root, container.ID())
 			}
 			return container.Exec()
 		case libcontainer.Stopped:
