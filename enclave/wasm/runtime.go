@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
 )
 
 func init() {
@@ -127,8 +128,10 @@ func (r *Runtime) Init(ctx context.Context, cfg enclave.Config) error {
 
 // openCache opens the compilation cache at dir ("" means none). A cache holds native code the
 // runtime executes, so a cache the guest could write would let it run code outside the wasm
-// sandbox: a cache inside the rootfs must be read-only (rune fills it with Precompile on the
-// host and mounts it read-only). A read-only cache that was never filled is simply not used.
+// sandbox: a cache inside the rootfs must be read-only. rune hands the runelet one entry of its
+// host code cache (package codecache), read-only: such an entry (it has a manifest) is used only
+// when every file matches the manifest's SHA-256, else it is ignored and modules are compiled
+// here. Any other read-only directory is not used either: nothing says its code is what it seems.
 func openCache(dir, rootfs string) (cache wazero.CompilationCache, readOnly bool, err error) {
 	if dir == "" {
 		return nil, false, nil
@@ -144,8 +147,16 @@ func openCache(dir, rootfs string) (cache wazero.CompilationCache, readOnly bool
 	}
 	if inside && writable {
 		return nil, false, fmt.Errorf("compilation cache %s is inside the rootfs %s and writable: a workload could plant "+
-			"native code in it; fill it on the host with wasm.Precompile and mount it read-only, or place it outside the rootfs",
+			"native code in it; fill it on the host with wasm.CacheModule and mount it read-only, or place it outside the rootfs",
 			dir, rootfs)
+	}
+	entry := codecache.HasManifest(dir)
+	if entry && codecache.Verify(dir) != nil {
+		// Damaged or modified since the host prepared it: never executed.
+		return nil, true, nil
+	}
+	if !entry && !writable {
+		return nil, true, nil
 	}
 	cache, err = wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
