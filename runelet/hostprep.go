@@ -326,12 +326,16 @@ func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stde
 	if st == nil {
 		return ""
 	}
+	// rusage's user and system times are sampled: they can read a little under what the kernel
+	// counted against RLIMIT_CPU.
+	limit := time.Duration(lim.CPUSeconds) * time.Second
 	used := st.UserTime() + st.SystemTime()
+	used += max(limit/10, 100*time.Millisecond)
 	ws, _ := st.Sys().(syscall.WaitStatus)
 	switch {
 	case cg.oomKilled():
 		return fmt.Sprintf("ran out of its %s memory limit (%s)", FormatBytes(lim.Memory), EnvPrepareMemory)
-	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && used >= time.Duration(lim.CPUSeconds)*time.Second:
+	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && used >= limit:
 		return fmt.Sprintf("used up its %d s of CPU time (%s)", lim.CPUSeconds, EnvPrepareCPU)
 	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
 		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", FormatBytes(lim.Memory+addressSpaceSlack), EnvPrepareMemory, FormatBytes(addressSpaceSlack))
