@@ -78,7 +78,7 @@ func TestHostPrepareBounds(t *testing.T) {
 	runelet := fakeRunelet(t)
 	for _, tc := range []struct {
 		mode, env, want string
-		root           bool // needs root's cgroups
+		root            bool // needs root's cgroups
 	}{
 		{"ok", "", "max=134217728 phasefd=3", false},
 		{"hang", EnvPrepareTimeout + "=1s", "init-runelet prepare (compiling the wasm module) did not finish within 1s (RUNE_PREPARE_TIMEOUT)", false},
