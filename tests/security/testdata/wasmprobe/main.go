@@ -6,6 +6,7 @@
 //	list=DIR           list DIR's names
 //	stat=PATH          stat PATH
 //	write=PATH         open PATH for writing and write one byte at offset 0
+//	create=PATH        create PATH (a marker that the guest ran)
 //	symlink=TARGET:LINK create the symlink LINK -> TARGET
 package main
 
@@ -53,6 +54,11 @@ func try(op, p string) string {
 		}
 		defer f.Close()
 		if _, err := f.WriteAt([]byte{0}, 0); err != nil {
+			return "error " + err.Error()
+		}
+		return "ok"
+	case "create":
+		if err := os.WriteFile(p, []byte("ran\n"), 0o644); err != nil {
 			return "error " + err.Error()
 		}
 		return "ok"
