@@ -99,13 +99,13 @@ type PrepareLimits struct {
 // compiles a small module with wazero already maps about 1.7 GiB.
 const addressSpaceSlack = 4 << 30
 
-// DefaultPrepareLimits are the limits when the environment sets none: generous for real modules
-// (a large Go program builds to tens of MB of wasm, and wazero compiles about 2 MB a second here
-// using some 35 bytes of memory per byte of module).
+// DefaultPrepareLimits are the limits when the environment sets none: enough for a module of the
+// size cap (a large Go program builds to tens of MB of wasm; wazero validates and compiles about
+// 7 MB a second here, using some 40 bytes of memory per byte of module).
 func DefaultPrepareLimits() PrepareLimits {
 	return PrepareLimits{
 		Timeout:       3 * time.Minute,
-		Memory:        4 << 30,
+		Memory:        6 << 30,
 		CPUSeconds:    6 * 60,
 		Pids:          256,
 		MaxModuleSize: 128 << 20,

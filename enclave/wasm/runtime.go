@@ -6,7 +6,9 @@
 // attestation evidence.
 //
 // It must never let a guest reach a file outside the rootfs (every path is resolved by the kernel
-// with openat2 RESOLVE_IN_ROOT), nor load compiled code from a cache the guest could write.
+// with openat2 RESOLVE_IN_ROOT) or rune's files inside it (/dev/.rune, the runelet's /proc
+// entries), nor load compiled code from a cache the guest could write or whose files do not match
+// the digests rune recorded (package codecache).
 package wasm
 
 import (
