@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
 )
@@ -288,6 +289,43 @@ func TestWasmCachePoisonedEntryNotExecuted(t *testing.T) {
 	}
 	r.Must(t, "delete", "wc-after")
 	harness.AssertNothingLeft(t, r, "wc-after", dir)
+}
+
+// The entry is what the runelet runs from: once a container is created, starting it opens the
+// compiled code through the mount (seen by inotify on the host's file: the same inode) instead of
+// compiling the module again, whether the container's user is root (without CAP_DAC_OVERRIDE, as
+// runc's default capabilities have it) or another user.
+func TestWasmCacheEntryUsedAtStart(t *testing.T) {
+	for _, uid := range []uint32{0, 65534} {
+		t.Run("uid"+strconv.Itoa(int(uid)), func(t *testing.T) {
+			r, root := wcRune(t)
+			probe := wcProbe(t)
+			dir, spec := wcBundle(t, probe, "probe.wasm", "create=/tmp/ran")
+			spec.Process.User.UID, spec.Process.User.GID = uid, uid
+			harness.WriteSpec(t, dir, spec)
+			os.Chmod(filepath.Join(dir, "rootfs", "tmp"), 0o1777)
+			r.Must(t, "create", "-b", dir, "wc-used")
+			fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if _, err := unix.InotifyAddWatch(fd, wcCodeFile(t, root, probe), unix.IN_OPEN); err != nil {
+				t.Fatal(err)
+			}
+			r.Must(t, "start", "wc-used")
+			r.WaitStatus(t, "wc-used", "stopped")
+			if _, err := os.Stat(filepath.Join(dir, "rootfs", "tmp", "ran")); err != nil {
+				t.Errorf("the workload did not run: %v", err)
+			}
+			buf := make([]byte, 4096)
+			if n, err := unix.Read(fd, buf); n <= 0 {
+				t.Errorf("start did not open the compiled code in the cache entry (%v): it compiled the module again", err)
+			}
+			r.Must(t, "delete", "wc-used")
+			harness.AssertNothingLeft(t, r, "wc-used", dir)
+		})
+	}
 }
 
 // Concurrent creates of one module with an empty cache: every create succeeds, one entry results

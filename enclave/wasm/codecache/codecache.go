@@ -44,6 +44,14 @@ const Manifest = "DIGESTS"
 // manifestHeader opens every manifest, so that no other file is mistaken for one.
 const manifestHeader = "inclavare-go wasm code cache v1"
 
+// Modes inside an entry. The runelet reads its entry as the container's user, who may be anyone
+// (and root in the container may lack CAP_DAC_OVERRIDE): an entry is world-readable. On the host
+// the root and build directories (0700) keep others out; in the container the entry is the mount.
+const (
+	entryDirMode  = 0o755
+	entryFileMode = 0o644
+)
+
 // Bounds on an entry: wazero writes one file per module; the rest is room for change.
 const (
 	maxManifestSize = 64 << 10
@@ -120,9 +128,13 @@ func checkOwned(fd int, name string) error {
 	return nil
 }
 
-// openBeneath opens name inside the directory dirfd, refusing symlinks anywhere on the way.
+// openBeneath opens name inside the directory dirfd, refusing symlinks anywhere on the way. A file
+// it creates gets mode entryFileMode.
 func openBeneath(dirfd int, name string, flags int) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: beneath}
+	if flags&unix.O_CREAT != 0 {
+		how.Mode = entryFileMode
+	}
 	for i := 0; ; i++ {
 		fd, err := unix.Openat2(dirfd, name, how)
 		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
@@ -341,7 +353,8 @@ type file struct {
 
 // walkEntry returns every regular file below the entry dirfd except the manifest, refusing
 // anything that is neither a regular file nor a directory and any nesting deeper than an entry has.
-func walkEntry(dirfd int) ([]file, error) {
+// With publish, it also gives every file and directory the entry modes.
+func walkEntry(dirfd int, publish bool) ([]file, error) {
 	var out []file
 	var walk func(fd int, prefix string, depth int) error
 	walk = func(fd int, prefix string, depth int) error {
@@ -367,7 +380,12 @@ func walkEntry(dirfd int) ([]file, error) {
 				if err != nil {
 					return fmt.Errorf("%s: %w", rel, err)
 				}
-				err = walk(sub, rel, depth+1)
+				if publish {
+					err = unix.Fchmod(sub, entryDirMode)
+				}
+				if err == nil {
+					err = walk(sub, rel, depth+1)
+				}
 				unix.Close(sub)
 				if err != nil {
 					return err
@@ -376,7 +394,7 @@ func walkEntry(dirfd int) ([]file, error) {
 				if len(out) >= maxEntryFiles {
 					return fmt.Errorf("more than %d files", maxEntryFiles)
 				}
-				sum, err := digestAt(fd, n)
+				sum, err := digestAt(fd, n, publish)
 				if err != nil {
 					return fmt.Errorf("%s: %w", rel, err)
 				}
@@ -390,8 +408,9 @@ func walkEntry(dirfd int) ([]file, error) {
 	return out, walk(dirfd, "", 0)
 }
 
-// digestAt returns the SHA-256 of the regular file dirfd/name.
-func digestAt(dirfd int, name string) ([sha256.Size]byte, error) {
+// digestAt returns the SHA-256 of the regular file dirfd/name, first giving it the entry file
+// mode with publish.
+func digestAt(dirfd int, name string, publish bool) ([sha256.Size]byte, error) {
 	fd, err := openBeneath(dirfd, name, unix.O_RDONLY)
 	if err != nil {
 		return [sha256.Size]byte{}, err
@@ -405,6 +424,11 @@ func digestAt(dirfd int, name string) ([sha256.Size]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return [sha256.Size]byte{}, errors.New("not a regular file")
 	}
+	if publish {
+		if err := f.Chmod(entryFileMode); err != nil {
+			return [sha256.Size]byte{}, err
+		}
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return [sha256.Size]byte{}, err
@@ -416,7 +440,7 @@ func digestAt(dirfd int, name string) ([sha256.Size]byte, error) {
 
 // writeManifest records the digests of what fill left in the entry dirfd, for module name.
 func writeManifest(dirfd int, name string) error {
-	files, err := walkEntry(dirfd)
+	files, err := walkEntry(dirfd, true)
 	if err != nil {
 		return fmt.Errorf("compiled entry: %w", err)
 	}
@@ -443,6 +467,9 @@ func writeManifest(dirfd int, name string) error {
 	}
 	if err == nil {
 		err = unix.Renameat(dirfd, tmp, dirfd, Manifest)
+	}
+	if err == nil {
+		err = unix.Fchmod(dirfd, entryDirMode)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", Manifest, err)
@@ -507,7 +534,7 @@ func verifyEntry(dirfd int, module string) error {
 	if module != "" && named != module {
 		return fmt.Errorf("%s: entry of module %s found under %s", Manifest, named, module)
 	}
-	got, err := walkEntry(dirfd)
+	got, err := walkEntry(dirfd, false)
 	if err != nil {
 		return err
 	}

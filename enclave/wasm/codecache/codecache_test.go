@@ -72,10 +72,16 @@ func TestEnsureFillsOnceAndReuses(t *testing.T) {
 	if err != nil || again != entry || calls != 1 {
 		t.Errorf("second Ensure: %s %v, %d fills; want the same entry and one fill", again, err, calls)
 	}
-	for _, p := range []string{dir, filepath.Join(dir, build), entry} {
+	// The host's directories are private; the entry, which a container's user reads through its
+	// mount, is readable by all and writable by none but its owner.
+	for p, want := range map[string]os.FileMode{
+		dir: 0o700, filepath.Join(dir, build): 0o700, entry: 0o755,
+		filepath.Join(entry, "wazero-v0-amd64-linux"): 0o755, filepath.Join(entry, "wazero-v0-amd64-linux", "key"): 0o644,
+		filepath.Join(entry, Manifest): 0o644,
+	} {
 		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s: mode %v %v, want 0700", p, fi.Mode(), err)
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v %v, want %v", p, fi.Mode(), err, want)
 		}
 	}
 	if l := leftovers(t, dir); len(l) != 0 {
