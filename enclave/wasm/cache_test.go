@@ -3,6 +3,8 @@ package wasm
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -190,15 +192,10 @@ func TestReadOnlyCacheInsideRootfs(t *testing.T) {
 	}
 }
 
-// TestModifiedCacheEntryNotUsed: an entry whose code no longer matches its manifest (damaged on
-// disk, or rewritten after rune prepared it) is never loaded; the runtime compiles the module.
-func TestModifiedCacheEntryNotUsed(t *testing.T) {
-	rootfs := newRootfs(t)
-	writeFile(t, filepath.Join(rootfs, "app", "grow.wasm"), growModule(6))
-	entry, err := CacheModule(context.Background(), filepath.Join(t.TempDir(), "wasm"), growModule(6), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+// poisonEntry rewrites the native code of the wazero cache file in entry with int3 instructions
+// and fixes the CRC-32 wazero checks, so that wazero alone would load it and trap in it.
+func poisonEntry(t *testing.T, entry string) {
+	t.Helper()
 	var code string
 	for name := range snapshotCache(t, entry) {
 		if strings.HasPrefix(name, "wazero-") {
@@ -209,20 +206,41 @@ func TestModifiedCacheEntryNotUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0xff
+	off := 6
+	off += 1 + int(b[off])
+	off += 4 + 8*int(binary.LittleEndian.Uint32(b[off:]))
+	n := int(binary.LittleEndian.Uint64(b[off:]))
+	off += 8
+	for i := off; i < off+n; i++ {
+		b[i] = 0xcc
+	}
+	binary.LittleEndian.PutUint32(b[off+n:], crc32.Checksum(b[off:off+n], crc32.MakeTable(crc32.Castagnoli)))
 	if err := os.WriteFile(code, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if c, ro, err := openCache(entry, rootfs); err != nil || c != nil || !ro {
-		t.Fatalf("openCache of a modified entry: %v %v %v; want no cache", c, ro, err)
+}
+
+// TestModifiedCacheEntryNotUsed: code loaded from an entry that no longer matches its manifest
+// (damaged on disk, or rewritten after rune prepared it, even after Init) is dropped before it
+// runs; the runtime compiles the module itself and stops using the cache. Without the check the
+// poisoned code (CRC-32 fixed) would trap this test process.
+func TestModifiedCacheEntryNotUsed(t *testing.T) {
+	rootfs := newRootfs(t)
+	writeFile(t, filepath.Join(rootfs, "app", "grow.wasm"), growModule(6))
+	entry, err := CacheModule(context.Background(), filepath.Join(t.TempDir(), "wasm"), growModule(6), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	rt := newRuntime(t, rootfs, func(c *enclave.Config) { c.CacheDir = entry })
+	poisonEntry(t, entry) // after Init: as between rune create and start
 	if got := run(t, rt, enclave.Process{Path: "/app/grow.wasm"}, nil); got.status != 0 {
-		t.Errorf("module with a modified entry: %+v", got)
+		t.Errorf("module with a poisoned entry: %+v", got)
 	}
-	// Compiling it did not write into the entry either.
-	if after := snapshotCache(t, entry); len(after) != 2 {
-		t.Errorf("entry now holds %v", after)
+	if !rt.cacheDistrusted {
+		t.Errorf("the runtime still trusts the poisoned entry")
+	}
+	if got := run(t, rt, enclave.Process{Path: "/app/grow.wasm"}, nil); got.status != 0 {
+		t.Errorf("second run: %+v", got)
 	}
 }
 

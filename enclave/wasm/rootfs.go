@@ -78,7 +78,7 @@ func (r *rootFS) open(p string, flags int, perm uint32) (int, error) {
 	if err != nil || r.hidden == nil {
 		return fd, err
 	}
-	if err := r.hidden.check(fd); err != nil {
+	if err := r.hidden.check(fd, flags); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}

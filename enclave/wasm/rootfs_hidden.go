@@ -24,11 +24,12 @@ const maxHiddenDepth = 4
 
 // hiddenSet is what the guest must not open, decided on the opened descriptor (so that no path,
 // symlink or ".." leads around it):
-//   - anything on runeDir's mount or a mount below it (bind mounts of files have mounts of their
-//     own, so the set holds every mount found under runeDir);
-//   - the per-process directories of procfs (/proc/<pid>, /proc/self, /proc/thread-self): they
-//     are the runelet's own, and /proc/self/mem would let a guest rewrite the runtime that
-//     sandboxes it.
+//   - anything on runeDir's mount or a mount below it (its read-only overlays and any bind mount
+//     have mounts of their own, so the set holds every mount found under runeDir): absent, ENOENT;
+//   - in procfs's per-process directories (/proc/<pid>, /proc/self, /proc/thread-self, which are
+//     the runelet's own): any file opened for writing, and the files that expose the runelet's
+//     memory and address layout (procMemoryFiles): EACCES. /proc/self/mem would let a guest
+//     rewrite the runtime that sandboxes it; what the process is (status, cgroup) stays readable.
 type hiddenSet struct {
 	mounts map[uint64]bool
 	// procMounts maps the mount ID of each procfs to its mount point, as the runelet sees it.
@@ -136,8 +137,14 @@ func readDirNames(dir int) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// check returns ENOENT for a descriptor the guest must not have.
-func (h *hiddenSet) check(fd int) error {
+// procMemoryFiles are the per-process procfs files a guest may not open at all.
+var procMemoryFiles = map[string]bool{
+	"mem": true, "pagemap": true, "maps": true, "smaps": true, "smaps_rollup": true, "numa_maps": true,
+	"auxv": true, "syscall": true, "stack": true, "environ": true, "map_files": true,
+}
+
+// check returns the error for a descriptor, opened with flags, that the guest must not have.
+func (h *hiddenSet) check(fd, flags int) error {
 	id, err := mountID(fd)
 	if err != nil {
 		return unix.EACCES // cannot tell: refuse
@@ -150,10 +157,14 @@ func (h *hiddenSet) check(fd int) error {
 		if err != nil {
 			return unix.EACCES
 		}
-		rel := strings.TrimPrefix(target, strings.TrimSuffix(mp, "/"))
-		first, _, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
+		rel := strings.TrimPrefix(strings.TrimPrefix(target, strings.TrimSuffix(mp, "/")), "/")
+		first, _, _ := strings.Cut(rel, "/")
 		if first == "self" || first == "thread-self" || isPID(first) {
-			return unix.ENOENT
+			base := rel[strings.LastIndexByte(rel, '/')+1:]
+			writes := flags&unix.O_PATH == 0 && flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_TRUNC|unix.O_APPEND) != 0
+			if writes || procMemoryFiles[base] {
+				return unix.EACCES
+			}
 		}
 	}
 	return nil

@@ -76,14 +76,26 @@ func TestGuestCannotReachRuneDir(t *testing.T) {
 	for _, p := range []string{
 		"/dev/.rune/agent", "/dev/.rune/init-runelet", "/dev/.rune/cache/wazero/key",
 		"/dev/../dev/.rune/agent", "/dev/./.rune/init-runelet", "/app/../dev/.rune/cache/wazero/key",
-		"/proc/self/environ", "/proc/" + strconv.Itoa(os.Getpid()) + "/cmdline", "/proc/thread-self/comm",
 	} {
 		if got := guest("cat", p); got.status == 0 || !strings.Contains(got.stderr, "No such file") {
 			t.Errorf("guest read %s: %+v; want no such file", p, got)
 		}
 	}
-	if got := guest("write", "/proc/self/mem", "x"); got.status == 0 || !strings.Contains(got.stderr, "No such file") {
-		t.Errorf("guest opened /proc/self/mem for writing: %+v", got)
+	// The runelet's memory and layout are not the guest's, nor is any write to its /proc files.
+	pid := strconv.Itoa(os.Getpid())
+	for _, p := range []string{"/proc/self/mem", "/proc/self/environ", "/proc/" + pid + "/maps", "/proc/thread-self/auxv", "/proc/self/task/" + pid + "/mem"} {
+		if got := guest("cat", p); got.status == 0 || !strings.Contains(got.stderr, "Permission denied") {
+			t.Errorf("guest read %s: %+v; want permission denied", p, got)
+		}
+	}
+	for _, p := range []string{"/proc/self/mem", "/proc/self/comm", "/proc/" + pid + "/oom_score_adj"} {
+		if got := guest("write", p, "1"); got.status == 0 || !strings.Contains(got.stderr, "Permission denied") {
+			t.Errorf("guest wrote %s: %+v; want permission denied", p, got)
+		}
+	}
+	// What the process is stays readable.
+	if got := guest("cat", "/proc/self/status"); got.status != 0 || !strings.Contains(got.stdout, "CapEff") {
+		t.Errorf("cat /proc/self/status: %+v", got)
 	}
 	if got := guest("ls", "/dev/.rune"); got.status == 0 {
 		t.Errorf("guest listed /dev/.rune: %+v", got)

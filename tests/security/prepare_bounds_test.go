@@ -184,14 +184,11 @@ func TestPrepareExpensiveModuleBounded(t *testing.T) {
 	}
 }
 
-// pbPAL builds the reference PAL (API v3).
-func pbPAL(t *testing.T) string {
+// pbPAL installs the reference PAL (API v3) in a PAL directory that r's configuration allows
+// (rune loads PALs only from there: tests/security/pal_paths_test.go).
+func pbPAL(t *testing.T, r *harness.Runtime) string {
 	t.Helper()
-	p, err := paltest.NewBuilder(t.TempDir()).Build(paltest.Options{Version: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return harness.InstallPAL(t, harness.PALDir(t, r), "libpal.so", paltest.Options{Version: 3})
 }
 
 // Pod author (through a PAL setting) or a broken PAL: a pal_init that never returns used to fail
@@ -202,7 +199,7 @@ func TestHungPALInitFailsCreate(t *testing.T) {
 	marker := pbMarker(t, r)
 	r.Env = append(r.Env, "RUNE_ENCLAVE_INIT_TIMEOUT=2s")
 	dir, spec := harness.Bundle(t, "/bin/true")
-	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+pbPAL(t), "ENCLAVE_RUNTIME_ARGS=hang=pal_init")
+	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+pbPAL(t, r), "ENCLAVE_RUNTIME_ARGS=hang=pal_init")
 	harness.WriteSpec(t, dir, spec)
 	res, pid := pbRun(t, r, "create", "-b", dir, "pb-hang")
 	want := "pal_init did not finish within 2s (RUNE_ENCLAVE_INIT_TIMEOUT)"
@@ -253,7 +250,7 @@ func TestPALExecCrashReportedInOneLine(t *testing.T) {
 	r, _ := wcRune(t)
 	marker := pbMarker(t, r)
 	dir, spec := harness.Bundle(t, "/bin/echo", "never printed")
-	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+pbPAL(t), "ENCLAVE_RUNTIME_ARGS=crash=pal_exec")
+	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+pbPAL(t, r), "ENCLAVE_RUNTIME_ARGS=crash=pal_exec")
 	// runc's default ambient capabilities draw warnings on this host (no CAP_SYS_RESOURCE…): the
 	// stderr under test is the runelet's alone.
 	spec.Process.Capabilities.Ambient = nil

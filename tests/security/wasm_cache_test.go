@@ -159,56 +159,64 @@ func errString(err error) string {
 
 // Pod author: the runelet's directory /dev/.rune lies inside the rootfs the wasm guest sees, and
 // the guest used to read the runelet binary, list the cache and stat the agent socket there, and
-// open /proc/self/mem of the runelet for writing (a way out of the wasm sandbox). Every path to
-// them, including "..", a symlink the guest makes itself and /proc, is now absent to the guest
-// ("no such file or directory"); the rest of the rootfs is not.
+// open /proc/self/mem of the runelet for writing (a way out of the wasm sandbox). Every path into
+// /dev/.rune, including "..", a symlink the guest makes itself, is now absent to the guest ("no
+// such file or directory"); the runelet's memory and layout in /proc (mem, maps, environ…) and any
+// write to its /proc files are refused ("permission denied"); the rest of the rootfs, and what the
+// runelet's process is (/proc/self/status), stay visible.
 func TestWasmGuestCannotOpenRuneDir(t *testing.T) {
 	r, _ := wcRune(t)
 	dir, spec := wcBundle(t, wcProbe(t), "probe.wasm")
-	hidden := []string{
-		"read=/dev/.rune/init-runelet",
-		"read=/dev/.rune/ld.so",
-		"list=/dev/.rune",
-		"list=/dev/.rune/cache",
-		"list=/dev/.rune/lib",
-		"stat=/dev/.rune/agent.sock",
-		"read=/dev/../dev/.rune/init-runelet",
-		"read=/app/../dev/./.rune/ld.so",
-		"symlink=../dev/.rune:/tmp/r",
-		"read=/tmp/r/init-runelet",
-		"list=/tmp/r/cache",
-		"read=/proc/self/environ",
-		"write=/proc/self/mem",
-		"read=/proc/1/maps",
-		"list=/proc/thread-self",
+	const absent, denied, ok = "no such file or directory", "permission denied", "ok"
+	probes := []struct{ arg, want string }{
+		{"read=/dev/.rune/ro/init-runelet", absent},
+		{"read=/dev/.rune/ro/ld.so", absent},
+		{"list=/dev/.rune", absent},
+		{"list=/dev/.rune/ro", absent},
+		{"list=/dev/.rune/cache", absent},
+		{"stat=/dev/.rune/agent.sock", absent},
+		{"read=/dev/../dev/.rune/ro/init-runelet", absent},
+		{"read=/app/../dev/./.rune/ro/ld.so", absent},
+		{"symlink=../dev/.rune:/tmp/r", ok},
+		{"read=/tmp/r/ro/init-runelet", absent},
+		{"list=/tmp/r/cache", absent},
+		{"write=/proc/self/mem", denied},
+		{"read=/proc/self/mem", denied},
+		{"read=/proc/1/maps", denied},
+		{"read=/proc/self/environ", denied},
+		{"write=/proc/self/comm", denied},
+		{"read=/app/probe.wasm", ok},
+		{"list=/dev", ok},
+		{"read=/proc/version", ok},
+		{"read=/proc/self/status", ok},
 	}
-	visible := []string{"read=/app/probe.wasm", "list=/dev", "read=/proc/version"}
-	spec.Process.Args = append([]string{"/app/probe.wasm"}, append(hidden, visible...)...)
+	spec.Process.Args = []string{"/app/probe.wasm"}
+	for _, p := range probes {
+		spec.Process.Args = append(spec.Process.Args, p.arg)
+	}
 	harness.WriteSpec(t, dir, spec)
 	res := r.Must(t, "run", "-b", dir, "wc-probe")
 	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
-	if len(lines) != len(hidden)+len(visible) {
+	if len(lines) != len(probes) {
 		t.Fatalf("probe output:\n%s", res.Stdout)
 	}
-	for i, arg := range hidden {
-		op, p, _ := strings.Cut(arg, "=")
+	for i, p := range probes {
+		op, path, _ := strings.Cut(p.arg, "=")
 		line := lines[i]
-		if op == "symlink" {
-			if !strings.HasSuffix(line, ": ok") {
-				t.Errorf("%s", line)
+		if !strings.HasPrefix(line, op+" "+path+": ") {
+			t.Fatalf("probe output out of order: %s", line)
+		}
+		switch p.want {
+		case ok:
+			if !strings.Contains(line, ": ok") {
+				t.Errorf("guest: %s; want it allowed", line)
 			}
-			continue
+		default:
+			if !strings.Contains(line, ": error ") || !strings.Contains(strings.ToLower(line), p.want) {
+				t.Errorf("guest: %s; want %s", line, p.want)
+			}
 		}
-		if !strings.HasPrefix(line, op+" "+p+": error ") || !strings.Contains(strings.ToLower(line), "no such file or directory") {
-			t.Errorf("guest: %s; want no such file or directory", line)
-		}
-	}
-	for i, arg := range visible {
-		line := lines[len(hidden)+i]
-		if !strings.Contains(line, ": ok") {
-			t.Errorf("guest: %s; want it readable (%s)", line, arg)
-		}
-		if arg == "list=/dev" && strings.Contains(line, ".rune") {
+		if p.arg == "list=/dev" && strings.Contains(line, ".rune") {
 			t.Errorf("guest's listing of /dev shows rune's directory: %s", line)
 		}
 	}
