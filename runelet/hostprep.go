@@ -196,6 +196,9 @@ func HostPrepare(runelet string, req *PrepareRequest) (*PrepareResponse, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckLaunchSize(req.Launch); err != nil {
+		return nil, err
+	}
 	if req.MaxModuleSize == 0 {
 		req.MaxModuleSize = lim.MaxModuleSize
 	}
