@@ -9,12 +9,19 @@ package pal
 #include <stdlib.h>
 #include "pal.h"
 
+// The PAL call this thread is in, for the crash reporter (crash_report.c).
+extern __thread const char *volatile inclavare_pal_call;
+#define PAL_CALL(name, call) \
+	do { inclavare_pal_call = (name); int r_ = (call); inclavare_pal_call = 0; return r_; } while (0)
+
 // dlopen and dlerror must run on one thread (dlerror is thread-local), so
 // both happen inside this one C call.
 static void *palcall_dlopen(const char *path, char *err, size_t errlen)
 {
 	dlerror();
+	inclavare_pal_call = "dlopen";
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	inclavare_pal_call = 0;
 	if (!h) {
 		const char *e = dlerror();
 		snprintf(err, errlen, "%s", e ? e : "unknown dlopen error");
@@ -29,7 +36,9 @@ static void *palcall_dlsym(void *h, const char *name)
 
 static void palcall_dlclose(void *h)
 {
+	inclavare_pal_call = "dlopen"; // the library's destructors, as its constructors are dlopen's
 	dlclose(h);
+	inclavare_pal_call = 0;
 }
 
 // One trampoline per PAL call. The Go side names the PAL call after the
@@ -38,28 +47,28 @@ static void palcall_dlclose(void *h)
 
 static int palcall_pal_get_version(void *fn)
 {
-	return ((int (*)(void)) fn)();
+	PAL_CALL("pal_get_version", ((int (*)(void)) fn)());
 }
 
 static int palcall_pal_init(void *fn, const char *args, const char *log_level)
 {
 	struct pal_attr_t attr = { args, log_level };
-	return ((int (*)(const struct pal_attr_t *)) fn)(&attr);
+	PAL_CALL("pal_init", ((int (*)(const struct pal_attr_t *)) fn)(&attr));
 }
 
 static int palcall_pal_init_v3(void *fn, const char *args, const char *log_level,
 			       int fd, uint64_t addr)
 {
 	struct pal_attr_v3_t attr = { { args, log_level }, fd, addr };
-	return ((int (*)(const struct pal_attr_v3_t *)) fn)(&attr);
+	PAL_CALL("pal_init", ((int (*)(const struct pal_attr_v3_t *)) fn)(&attr));
 }
 
 static int palcall_pal_exec_v1(void *fn, const char *path, const char **argv,
 			       int in, int out, int err, int *exit_code)
 {
 	struct pal_stdio_fds stdio = { in, out, err };
-	return ((int (*)(const char *, const char **, const struct pal_stdio_fds *, int *)) fn)
-		(path, argv, &stdio, exit_code);
+	PAL_CALL("pal_exec", ((int (*)(const char *, const char **, const struct pal_stdio_fds *, int *)) fn)
+		(path, argv, &stdio, exit_code));
 }
 
 static int palcall_pal_create_process(void *fn, const char *path, const char **argv,
@@ -68,30 +77,30 @@ static int palcall_pal_create_process(void *fn, const char *path, const char **a
 {
 	struct pal_stdio_fds stdio = { in, out, err };
 	struct pal_create_process_args args = { path, argv, env, &stdio, pid };
-	return ((int (*)(struct pal_create_process_args *)) fn)(&args);
+	PAL_CALL("pal_create_process", ((int (*)(struct pal_create_process_args *)) fn)(&args));
 }
 
 static int palcall_pal_exec(void *fn, int pid, int *exit_value)
 {
 	struct pal_exec_args args = { pid, exit_value };
-	return ((int (*)(struct pal_exec_args *)) fn)(&args);
+	PAL_CALL("pal_exec", ((int (*)(struct pal_exec_args *)) fn)(&args));
 }
 
 static int palcall_pal_kill(void *fn, int pid, int sig)
 {
-	return ((int (*)(int, int)) fn)(pid, sig);
+	PAL_CALL("pal_kill", ((int (*)(int, int)) fn)(pid, sig));
 }
 
 static int palcall_pal_destroy(void *fn)
 {
-	return ((int (*)(void)) fn)();
+	PAL_CALL("pal_destroy", ((int (*)(void)) fn)());
 }
 
 static int palcall_pal_get_local_report(void *fn, void *targetinfo, int targetinfo_len,
 					void *report, int *report_len)
 {
-	return ((int (*)(void *, int, void *, int *)) fn)
-		(targetinfo, targetinfo_len, report, report_len);
+	PAL_CALL("pal_get_local_report", ((int (*)(void *, int, void *, int *)) fn)
+		(targetinfo, targetinfo_len, report, report_len));
 }
 */
 import "C"

@@ -53,15 +53,19 @@ var (
 	crashFrame = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(`\._Cfunc_palcall_([a-z0-9_]{1,64})\(`)
 	})
+	// The one line ReportCrashes writes instead of the runtime's report.
+	crashLine = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:[ -~]{0,128}: )?enclave runtime crashed in ([a-z0-9_]{1,64}): (SIG[A-Z0-9]{2,10}): ([ -~]{1,200})$`)
+	})
 )
 
 // maxCrashReport bounds how much of a report is read; the crashing
 // goroutine's frames come first.
 const maxCrashReport = 1 << 20
 
-// ParseCrash finds a fatal-signal crash report in output. It returns false
-// when output holds none (a clean exit, a Go panic without a signal, or
-// unrelated text).
+// ParseCrash finds a fatal-signal crash report in output: the Go runtime's,
+// or the line ReportCrashes writes. It returns false when output holds none
+// (a clean exit, a Go panic without a signal, or unrelated text).
 func ParseCrash(output []byte) (*Crash, bool) {
 	if len(output) > maxCrashReport {
 		output = output[:maxCrashReport]
@@ -73,6 +77,9 @@ func ParseCrash(output []byte) (*Crash, bool) {
 	for sc.Scan() {
 		line := sc.Text()
 		if c == nil {
+			if m := crashLine().FindStringSubmatch(line); m != nil {
+				return &Crash{Signal: m[2], Description: m[3], InCgo: true, Call: m[1]}, true
+			}
 			if m := crashHeader().FindStringSubmatch(line); m != nil {
 				c = &Crash{Signal: m[1], Description: m[2]}
 			}

@@ -21,12 +21,24 @@ const (
 	crashLibEnv  = "PAL_TEST_CRASH_LIB"
 	crashArgsEnv = "PAL_TEST_CRASH_ARGS"
 	crashStepEnv = "PAL_TEST_CRASH_STEP"
+	// crashReportEnv makes the child install ReportCrashes first, as the runelet does.
+	crashReportEnv = "PAL_TEST_CRASH_REPORT"
 )
 
 // runCrashChild loads lib, initializes it with args and makes the call named
 // by $PAL_TEST_CRASH_STEP. It returns (an exit code) only if nothing crashed.
 func runCrashChild(lib, args string) int {
 	ctx := context.Background()
+	if os.Getenv(crashReportEnv) != "" {
+		if err := pal.ReportCrashes("palchild"); err != nil {
+			fmt.Fprintln(os.Stderr, "report crashes:", err)
+			return 6
+		}
+		if !goFaultsStillPanic() {
+			fmt.Fprintln(os.Stderr, "a Go nil dereference no longer panics")
+			return 7
+		}
+	}
 	l, err := pal.Load(lib)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)

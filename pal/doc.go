@@ -15,7 +15,8 @@
 // Isolation: a PAL runs inside the process that loads it. A PAL that
 // crashes takes that process down with it, which is why rune loads PALs only
 // in the runelet, a separate process; ParseCrash turns the runelet's crash
-// output into an error naming the PAL call that crashed.
+// output into an error naming the PAL call that crashed, and ReportCrashes
+// makes that output one line instead of a Go crash report.
 //
 // Threads and children: PAL calls are made from whatever OS thread the
 // calling goroutine runs on, as the original rune did; a PAL may not assume

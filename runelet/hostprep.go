@@ -1,16 +1,23 @@
 package runelet
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
+	"golang.org/x/sys/unix"
 )
 
 // PrepareRequest asks `init-runelet prepare`, on the host, to do what needs the enclave runtimes'
@@ -24,26 +31,183 @@ type PrepareRequest struct {
 	// Path is the entrypoint's program, resolved inside the rootfs.
 	Path   string `json:"path"`
 	Launch Launch `json:"launch"`
-	// CacheDir is the host's compiled-module cache ("" for none).
+	// CacheDir is the root of the host's compiled-module cache ("" for none); the response names the
+	// module's own entry in it.
 	CacheDir string `json:"cache_dir,omitempty"`
 	// SimPlatformKey is the sim platform key file ("" means the default path).
 	SimPlatformKey string `json:"sim_platform_key,omitempty"`
+	// MaxModuleSize caps the size of a wasm module, in bytes (0: no cap). HostPrepare sets it from
+	// the limits when it is 0.
+	MaxModuleSize int64 `json:"max_module_size,omitempty"`
+	// PhaseFD is the descriptor on which prepare names each phase it enters, one per line; set by
+	// HostPrepare.
+	PhaseFD int `json:"phase_fd,omitempty"`
 }
 
 // PrepareResponse is what `init-runelet prepare` found.
 type PrepareResponse struct {
 	Measurement string `json:"measurement"`
 	EnclaveKey  []byte `json:"enclave_key,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// CacheEntry is the host directory holding this module's compiled code and nothing else: what
+	// rune mounts read-only for the runelet (PrepareOptions.CacheDir).
+	CacheEntry string `json:"cache_entry,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
-// HostPrepare runs `runelet prepare` with req and returns its answer.
+// MaxPrepareRequest bounds the request prepare reads; rune refuses larger launch configurations
+// before (CheckLaunchSize).
+const MaxPrepareRequest = 4 << 20
+
+// Phases of `init-runelet prepare`, named in its errors.
+const (
+	PhaseStart      = "starting init-runelet prepare"
+	PhaseReadModule = "reading the wasm module"
+	PhaseValidate   = "validating the wasm module"
+	PhaseCompile    = "compiling the wasm module"
+	PhaseMeasure    = "measuring the entrypoint"
+	PhaseMeasurePAL = "measuring the PAL"
+	PhaseEndorse    = "endorsing the sim enclave key"
+)
+
+// Environment variables that set PrepareLimits (rune reads its own environment; the shim's passes
+// through).
+const (
+	EnvPrepareTimeout = "RUNE_PREPARE_TIMEOUT"      // Go duration, e.g. "3m"
+	EnvPrepareMemory  = "RUNE_PREPARE_MEMORY"       // bytes, with an optional K, M or G suffix (binary)
+	EnvPrepareCPU     = "RUNE_PREPARE_CPU_SECONDS"  // seconds of CPU time
+	EnvPreparePids    = "RUNE_PREPARE_PIDS"         // tasks (threads count)
+	EnvMaxModuleSize  = "RUNE_WASM_MAX_MODULE_SIZE" // bytes, suffixes as for the memory
+)
+
+// PrepareLimits bound `init-runelet prepare`, which runs as rune's user on the host, outside any
+// container, on what the pod supplied. docs/enclave-containers.md documents the defaults.
+type PrepareLimits struct {
+	// Timeout is the wall-clock deadline of the whole prepare.
+	Timeout time.Duration
+	// Memory bounds the memory of prepare's cgroup; its address space (RLIMIT_AS) gets Memory plus
+	// addressSpaceSlack, since Go and wazero reserve far more address space than they touch.
+	Memory int64
+	// CPUSeconds is RLIMIT_CPU: CPU time over all threads.
+	CPUSeconds uint64
+	// Pids bounds the tasks of prepare's cgroup (Go's threads count).
+	Pids int64
+	// MaxModuleSize caps a wasm module's size.
+	MaxModuleSize int64
+}
+
+// addressSpaceSlack is the address space prepare gets beyond its memory limit: a Go program that
+// compiles a small module with wazero already maps about 1.7 GiB.
+const addressSpaceSlack = 4 << 30
+
+// DefaultPrepareLimits are the limits when the environment sets none: enough for a module of the
+// size cap (a large Go program builds to tens of MB of wasm; wazero validates and compiles about
+// 7 MB a second here, using some 40 bytes of memory per byte of module).
+func DefaultPrepareLimits() PrepareLimits {
+	return PrepareLimits{
+		Timeout:       3 * time.Minute,
+		Memory:        6 << 30,
+		CPUSeconds:    6 * 60,
+		Pids:          256,
+		MaxModuleSize: 128 << 20,
+	}
+}
+
+// PrepareLimitsFromEnv returns the default limits with what the environment overrides.
+func PrepareLimitsFromEnv() (PrepareLimits, error) {
+	l := DefaultPrepareLimits()
+	if v := os.Getenv(EnvPrepareTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return l, fmt.Errorf("%s=%q: want a positive duration such as 3m", EnvPrepareTimeout, v)
+		}
+		l.Timeout = d
+	}
+	for _, b := range []struct {
+		env string
+		dst *int64
+	}{{EnvPrepareMemory, &l.Memory}, {EnvMaxModuleSize, &l.MaxModuleSize}} {
+		if v := os.Getenv(b.env); v != "" {
+			n, err := ParseBytes(v)
+			if err != nil || n <= 0 {
+				return l, fmt.Errorf("%s=%q: want a positive size such as 64M", b.env, v)
+			}
+			*b.dst = n
+		}
+	}
+	if v := os.Getenv(EnvPrepareCPU); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return l, fmt.Errorf("%s=%q: want a positive number of seconds", EnvPrepareCPU, v)
+		}
+		l.CPUSeconds = n
+	}
+	if v := os.Getenv(EnvPreparePids); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 16 {
+			return l, fmt.Errorf("%s=%q: want a number of tasks, at least 16", EnvPreparePids, v)
+		}
+		l.Pids = n
+	}
+	return l, nil
+}
+
+// ParseBytes parses a byte count with an optional binary suffix: "65536", "64K", "64M", "4G".
+func ParseBytes(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	}
+	if mult != 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%s out of range", s)
+	}
+	return n * mult, nil
+}
+
+// FormatBytes renders a byte count for a message: "64 MiB", "1536 KiB", "100 bytes".
+func FormatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// HostPrepare runs `runelet prepare` with req under the limits the environment sets
+// (PrepareLimitsFromEnv) and returns its answer. A prepare stopped by a limit fails with an error
+// naming the phase it was in and the limit.
 func HostPrepare(runelet string, req *PrepareRequest) (*PrepareResponse, error) {
-	in, err := json.Marshal(req)
+	lim, err := PrepareLimitsFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	return runHost(runelet, in, "prepare")
+	if err := CheckLaunchSize(req.Launch); err != nil {
+		return nil, err
+	}
+	if req.MaxModuleSize == 0 {
+		req.MaxModuleSize = lim.MaxModuleSize
+	}
+	resp, clean, err := runPrepare(runelet, req, lim)
+	if !clean && req.CacheDir != "" {
+		// A prepare that was killed may have left a half-filled cache entry; no one holds it now.
+		codecache.Sweep(req.CacheDir)
+	}
+	return resp, err
 }
 
 // SimPlatformCertificate returns the PEM certificate of the sim platform key at keyPath ("" means
@@ -61,26 +225,159 @@ func SimPlatformCertificate(runelet, keyPath string) ([]byte, error) {
 	return out, nil
 }
 
-func runHost(runelet string, in []byte, mode string) (*PrepareResponse, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, runelet, mode)
-	cmd.Stdin = bytes.NewReader(in)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var resp PrepareResponse
-	if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil {
-		if runErr != nil {
-			return nil, fmt.Errorf("%s %s: %v: %s", runelet, mode, runErr, strings.TrimSpace(stderr.String()))
-		}
-		return nil, fmt.Errorf("%s %s: bad answer: %w", runelet, mode, err)
+// maxPrepareOutput bounds what rune keeps of prepare's stdout and stderr.
+const maxPrepareOutput = 1 << 20
+
+// runPrepare runs prepare under lim: its own cgroup (memory, pids) when the host lets rune make
+// one, rlimits (address space, CPU time) in any case, a deadline, and death with rune. clean is
+// false when prepare did not end by itself with an answer.
+func runPrepare(runelet string, req *PrepareRequest, lim PrepareLimits) (resp *PrepareResponse, clean bool, err error) {
+	phaseR, phaseW, err := os.Pipe()
+	if err != nil {
+		return nil, true, err
 	}
-	if resp.Error != "" {
-		return nil, errors.New(resp.Error)
+	defer phaseR.Close()
+	req.PhaseFD = 3
+	in, err := json.Marshal(req)
+	if err != nil {
+		phaseW.Close()
+		return nil, true, err
+	}
+	stdin, stdinW, err := os.Pipe()
+	if err != nil {
+		phaseW.Close()
+		return nil, true, err
+	}
+	defer stdinW.Close()
+	var stdout, stderr limitedBuffer
+	cmd := exec.Command(runelet, "prepare")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	cmd.ExtraFiles = []*os.File{phaseW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cg := newPrepareCgroup(lim)
+	defer cg.destroy()
+	if err := cmd.Start(); err != nil {
+		stdin.Close()
+		phaseW.Close()
+		return nil, true, fmt.Errorf("%s prepare: %w", runelet, err)
+	}
+	stdin.Close()
+	phaseW.Close()
+	// prepare reads its request before doing anything: it is bounded before it has any work.
+	pid := cmd.Process.Pid
+	as := uint64(lim.Memory) + addressSpaceSlack
+	rlErr := errors.Join(
+		unix.Prlimit(pid, unix.RLIMIT_AS, &unix.Rlimit{Cur: as, Max: as}, nil),
+		unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: lim.CPUSeconds, Max: lim.CPUSeconds}, nil),
+		unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil),
+	)
+	if rlErr == nil {
+		rlErr = cg.add(pid)
+	}
+	if rlErr != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, false, fmt.Errorf("%s prepare: bound it: %w", runelet, rlErr)
+	}
+	phasesC := make(chan string, 1)
+	go func() { phasesC <- lastLine(phaseR) }()
+	go func() {
+		_, _ = stdinW.Write(in)
+		stdinW.Close()
+	}()
+
+	waitC := make(chan error, 1)
+	go func() { waitC <- cmd.Wait() }()
+	timer := time.NewTimer(lim.Timeout)
+	defer timer.Stop()
+	var runErr error
+	timedOut := false
+	select {
+	case runErr = <-waitC:
+	case <-timer.C:
+		timedOut = true
+		// The whole process group: prepare starts no children, but nothing of it may outlive this.
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		runErr = <-waitC
+	}
+	phase := <-phasesC
+	if phase == "" {
+		phase = PhaseStart
+	}
+	what := fmt.Sprintf("init-runelet prepare (%s)", phase)
+	if timedOut {
+		return nil, false, fmt.Errorf("%s did not finish within %s (%s)", what, lim.Timeout, EnvPrepareTimeout)
+	}
+	var out PrepareResponse
+	if jerr := json.Unmarshal(stdout.Bytes(), &out); jerr == nil && runErr == nil {
+		if out.Error != "" {
+			return nil, true, errors.New(out.Error)
+		}
+		return &out, true, nil
+	}
+	if reason := boundReason(cmd.ProcessState, cg, lim, stderr.String()); reason != "" {
+		return nil, false, fmt.Errorf("%s %s", what, reason)
 	}
 	if runErr != nil {
-		return nil, fmt.Errorf("%s %s: %v", runelet, mode, runErr)
+		return nil, false, fmt.Errorf("%s: %v: %s", what, runErr, firstLine(stderr.String()))
 	}
-	return &resp, nil
+	return nil, false, fmt.Errorf("%s: bad answer: %s", what, firstLine(stdout.String()))
+}
+
+// boundReason says which limit ended prepare, or "".
+func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stderr string) string {
+	if st == nil {
+		return ""
+	}
+	// rusage's user and system times are sampled: they can read a little under what the kernel
+	// counted against RLIMIT_CPU.
+	limit := time.Duration(lim.CPUSeconds) * time.Second
+	used := st.UserTime() + st.SystemTime()
+	used += max(limit/10, 100*time.Millisecond)
+	ws, _ := st.Sys().(syscall.WaitStatus)
+	switch {
+	case cg.oomKilled():
+		return fmt.Sprintf("ran out of its %s memory limit (%s)", FormatBytes(lim.Memory), EnvPrepareMemory)
+	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && used >= limit:
+		return fmt.Sprintf("used up its %d s of CPU time (%s)", lim.CPUSeconds, EnvPrepareCPU)
+	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
+		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", FormatBytes(lim.Memory+addressSpaceSlack), EnvPrepareMemory, FormatBytes(addressSpaceSlack))
+	case strings.Contains(stderr, "pthread_create failed") || strings.Contains(stderr, "newosproc"):
+		return fmt.Sprintf("hit its limit of %d tasks (%s)", lim.Pids, EnvPreparePids)
+	case ws.Signaled():
+		return fmt.Sprintf("was killed by %s", unix.SignalName(ws.Signal()))
+	}
+	return ""
+}
+
+// lastLine reads r to its end and returns the last complete non-empty line.
+func lastLine(r io.Reader) string {
+	last := ""
+	sc := bufio.NewScanner(io.LimitReader(r, maxPrepareOutput))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			last = l
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+	return last
+}
+
+// firstLine is the first line of s: a Go crash report's first line says what happened.
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// limitedBuffer keeps the first maxPrepareOutput bytes written to it and drops the rest.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := maxPrepareOutput - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }

@@ -44,11 +44,29 @@ func main() {
 	}
 }
 
+// openRuntime makes the enclave runtime. While PID 1 initialises, its stderr is rune's crash pipe
+// (cfg.CrashFD set): it names each phase there, so that rune create can say which one never ended.
 func openRuntime(cfg *runelet.Config) (enclave.Runtime, error) {
+	phase := func(string) {}
+	if cfg.CrashFD > 0 {
+		phase = func(p string) { fmt.Fprintln(os.Stderr, runelet.InitPhasePrefix+p) }
+	}
 	if name, ok := cfg.Settings.Builtin(); ok {
+		phase(runelet.InitPhaseBuiltin(cfg.Settings.RuntimePath))
 		return enclave.Builtin(name)
 	}
-	return pal.Load(cfg.RuntimePath)
+	// A PAL that crashes, even once the workload runs, is one line on stderr, not a Go trace.
+	if err := pal.ReportCrashes("init-runelet"); err != nil {
+		return nil, err
+	}
+	phase(runelet.InitPhaseLoadPAL)
+	l, err := pal.Load(cfg.RuntimePath)
+	if err != nil {
+		return nil, err
+	}
+	// Load called pal_get_version; the runelet calls pal_init next.
+	phase(runelet.InitPhasePALInit)
+	return l, nil
 }
 
 // openEvidence gives the enclave its evidence source: the endorsed per-enclave key for sim, the

@@ -2,34 +2,34 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"strings"
 	"sync"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
+	"golang.org/x/sys/unix"
 )
 
 // prepareMain is `init-runelet prepare`: on the host, for rune create, a JSON PrepareRequest on stdin,
-// a PrepareResponse on stdout.
+// a PrepareResponse on stdout. rune runs it under bounds (runelet.HostPrepare): it handles what the
+// pod supplied (the entrypoint file, a wasm module), so it says on the phase descriptor what it is
+// doing, for rune to name the phase when a bound stops it.
 func prepareMain() int {
 	var req runelet.PrepareRequest
 	var resp runelet.PrepareResponse
-	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(os.Stdin, runelet.MaxPrepareRequest)).Decode(&req); err != nil {
 		resp.Error = fmt.Sprintf("prepare: read request: %v", err)
-	} else if err := prepare(&req, &resp); err != nil {
-		resp.Error = err.Error()
+	} else {
+		ph := openPhases(req.PhaseFD)
+		if err := prepare(&req, &resp, ph); err != nil {
+			resp.Error = err.Error()
+		}
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(&resp); err != nil {
 		return 1
@@ -37,7 +37,28 @@ func prepareMain() int {
 	return 0
 }
 
-func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse) error {
+// phases writes each phase, one line, to the descriptor rune gave (none: nowhere).
+type phases struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openPhases(fd int) *phases {
+	if fd < 3 {
+		return &phases{}
+	}
+	return &phases{f: os.NewFile(uintptr(fd), "phases")}
+}
+
+func (p *phases) enter(phase string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f != nil {
+		_, _ = p.f.WriteString(phase + "\n")
+	}
+}
+
+func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *phases) error {
 	s := req.Settings
 	p := enclave.Process{Path: req.Path, Args: req.Launch.Args, Env: req.Launch.Env, Dir: req.Launch.Cwd}
 	cfg := enclave.Config{Type: s.Type, RuntimePath: s.RuntimePath, Args: s.Args, LogLevel: s.LogLevel, Rootfs: req.Rootfs}
@@ -45,13 +66,15 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse) error {
 	var err error
 	switch {
 	case !builtin:
+		ph.enter(runelet.PhaseMeasurePAL)
 		resp.Measurement, err = pal.Measure(s.RuntimePath, cfg, p)
 	default:
 		if name == "wasm" {
-			if err := prepareWasm(req.Rootfs, req.Path, req.CacheDir); err != nil {
+			if resp.CacheEntry, err = prepareWasm(req, ph); err != nil {
 				return err
 			}
 		}
+		ph.enter(runelet.PhaseMeasure)
 		rt, berr := enclave.Builtin(name)
 		if berr != nil {
 			return berr
@@ -66,6 +89,7 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse) error {
 		return err
 	}
 	if s.Type == enclave.TypeSim {
+		ph.enter(runelet.PhaseEndorse)
 		platform, err := sim.LoadOrCreatePlatform(req.SimPlatformKey)
 		if err != nil {
 			return fmt.Errorf("sim platform key: %w", err)
@@ -81,56 +105,89 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse) error {
 	return nil
 }
 
-// prepareWasm rejects an invalid module at create and compiles it into the host cache, which the
-// runelet then reads (read-only) so that start does not compile again. Validating and precompiling a
-// large module costs hundreds of milliseconds; a module whose exact bytes were prepared in this
-// cache by this build is not done again.
-func prepareWasm(rootfs, module, cacheDir string) error {
-	hp, err := securejoin.SecureJoin(rootfs, module)
+// prepareWasm rejects an invalid module at create and compiles it into its own entry of the host's
+// code cache, whose directory it returns: rune mounts that entry, and only it, read-only into the
+// container, so that start does not compile again and the container sees no other module's code.
+// A module over the size cap is refused from its size alone, before it is read.
+func prepareWasm(req *runelet.PrepareRequest, ph *phases) (string, error) {
+	ph.enter(runelet.PhaseReadModule)
+	data, err := readModule(req.Rootfs, req.Path, req.MaxModuleSize)
 	if err != nil {
-		return err
+		return "", err
 	}
-	data, err := os.ReadFile(hp)
-	if err != nil {
-		return fmt.Errorf("wasm module %s: %w", module, err)
-	}
-	sum := sha256.Sum256(data)
-	marker := filepath.Join(cacheDir, "prepared-"+buildID(), hex.EncodeToString(sum[:]))
-	if cacheDir != "" {
-		if _, err := os.Stat(marker); err == nil {
-			return nil
+	if req.CacheDir == "" {
+		ph.enter(runelet.PhaseValidate)
+		if err := wasm.Validate(data); err != nil {
+			return "", fmt.Errorf("wasm module %s: %w", req.Path, err)
 		}
+		return "", nil
 	}
-	if err := wasm.Validate(data); err != nil {
-		return fmt.Errorf("wasm module %s: %w", module, err)
+	entry, err := wasm.CacheModule(context.Background(), req.CacheDir, data, func(phase string) {
+		switch phase {
+		case "validate":
+			ph.enter(runelet.PhaseValidate)
+		case "compile":
+			ph.enter(runelet.PhaseCompile)
+		}
+	})
+	if err != nil {
+		return "", fmt.Errorf("wasm module %s: %w", req.Path, err)
 	}
-	if cacheDir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
-		return fmt.Errorf("wasm cache: %w", err)
-	}
-	if err := wasm.Precompile(context.Background(), cacheDir, data); err != nil {
-		return fmt.Errorf("precompile %s: %w", module, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(marker), 0o700); err == nil {
-		_ = os.WriteFile(marker, nil, 0o600)
-	}
-	return nil
+	return entry, nil
 }
 
-// buildID names what a compiled-module cache depends on: the Go toolchain and wazero's version.
-var buildID = sync.OnceValue(func() string {
-	id := runtime.Version()
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/tetratelabs/wazero" {
-				id += "-wazero" + d.Version
-			}
-		}
+// readModule reads the regular file module inside rootfs (resolved by the kernel as if rootfs
+// were "/", so that no symlink of the image leads outside it), refusing one larger than max bytes
+// (0: no cap) from its size before reading it, and reading at most max+1 bytes in case it grows.
+func readModule(rootfs, module string, max int64) ([]byte, error) {
+	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wasm module %s: rootfs: %w", module, err)
 	}
-	return strings.NewReplacer("/", "_", " ", "_").Replace(id)
-})
+	defer unix.Close(dir)
+	how := &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	var fd int
+	for i := 0; ; i++ {
+		fd, err = unix.Openat2(dir, module, how)
+		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wasm module %s: %w", module, err)
+	}
+	f := os.NewFile(uintptr(fd), module)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("wasm module %s: %w", module, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("wasm module %s: not a regular file", module)
+	}
+	if max > 0 && fi.Size() > max {
+		return nil, tooLarge(module, fmt.Sprintf("is %d bytes", fi.Size()), max)
+	}
+	var r io.Reader = f
+	if max > 0 {
+		r = io.LimitReader(f, max+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("wasm module %s: %w", module, err)
+	}
+	if max > 0 && int64(len(data)) > max {
+		return nil, tooLarge(module, "grew while read", max)
+	}
+	return data, nil
+}
+
+func tooLarge(module, what string, max int64) error {
+	return fmt.Errorf("wasm module %s %s, more than the %s limit for a module (%s)",
+		module, what, runelet.FormatBytes(max), runelet.EnvMaxModuleSize)
+}
 
 // simPlatformCertMain is `init-runelet sim-platform-cert [KEYFILE]`.
 func simPlatformCertMain(args []string) int {

@@ -86,14 +86,38 @@ type enclaveLaunch struct {
 	prep     *runelet.Prepared
 	ln       *net.UnixListener
 	crash    *os.File // read end of PID 1's crash report
+	// initTimeout bounds the enclave runtime's initialisation (RUNE_ENCLAVE_INIT_TIMEOUT).
+	initTimeout time.Duration
 }
 
-// readCrash reads what PID 1 wrote to its crash pipe. Every writer is gone by then (rune closed its
-// copy and PID 1 exited), so the read ends at EOF; a still-running PID 1 has written nothing.
-func readCrash(f *os.File) []byte {
-	_ = f.SetReadDeadline(time.Now().Add(time.Second))
-	out, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-	return out
+// maxCrashOutput is how much of PID 1's initialisation output rune keeps.
+const maxCrashOutput = 1 << 20
+
+// crashReader drains PID 1's crash pipe while it initialises: the pipe also carries the enclave
+// runtime's own output (a PAL's log during pal_init) and PID 1's phase lines, and a full pipe
+// would stall PID 1. It keeps the first maxCrashOutput bytes.
+type crashReader struct {
+	f    *os.File
+	done chan struct{}
+	out  []byte
+}
+
+func readCrashPipe(f *os.File) *crashReader {
+	c := &crashReader{f: f, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.out, _ = io.ReadAll(io.LimitReader(f, maxCrashOutput))
+		_, _ = io.Copy(io.Discard, f)
+	}()
+	return c
+}
+
+// output returns what PID 1 wrote. Once PID 1 is gone the pipe ends at once; a child it left
+// holding the pipe is waited for at most a second.
+func (c *crashReader) output() []byte {
+	_ = c.f.SetReadDeadline(time.Now().Add(time.Second))
+	<-c.done
+	return c.out
 }
 
 // prepareEnclave validates the enclave settings of spec and rewrites it to run the runelet. It returns
@@ -129,6 +153,14 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if len(launch.Args) == 0 {
 		return nil, errors.New("args must not be empty")
 	}
+	// Bounded before the host does any work on them (and before they would fail to reach PID 1).
+	if err := runelet.CheckLaunchSize(launch); err != nil {
+		return nil, err
+	}
+	initTimeout, err := runelet.InitTimeoutFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	path, err := runelet.LookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd)
 	if err != nil {
 		return nil, err
@@ -148,16 +180,18 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if err := matchManifest(bundle, m, s, host.Measurement, manifest.Entrypoint{Path: path, Args: launch.Args, Env: launch.Env, Cwd: launch.Cwd}); err != nil {
 		return nil, err
 	}
-	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: cacheDir, PALDirs: palDirs})
+	// Only this module's entry of the cache is mounted: no other module's code or digest.
+	prep, err := runelet.Prepare(spec, s, runelet.PrepareOptions{Runelet: bin, CacheDir: host.CacheEntry, PALDirs: palDirs})
 	if err != nil {
 		return nil, err
 	}
 	prep.Config.ID = id
 	prep.Config.Measurement = host.Measurement
 	prep.Config.EnclaveKey = host.EnclaveKey
-	return &enclaveLaunch{root: root, id: id, prep: prep}, nil
+	return &enclaveLaunch{root: root, id: id, prep: prep, initTimeout: initTimeout}, nil
 }
 
+// wasmCacheDir is the root of the host's compiled-module cache (package enclave/wasm/codecache).
 func wasmCacheDir() string {
 	if d := os.Getenv("RUNE_CACHE_DIR"); d != "" {
 		return filepath.Join(d, "wasm")
@@ -216,24 +250,72 @@ func (e *enclaveLaunch) afterStart(startNow bool) func(p *libcontainer.Process) 
 		}
 		e.ln.Close()
 		defer e.crash.Close()
-		resp, err := runelet.Ready(runeletSocket(e.root, e.id), 2*time.Minute)
+		crash := readCrashPipe(e.crash)
+		rtPath := e.prep.Config.Settings.RuntimePath
+		resp, err := runelet.Ready(runeletSocket(e.root, e.id), e.initTimeout)
 		if err != nil {
-			note := exitNote(p)
-			if c, ok := pal.ParseCrash(readCrash(e.crash)); ok {
-				return fmt.Errorf("%s: %w%s", e.prep.Config.Settings.RuntimePath, c, note)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// PID 1 is stuck (in a PAL call, say): it goes, and its pipe ends with it.
+				_ = p.Signal(unix.SIGKILL)
+				phase, _ := runelet.InitOutput(crash.output())
+				if phase == "" {
+					phase = "init-runelet's start"
+				}
+				return fmt.Errorf("enclave runtime %s: %s did not finish within %s (%s)", rtPath, phase, e.initTimeout, runelet.EnvInitTimeout)
 			}
-			return fmt.Errorf("enclave runtime %s: %w%s", e.prep.Config.Settings.RuntimePath, err, note)
+			note := exitNote(p)
+			out := crash.output()
+			if c, ok := pal.ParseCrash(out); ok {
+				return fmt.Errorf("%s: %w%s", rtPath, c, note)
+			}
+			// PID 1 ended without an answer: what it said last explains it better than the socket.
+			var opErr *net.OpError
+			if _, last := runelet.InitOutput(out); last != "" && errors.As(err, &opErr) {
+				return fmt.Errorf("enclave runtime %s: %s%s", rtPath, last, note)
+			}
+			return fmt.Errorf("enclave runtime %s: %w%s", rtPath, err, note)
 		}
 		st := &enclaveState{Settings: e.prep.Config.Settings, Measurement: resp.Measurement, Phase: phaseCreated}
 		logrus.WithFields(logrus.Fields{"id": e.id, "tee": st.Settings.Type, "runtime": st.Settings.RuntimePath, "measurement": st.Measurement}).Debug("enclave ready")
 		if err := st.save(e.root, e.id); err != nil {
 			return err
 		}
-		if startNow {
-			return startWorkload(e.root, e.id)
+		if !startNow {
+			return nil
+		}
+		if err := markStarted(e.root, e.id); err != nil {
+			return err
+		}
+		if resp, err := runelet.Start(runeletSocket(e.root, e.id)); err != nil {
+			// PID 1 died while starting the workload (a PAL that crashed in pal_exec, say): its
+			// exit status and its own report on stderr tell the rest, as for any workload.
+			if resp != nil || !exited(p) {
+				unmarkStarted(e.root, e.id)
+				return err
+			}
 		}
 		return nil
 	}
+}
+
+// exited reports whether PID 1 has ended, without reaping it (the runner waits for it).
+func exited(p *libcontainer.Process) bool {
+	pid, err := p.Pid()
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+			return false
+		}
+		if info.Signo != 0 { // filled in: pid has ended
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }
 
 // exitNote describes how PID 1 ended, when it did, so a PAL crash is reported as one.

@@ -3,6 +3,8 @@ package wasm
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -132,47 +134,23 @@ func TestPrecompile(t *testing.T) {
 	}
 }
 
-// copyDir copies the regular files of src into dst, keeping relative paths.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		writeFile(t, filepath.Join(dst, rel), b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestReadOnlyCacheInsideRootfs runs the way the container does: the cache lies inside the
-// rootfs, filled by Precompile on the host and bind-mounted read-only. It needs a private mount
+// TestReadOnlyCacheInsideRootfs runs the way the container does: the module's entry of the host
+// code cache (CacheModule) is bind-mounted read-only inside the rootfs. It needs a private mount
 // namespace, so the test re-executes itself in one (Go makes the mounts private there).
 func TestReadOnlyCacheInsideRootfs(t *testing.T) {
 	if os.Getenv("WASM_TEST_RO_CACHE") == "" {
 		rootfs := newRootfs(t)
 		writeFile(t, filepath.Join(rootfs, "app", "grow.wasm"), growModule(4))
 		writeFile(t, filepath.Join(rootfs, "app", "uncached.wasm"), growModule(5)) // no test compiles it with a cache
-		cache := filepath.Join(rootfs, ".cache")
-		if err := os.Mkdir(cache, 0o755); err != nil {
+		if err := os.Mkdir(filepath.Join(rootfs, ".cache"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := Precompile(context.Background(), cache, growModule(4)); err != nil {
+		entry, err := CacheModule(context.Background(), filepath.Join(t.TempDir(), "wasm"), growModule(4), nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		// hello is needed too; rather than compile it again, take it from the shared cache (where
-		// running it once puts it), as a host would ship a cache it filled earlier.
-		run(t, newRuntime(t, rootfs, nil), enclave.Process{Path: "/app/hello.wasm"}, nil)
-		copyDir(t, sharedCacheDir, cache)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestReadOnlyCacheInsideRootfs$", "-test.v")
-		cmd.Env = append(os.Environ(), "WASM_TEST_RO_CACHE="+rootfs)
+		cmd.Env = append(os.Environ(), "WASM_TEST_RO_CACHE="+rootfs, "WASM_TEST_RO_ENTRY="+entry)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "--- PASS: TestReadOnlyCacheInsideRootfs") {
@@ -183,13 +161,18 @@ func TestReadOnlyCacheInsideRootfs(t *testing.T) {
 
 	rootfs := os.Getenv("WASM_TEST_RO_CACHE")
 	cache := filepath.Join(rootfs, ".cache")
-	if err := unix.Mount(cache, cache, "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(os.Getenv("WASM_TEST_RO_ENTRY"), cache, "", unix.MS_BIND, ""); err != nil {
 		t.Fatalf("bind mount: %v", err)
 	}
 	if err := unix.Mount("", cache, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 		t.Fatalf("remount read-only: %v", err)
 	}
 	before := snapshotCache(t, cache)
+	if c, ro, err := openCache(cache, rootfs); err != nil || c == nil || !ro {
+		t.Fatalf("openCache of a verified read-only entry: %v %v %v; want it used, read-only", c, ro, err)
+	} else {
+		c.Close(context.Background())
+	}
 	rt := newRuntime(t, rootfs, func(c *enclave.Config) { c.CacheDir = cache })
 	if got := run(t, rt, enclave.Process{Path: "/app/grow.wasm"}, nil); got.status != 0 {
 		t.Errorf("precompiled module: %+v", got)
@@ -204,7 +187,73 @@ func TestReadOnlyCacheInsideRootfs(t *testing.T) {
 		t.Errorf("guest write into the cache: %+v", got)
 	}
 	sameCache(t, "read-only cache", before, snapshotCache(t, cache))
-	if len(before) < 2 {
-		t.Errorf("the read-only cache holds %d modules, want grow's and hello's at least", len(before))
+	if len(before) != 2 {
+		t.Errorf("the entry holds %d files, want grow's compiled code and the manifest: %v", len(before), before)
+	}
+}
+
+// poisonEntry rewrites the native code of the wazero cache file in entry with int3 instructions
+// and fixes the CRC-32 wazero checks, so that wazero alone would load it and trap in it.
+func poisonEntry(t *testing.T, entry string) {
+	t.Helper()
+	var code string
+	for name := range snapshotCache(t, entry) {
+		if strings.HasPrefix(name, "wazero-") {
+			code = filepath.Join(entry, name)
+		}
+	}
+	b, err := os.ReadFile(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 6
+	off += 1 + int(b[off])
+	off += 4 + 8*int(binary.LittleEndian.Uint32(b[off:]))
+	n := int(binary.LittleEndian.Uint64(b[off:]))
+	off += 8
+	for i := off; i < off+n; i++ {
+		b[i] = 0xcc
+	}
+	binary.LittleEndian.PutUint32(b[off+n:], crc32.Checksum(b[off:off+n], crc32.MakeTable(crc32.Castagnoli)))
+	if err := os.WriteFile(code, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestModifiedCacheEntryNotUsed: code loaded from an entry that no longer matches its manifest
+// (damaged on disk, or rewritten after rune prepared it, even after Init) is dropped before it
+// runs; the runtime compiles the module itself and stops using the cache. Without the check the
+// poisoned code (CRC-32 fixed) would trap this test process.
+func TestModifiedCacheEntryNotUsed(t *testing.T) {
+	rootfs := newRootfs(t)
+	writeFile(t, filepath.Join(rootfs, "app", "grow.wasm"), growModule(6))
+	entry, err := CacheModule(context.Background(), filepath.Join(t.TempDir(), "wasm"), growModule(6), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := newRuntime(t, rootfs, func(c *enclave.Config) { c.CacheDir = entry })
+	poisonEntry(t, entry) // after Init: as between rune create and start
+	if got := run(t, rt, enclave.Process{Path: "/app/grow.wasm"}, nil); got.status != 0 {
+		t.Errorf("module with a poisoned entry: %+v", got)
+	}
+	if !rt.cacheDistrusted {
+		t.Errorf("the runtime still trusts the poisoned entry")
+	}
+	if got := run(t, rt, enclave.Process{Path: "/app/grow.wasm"}, nil); got.status != 0 {
+		t.Errorf("second run: %+v", got)
+	}
+}
+
+// TestCacheModuleValidates: an invalid module never gets an entry.
+func TestCacheModuleValidates(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "wasm")
+	for _, bad := range [][]byte{[]byte("not wasm"), importModule("env", "f")} {
+		if _, err := CacheModule(context.Background(), root, bad, nil); err == nil || !strings.HasPrefix(err.Error(), "invalid wasm module: ") {
+			t.Errorf("CacheModule of an invalid module: %v", err)
+		}
+	}
+	es, _ := os.ReadDir(filepath.Join(root, CacheBuildID()))
+	if len(es) != 0 {
+		t.Errorf("invalid modules left %v", es)
 	}
 }

@@ -29,10 +29,13 @@ const maxResolveRetries = 64
 // each lookup to the rootfs, race-free, including symlinks the guest itself creates. Operations
 // on a final path component that must not be followed (lstat, unlink, rename, …) act on a parent
 // directory fd resolved the same way.
+//
+// Some of what lies inside the rootfs is not the guest's: see hidden.
 type rootFS struct {
 	experimentalsys.UnimplementedFS
-	dir string
-	fd  int
+	dir    string
+	fd     int
+	hidden *hiddenSet
 }
 
 // openRootFS opens dir as the guest's root, failing when the kernel cannot confine lookups.
@@ -53,6 +56,10 @@ func openRootFS(dir string) (*rootFS, error) {
 		return nil, fmt.Errorf("open rootfs %s: %w", dir, err)
 	}
 	unix.Close(probe)
+	if r.hidden, err = findHidden(r); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("open rootfs %s: %w", dir, err)
+	}
 	return r, nil
 }
 
@@ -64,8 +71,22 @@ func (r *rootFS) Close() error {
 // String names the host directory, for wazero's error messages.
 func (r *rootFS) String() string { return r.dir }
 
-// open resolves p inside the rootfs and opens it with flags.
+// open resolves p inside the rootfs and opens it with flags. What the guest must not see is
+// reported as absent (ENOENT), whatever path led to it.
 func (r *rootFS) open(p string, flags int, perm uint32) (int, error) {
+	fd, err := r.openRaw(p, flags, perm)
+	if err != nil || r.hidden == nil {
+		return fd, err
+	}
+	if err := r.hidden.check(fd, flags); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// openRaw is open without the hidden check.
+func (r *rootFS) openRaw(p string, flags int, perm uint32) (int, error) {
 	if p == "" {
 		p = "."
 	}
@@ -166,7 +187,11 @@ func (r *rootFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode
 	if err != nil {
 		return nil, experimentalsys.UnwrapOSError(err)
 	}
-	return &rootFile{fd: fd, append: flags&unix.O_APPEND != 0}, 0
+	f := &rootFile{fd: fd, append: flags&unix.O_APPEND != 0}
+	if r.hidden != nil {
+		f.hideName = r.hidden.nameIn(fd)
+	}
+	return f, 0
 }
 
 // Lstat implements experimentalsys.FS.

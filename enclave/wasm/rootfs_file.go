@@ -26,6 +26,9 @@ type rootFile struct {
 	// Directory listing state: entries decoded from getdents64 but not yet returned.
 	pending []experimentalsys.Dirent
 	dirEOF  bool
+	// hideName, when set, is an entry of this directory the listing leaves out (rune's directory
+	// in /dev, which the guest cannot open either).
+	hideName string
 }
 
 // direntHeaderSize is the fixed part of struct linux_dirent64: d_ino, d_off, d_reclen, d_type.
@@ -239,7 +242,7 @@ func (f *rootFile) fillDirents(buf []byte) experimentalsys.Errno {
 			}
 		}
 		rec = rec[reclen:]
-		if s := string(name); s != "." && s != ".." && s != "" {
+		if s := string(name); s != "." && s != ".." && s != "" && s != f.hideName {
 			mode, ok := direntType(typ)
 			if !ok {
 				var st unix.Stat_t

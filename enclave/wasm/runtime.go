@@ -6,7 +6,9 @@
 // attestation evidence.
 //
 // It must never let a guest reach a file outside the rootfs (every path is resolved by the kernel
-// with openat2 RESOLVE_IN_ROOT), nor load compiled code from a cache the guest could write.
+// with openat2 RESOLVE_IN_ROOT) or rune's files inside it (/dev/.rune, the runelet's /proc
+// entries), nor load compiled code from a cache the guest could write or whose files do not match
+// the digests rune recorded (package codecache).
 package wasm
 
 import (
@@ -24,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
 )
 
 func init() {
@@ -45,8 +48,14 @@ type Runtime struct {
 
 	cache         wazero.CompilationCache
 	cacheReadOnly bool
+	// cacheEntry is the cache directory when it is an entry of rune's code cache: code loaded
+	// from it counts only once the entry's files are seen to match its manifest after the load.
+	// cacheDistrusted is set when they did not: the cache is not used again.
+	cacheEntry      string
+	cacheDistrusted bool
 	// primary uses the compilation cache when there is one. fallback (no cache) is made only when
-	// a read-only cache lacks a module: wazero fails a compile whose result it cannot store.
+	// a read-only cache lacks a module (wazero fails a compile whose result it cannot store) or is
+	// distrusted.
 	primary, fallback *engine
 
 	evidenceMu sync.RWMutex
@@ -116,6 +125,9 @@ func (r *Runtime) Init(ctx context.Context, cfg enclave.Config) error {
 		return fmt.Errorf("builtin:wasm: %w", err)
 	}
 	r.cfg, r.args, r.rootfs, r.cache, r.cacheReadOnly = cfg, args, root, cache, readOnly
+	if cache != nil && codecache.HasManifest(cfg.CacheDir) {
+		r.cacheEntry = cfg.CacheDir
+	}
 	r.primary, err = r.newEngine(ctx, cache)
 	if err != nil {
 		r.closeLocked(ctx)
@@ -127,8 +139,10 @@ func (r *Runtime) Init(ctx context.Context, cfg enclave.Config) error {
 
 // openCache opens the compilation cache at dir ("" means none). A cache holds native code the
 // runtime executes, so a cache the guest could write would let it run code outside the wasm
-// sandbox: a cache inside the rootfs must be read-only (rune fills it with Precompile on the
-// host and mounts it read-only). A read-only cache that was never filled is simply not used.
+// sandbox: a cache inside the rootfs must be read-only. rune hands the runelet one entry of its
+// host code cache (package codecache), read-only; compile checks such an entry against its
+// manifest each time it loaded code from it (see Runtime.cacheEntry). Any other read-only
+// directory is not used: nothing says its code is what it seems.
 func openCache(dir, rootfs string) (cache wazero.CompilationCache, readOnly bool, err error) {
 	if dir == "" {
 		return nil, false, nil
@@ -144,8 +158,11 @@ func openCache(dir, rootfs string) (cache wazero.CompilationCache, readOnly bool
 	}
 	if inside && writable {
 		return nil, false, fmt.Errorf("compilation cache %s is inside the rootfs %s and writable: a workload could plant "+
-			"native code in it; fill it on the host with wasm.Precompile and mount it read-only, or place it outside the rootfs",
+			"native code in it; fill it on the host with wasm.CacheModule and mount it read-only, or place it outside the rootfs",
 			dir, rootfs)
+	}
+	if !writable && !codecache.HasManifest(dir) {
+		return nil, true, nil
 	}
 	cache, err = wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
@@ -229,8 +246,20 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 		return nil, nil, fmt.Errorf("invalid wasm module: %w", err)
 	}
 	e := r.primary
-	cm, err := e.rt.CompileModule(ctx, wasmBytes)
-	if err != nil && r.cache != nil && r.cacheReadOnly {
+	var cm wazero.CompiledModule
+	err := errCacheDistrusted
+	if !r.cacheDistrusted {
+		cm, err = e.rt.CompileModule(ctx, wasmBytes)
+	}
+	if err == nil && r.cacheEntry != "" {
+		// wazero reads the entry by path and checks only a CRC-32: what it loaded counts only if
+		// the entry still matches its manifest now, after the load. Nothing of it has run yet.
+		if verr := codecache.Verify(r.cacheEntry); verr != nil {
+			cm.Close(ctx)
+			r.cacheDistrusted, err = true, verr
+		}
+	}
+	if err != nil && r.cache != nil && (r.cacheReadOnly || r.cacheDistrusted) {
 		if r.fallback == nil {
 			if r.fallback, err = r.newEngine(ctx, nil); err != nil {
 				return nil, nil, err
@@ -249,6 +278,9 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 	e.modules[sum] = cm
 	return e, cm, nil
 }
+
+// errCacheDistrusted stands for a compile the primary engine is no longer trusted with.
+var errCacheDistrusted = errors.New("compilation cache distrusted")
 
 // launch is what Spawn and Measurement derive from a Process.
 type launch struct {

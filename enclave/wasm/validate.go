@@ -145,21 +145,20 @@ func signature(fn api.FunctionDefinition) string {
 }
 
 // Precompile compiles wasmBytes into the compilation cache at cacheDir, so that a builtin:wasm
-// runtime whose Config.CacheDir is cacheDir starts the module without compiling it. rune calls
-// it on the host, before start; the directory can then be handed to the container read-only.
+// runtime whose Config.CacheDir is cacheDir starts the module without compiling it. rune uses
+// CacheModule instead, which keeps one verified entry per module.
 func Precompile(ctx context.Context, cacheDir string, wasmBytes []byte) error {
 	if err := Validate(wasmBytes); err != nil {
 		return err
 	}
-	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
-	if err != nil {
-		return fmt.Errorf("open compilation cache %s: %w", cacheDir, err)
-	}
-	defer cache.Close(ctx)
-	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, 0))
-	defer rt.Close(ctx)
-	if _, err := rt.CompileModule(ctx, wasmBytes); err != nil {
-		return fmt.Errorf("precompile wasm module into %s: %w", cacheDir, err)
-	}
-	return nil
+	return compileInto(ctx, cacheDir, wasmBytes)
+}
+
+func newCompilationCache(dir string) (wazero.CompilationCache, error) {
+	return wazero.NewCompilationCacheWithDir(dir)
+}
+
+// newPlainRuntime is a runtime with runtimeConfig and no host modules: enough to compile.
+func newPlainRuntime(ctx context.Context, cache wazero.CompilationCache) wazero.Runtime {
+	return wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, 0))
 }

@@ -20,11 +20,14 @@
  *                      file is opened)
  *      fail=CALL:ERRNO make CALL return -ERRNO (e.g. fail=pal_exec:5)
  *      crash=CALL      make CALL dereference NULL (a real SIGSEGV)
+ *      hang=CALL       make CALL never return (it waits for signals forever,
+ *                      holding the PAL's lock), as a PAL stuck in its TEE does
  *    Anything else is recorded and ignored, as the skeleton PAL does.
- *    The same three settings can come from the environment, which also
- *    reaches pal_get_version: REFERENCE_PAL_TRACE, REFERENCE_PAL_FAIL,
- *    REFERENCE_PAL_CRASH; and from the build: -DREFERENCE_PAL_FAIL='"CALL:ERRNO"',
- *    -DREFERENCE_PAL_CRASH='"CALL"'. Init args override the environment,
+ *    The same settings can come from the environment, which also reaches
+ *    pal_get_version: REFERENCE_PAL_TRACE, REFERENCE_PAL_FAIL,
+ *    REFERENCE_PAL_CRASH, REFERENCE_PAL_HANG; and from the build:
+ *    -DREFERENCE_PAL_FAIL='"CALL:ERRNO"', -DREFERENCE_PAL_CRASH='"CALL"',
+ *    -DREFERENCE_PAL_HANG='"CALL"'. Init args override the environment,
  *    which overrides the build.
  *  - pal_create_process forks a child that sets up the given stdio and then
  *    waits on a gate; pal_exec opens the gate, the child execve()s path with
@@ -83,6 +86,9 @@
 #ifndef REFERENCE_PAL_CRASH
 #define REFERENCE_PAL_CRASH ""
 #endif
+#ifndef REFERENCE_PAL_HANG
+#define REFERENCE_PAL_HANG ""
+#endif
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -120,6 +126,7 @@ static size_t pending_len;
 static char fail_call[64];
 static int fail_errno;
 static char crash_call[64];
+static char hang_call[64];
 static int config_loaded;
 static struct proc *procs;
 static size_t nprocs;
@@ -226,6 +233,11 @@ static void set_crash(const char *call)
 	snprintf(crash_call, sizeof(crash_call), "%s", call);
 }
 
+static void set_hang(const char *call)
+{
+	snprintf(hang_call, sizeof(hang_call), "%s", call);
+}
+
 static int open_trace(const char *path);
 
 /* Called with lock held. */
@@ -238,12 +250,17 @@ static void load_config(void)
 		set_fail(REFERENCE_PAL_FAIL);
 	if (REFERENCE_PAL_CRASH[0])
 		set_crash(REFERENCE_PAL_CRASH);
+	if (REFERENCE_PAL_HANG[0])
+		set_hang(REFERENCE_PAL_HANG);
 	const char *v = getenv("REFERENCE_PAL_FAIL");
 	if (v && *v)
 		set_fail(v);
 	v = getenv("REFERENCE_PAL_CRASH");
 	if (v && *v)
 		set_crash(v);
+	v = getenv("REFERENCE_PAL_HANG");
+	if (v && *v)
+		set_hang(v);
 	v = getenv("REFERENCE_PAL_TRACE");
 	if (v && *v)
 		open_trace(v); /* best effort: pal_get_version has no way to say */
@@ -320,6 +337,9 @@ static int enter(struct buf *b)
 	trace_line(b);
 	if (crash_call[0] && !strcmp(name, crash_call))
 		*crash_target = 1; /* SIGSEGV, on purpose */
+	if (hang_call[0] && !strcmp(name, hang_call))
+		for (;;)
+			pause(); /* stuck, on purpose: only SIGKILL ends it */
 	if (fail_call[0] && !strcmp(name, fail_call))
 		return -fail_errno;
 	return 0;
@@ -565,6 +585,8 @@ static int parse_init_args(const char *args)
 			set_fail(opt + 5);
 		else if (!strncmp(opt, "crash=", 6))
 			set_crash(opt + 6);
+		else if (!strncmp(opt, "hang=", 5))
+			set_hang(opt + 5);
 		/* other options are the enclave runtime's business; ignored */
 		if (rc)
 			break;
