@@ -136,8 +136,14 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 	if err != nil {
 		return nil, err
 	}
+	// The directory belongs to the container's user: PID 1 runs as that user and creates its
+	// agent socket here (the read-only parts are mounts on top, which the user cannot change).
+	runDir := []string{"nosuid", "nodev", "noexec", "mode=755", "size=1m"}
+	if u := spec.Process.User; u.UID != 0 || u.GID != 0 {
+		runDir = append(runDir, fmt.Sprintf("uid=%d", u.UID), fmt.Sprintf("gid=%d", u.GID))
+	}
 	mounts := []specs.Mount{
-		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", "mode=755", "size=1m"}},
+		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: runDir},
 		ro,
 	}
 	if o.CacheDir != "" {

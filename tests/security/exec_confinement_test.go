@@ -459,6 +459,18 @@ func TestExecInNonRootEnclave(t *testing.T) {
 			if got := confinement(res.Stdout, id); res.Code != 0 || got["Uid"] != "1000 1000 1000 1000" || got["CapEff"] != "0000000000000000" {
 				t.Errorf("exec in a uid-1000 enclave: %d %v %s", res.Code, got, res.Stderr)
 			}
+			// The workload's own evidence (native: PID 1's agent socket, which PID 1, running as
+			// uid 1000, could not create while /dev/.rune was root's; wasm: the host import).
+			if k.name != "pal" {
+				goos, goarch, prog := "linux", "amd64", "/app/prog"
+				if k.name == "wasm" {
+					goos, goarch, prog = "wasip1", "wasm", "/app/prog.wasm"
+				}
+				copyInto(t, dir, harness.BuildGo(t, "./tests/integration/testdata/enclaveprog", goos, goarch), strings.TrimPrefix(prog, "/"))
+				if res := rune.Run(t, "exec", id, prog, "evidence", "non-root"); res.Code != 0 || strings.TrimSpace(res.Stdout) == "" {
+					t.Errorf("evidence in a uid-1000 enclave: %d %q %s", res.Code, res.Stdout, res.Stderr)
+				}
+			}
 			stop(t, rune, id, dir)
 		})
 	}
