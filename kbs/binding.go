@@ -13,6 +13,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
+
 	"github.com/inclavare-containers/inclavare-go/attestation"
 )
 
@@ -60,6 +62,11 @@ func ParseAttestation(version string, body []byte) (*Attested, error) {
 		return nil, err
 	}
 	a := &Attested{Version: version}
+	// One reading: a member named twice (in any case) would be read as its last copy here and
+	// maybe as its first by a reviewer or another verifier.
+	if err := strictjson.CheckMembers(body); err != nil {
+		return nil, fmt.Errorf("attestation message: %w", err)
+	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, fmt.Errorf("attestation message: %w", err)

@@ -86,6 +86,15 @@ func TestParseGuestComponentsAttestation(t *testing.T) {
 	if _, err := ParseAttestation("0.1.1", []byte(body)); err == nil {
 		t.Fatal("0.1.1 accepted")
 	}
+	// One reading only: members named twice, also in another case, are refused.
+	for _, twice := range []string{
+		strings.Replace(body, `"tee-evidence":`, `"tee-evidence":{},"tee-evidence":`, 1),
+		strings.Replace(body, `"nonce":`, `"NONCE":"x","nonce":`, 1),
+	} {
+		if _, err := ParseAttestation(Version, []byte(twice)); err == nil || !strings.Contains(err.Error(), "twice") && !strings.Contains(err.Error(), "only in case") {
+			t.Fatalf("member named twice: %v", err)
+		}
+	}
 }
 
 func TestJWKChecks(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -165,7 +167,8 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 	n := frameLen(c.buf)
 	data := c.buf[4 : 4+n]
 	c.buf = append([]byte(nil), c.buf[4+n:]...)
-	if err := json.Unmarshal(data, v); err != nil {
+	// Messages come from processes of the container too: one reading only (internal/strictjson).
+	if err := strictjson.Decode(data, v); err != nil {
 		closeAll(files)
 		return nil, fmt.Errorf("decode message: %w", err)
 	}

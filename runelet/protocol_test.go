@@ -64,6 +64,11 @@ func TestRecvRejects(t *testing.T) {
 		"oversized": {0x7f, 0xff, 0xff, 0xff},
 		"not json":  append([]byte{0, 0, 0, 3}, "{x}"...),
 		"truncated": {0, 0, 0, 10, '{'},
+		// One reading only: a container process must not be able to say two things at once.
+		"duplicate op":       append([]byte{0, 0, 0, 30}, `{"op":"evidence","op":"start"}`...),
+		"op in another case": append([]byte{0, 0, 0, 30}, `{"op":"evidence","OP":"start"}`...),
+		"unknown member":     append([]byte{0, 0, 0, 29}, `{"op":"evidence","sudo":true}`...),
+		"trailing data":      append([]byte{0, 0, 0, 19}, `{"op":"evidence"}{}`...),
 	} {
 		t.Run(name, func(t *testing.T) {
 			a, b := socketPair(t)

@@ -34,7 +34,7 @@ func Decode(data []byte, v any) error { return decode(data, v, false) }
 func DecodeLowerCase(data []byte, v any) error { return decode(data, v, true) }
 
 func decode(data []byte, v any, lower bool) error {
-	if err := checkStructure(data, lower); err != nil {
+	if err := checkStructure(data, lower, false); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -56,10 +56,14 @@ func decode(data []byte, v any, lower bool) error {
 // CheckStructure enforces the structural rules of Decode on data without decoding it: valid
 // UTF-8, one top-level value, no null, no member name twice per object (compared with Unicode
 // case folding), bounded nesting.
-func CheckStructure(data []byte) error { return checkStructure(data, false) }
+func CheckStructure(data []byte) error { return checkStructure(data, false, false) }
+
+// CheckMembers is CheckStructure for protocols that use null (another party's, such as
+// trustee's KBS messages): null is allowed, everything else is refused as CheckStructure does.
+func CheckMembers(data []byte) error { return checkStructure(data, false, true) }
 
 // CheckStructureLowerCase is CheckStructure with DecodeLowerCase's rule for member names.
-func CheckStructureLowerCase(data []byte) error { return checkStructure(data, true) }
+func CheckStructureLowerCase(data []byte) error { return checkStructure(data, true, false) }
 
 type jsonFrame struct {
 	object  bool
@@ -70,7 +74,7 @@ type jsonFrame struct {
 }
 
 // checkStructure walks the tokens of data and enforces the rules encoding/json cannot.
-func checkStructure(data []byte, lower bool) error {
+func checkStructure(data []byte, lower, allowNull bool) error {
 	if !utf8.Valid(data) {
 		return errors.New("not valid UTF-8")
 	}
@@ -150,7 +154,10 @@ func checkStructure(data []byte, lower bool) error {
 				return fmt.Errorf("syntax: unexpected %v", t)
 			}
 		case nil:
-			return errors.New("null is not allowed (omit the member instead)")
+			if !allowNull {
+				return errors.New("null is not allowed (omit the member instead)")
+			}
+			valueDone()
 		default:
 			valueDone()
 		}

@@ -146,3 +146,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckMembers: for other parties' protocols that use null (trustee's KBS messages), null
+// passes; members named twice, in any case, do not.
+func TestCheckMembers(t *testing.T) {
+	if err := CheckMembers([]byte(`{"init-data":null,"a":[null]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`{"a":1,"a":2}`, `{"nonce":1,"NONCE":2}`, `{"a":1} x`, "{\"a\":\"\xff\"}"} {
+		if err := CheckMembers([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
