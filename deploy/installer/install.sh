@@ -365,12 +365,17 @@ cleanup() {
 
 run() {
 	install
+	# The trap is in place before readiness is reported, and it stops the sleeper it knows by pid:
+	# nothing of the installer outlives it.
+	sleeper=
+	# ($! as well: a signal between "sleep &" and the assignment finds the sleeper there.)
+	trap 'log "stopping: uninstalling"; rm -f "$READY_FILE"; for p in $sleeper $!; do kill "$p" 2>/dev/null || true; done; cleanup; exit 0' TERM INT
 	: >"$READY_FILE"
-	trap 'log "stopping: uninstalling"; rm -f "$READY_FILE"; kill $! 2>/dev/null || true; cleanup; exit 0' TERM INT
 	log "waiting; deleting this pod uninstalls"
 	while :; do
 		sleep 86400 &
-		wait $! || true
+		sleeper=$!
+		wait "$sleeper" || true
 	done
 }
 
