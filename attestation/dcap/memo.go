@@ -1,13 +1,12 @@
 package dcap
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/internal/memo"
 
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
@@ -22,136 +21,44 @@ import (
 // CRLs given (only a CRL's signature check is remembered), so a revoked certificate is never
 // served from the memo, and neither is anything outside its window.
 
-// maxMemo bounds each table; a full table is emptied (the next verifications refill it).
-const maxMemo = 4096
-
-var memoOn atomic.Bool
-
-func init() { memoOn.Store(true) }
-
 // CacheVerifications turns the memo on or off (it is on by default); off, every verification
-// does every check (for cold benchmarks, and for callers who want no state kept).
-func CacheVerifications(on bool) {
-	memoOn.Store(on)
-	if !on {
-		pemChains.reset()
-		files.reset()
-		pckChains.reset()
-		signers.reset()
-		crlSigs.reset()
-		qeSigs.reset()
-	}
-}
-
-type memoTable[V any] struct {
-	mu sync.Mutex
-	m  map[[32]byte]V
-}
-
-func (t *memoTable[V]) get(k [32]byte) (V, bool) {
-	if !memoOn.Load() {
-		var zero V
-		return zero, false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	v, ok := t.m[k]
-	return v, ok
-}
-
-func (t *memoTable[V]) put(k [32]byte, v V) {
-	if !memoOn.Load() {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= maxMemo {
-		t.m = map[[32]byte]V{}
-	}
-	t.m[k] = v
-}
-
-func (t *memoTable[V]) reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.m = nil
-}
-
-// window is when a remembered check holds.
-type window struct{ from, until time.Time }
-
-func (w window) holds(now time.Time) bool { return !now.Before(w.from) && !now.After(w.until) }
-
-func chainWindow(chain []*x509.Certificate) window {
-	var w window
-	for i, c := range chain {
-		if i == 0 || c.NotBefore.After(w.from) {
-			w.from = c.NotBefore
-		}
-		if i == 0 || c.NotAfter.Before(w.until) {
-			w.until = c.NotAfter
-		}
-	}
-	return w
-}
+// does every check (for cold benchmarks, and for callers who want no state kept). It covers every
+// verifier's memo (internal/memo).
+func CacheVerifications(on bool) { memo.SetEnabled(on) }
 
 type pckMemo struct {
 	pck *verify.PCK
-	w   window
+	w   memo.Window
 }
 
 type signerMemo struct {
 	chain []*x509.Certificate
-	w     window
+	w     memo.Window
 }
 
 var (
-	pemChains memoTable[[]*x509.Certificate]
-	files     memoTable[*abi.Collateral]
-	pckChains memoTable[pckMemo]
-	signers   memoTable[signerMemo]
-	crlSigs   memoTable[bool]
-	qeSigs    memoTable[bool]
+	pemChains = memo.New[[]*x509.Certificate]()
+	files     = memo.New[*abi.Collateral]()
+	pckChains = memo.New[pckMemo]()
+	signers   = memo.New[signerMemo]()
+	crlSigs   = memo.New[bool]()
+	qeSigs    = memo.New[bool]()
 )
 
-// key hashes its parts, each prefixed by its length so that no two inputs collide by framing.
-func key(parts ...[]byte) [32]byte {
-	h := sha256.New()
-	var n [8]byte
-	for _, p := range parts {
-		l := uint64(len(p))
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write(n[:])
-		h.Write(p)
-	}
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
-}
-
 // anchorsKey names the trust anchors beyond the built-in root: results are kept per anchor set.
-func anchorsKey(extra []*x509.Certificate) []byte {
-	parts := make([][]byte, 0, len(extra))
-	for _, c := range extra {
-		parts = append(parts, c.Raw)
-	}
-	k := key(parts...)
-	return k[:]
-}
+func anchorsKey(extra []*x509.Certificate) []byte { return memo.CertsKey(extra) }
 
 // pckChainOf parses a type-5 certification data's PEM chain, remembered by its bytes.
 func pckChainOf(cd abi.CertificationData) ([]*x509.Certificate, error) {
-	k := key([]byte("pem"), []byte{byte(cd.Type)}, cd.Data)
-	if certs, ok := pemChains.get(k); ok {
+	k := memo.Key([]byte("pem"), []byte{byte(cd.Type)}, cd.Data)
+	if certs, ok := pemChains.Get(k); ok {
 		return certs, nil
 	}
 	certs, err := cd.PCKChain()
 	if err != nil {
 		return nil, err
 	}
-	pemChains.put(k, certs)
+	pemChains.Put(k, certs)
 	return certs, nil
 }
 
@@ -159,14 +66,14 @@ func pckChainOf(cd abi.CertificationData) ([]*x509.Certificate, error) {
 func parseCollateral(raw [][]byte) (*abi.Collateral, error) {
 	out := &abi.Collateral{}
 	for i, f := range raw {
-		k := key([]byte("file"), f)
-		c, ok := files.get(k)
+		k := memo.Key([]byte("file"), f)
+		c, ok := files.Get(k)
 		if !ok {
 			var err error
 			if c, err = abi.ParseCollateral([][]byte{f}); err != nil {
 				return nil, fmtFileError(i, err)
 			}
-			files.put(k, c)
+			files.Put(k, c)
 		}
 		out.TCBInfos = append(out.TCBInfos, c.TCBInfos...)
 		out.QEIdentities = append(out.QEIdentities, c.QEIdentities...)
@@ -190,15 +97,15 @@ func pckChain(certs []*x509.Certificate, roots *x509.CertPool, anchors []byte, n
 	for _, c := range certs {
 		parts = append(parts, c.Raw)
 	}
-	k := key(parts...)
-	if m, ok := pckChains.get(k); ok && m.w.holds(now) {
+	k := memo.Key(parts...)
+	if m, ok := pckChains.Get(k); ok && m.w.Holds(now) {
 		return m.pck, nil
 	}
 	pck, err := verify.PCKChain(certs, roots, now)
 	if err != nil {
 		return nil, err
 	}
-	pckChains.put(k, pckMemo{pck: pck, w: chainWindow(pck.Chain)})
+	pckChains.Put(k, pckMemo{pck: pck, w: memo.ChainWindow(pck.Chain)})
 	return pck, nil
 }
 
@@ -210,35 +117,28 @@ func signedBy(raw, sig []byte, issued, next time.Time, certs []*x509.Certificate
 	for _, c := range certs {
 		parts = append(parts, c.Raw)
 	}
-	k := key(parts...)
-	if m, ok := signers.get(k); ok && m.w.holds(now) {
+	k := memo.Key(parts...)
+	if m, ok := signers.Get(k); ok && m.w.Holds(now) {
 		return m.chain, nil
 	}
 	chain, err := check()
 	if err != nil {
 		return nil, err
 	}
-	w := chainWindow(chain)
-	if issued.After(w.from) {
-		w.from = issued
-	}
-	if next.Before(w.until) {
-		w.until = next
-	}
-	signers.put(k, signerMemo{chain: chain, w: w})
+	signers.Put(k, signerMemo{chain: chain, w: memo.ChainWindow(chain).Narrow(issued, next)})
 	return chain, nil
 }
 
 // crlSignature is crl.CheckSignatureFrom(issuer), remembered when it holds.
 func crlSignature(crl *x509.RevocationList, issuer *x509.Certificate) error {
-	k := key([]byte("crl"), crl.Raw, issuer.Raw)
-	if _, ok := crlSigs.get(k); ok {
+	k := memo.Key([]byte("crl"), crl.Raw, issuer.Raw)
+	if _, ok := crlSigs.Get(k); ok {
 		return nil
 	}
 	if err := crl.CheckSignatureFrom(issuer); err != nil {
 		return err
 	}
-	crlSigs.put(k, true)
+	crlSigs.Put(k, true)
 	return nil
 }
 
@@ -249,12 +149,12 @@ func quoteSignatures(signed []byte, sd *abi.SignatureData, pck *verify.PCK) erro
 	if sd == nil || sd.QEReport == nil {
 		return errors.New("quote has no QE report")
 	}
-	k := key([]byte("qe"), pck.Certificate.Raw, sd.QEReportRaw, sd.QEReportSignature[:])
-	if _, ok := qeSigs.get(k); !ok {
+	k := memo.Key([]byte("qe"), pck.Certificate.Raw, sd.QEReportRaw, sd.QEReportSignature[:])
+	if _, ok := qeSigs.Get(k); !ok {
 		if err := verify.QEReportSignature(sd, pck.Key); err != nil {
 			return err
 		}
-		qeSigs.put(k, true)
+		qeSigs.Put(k, true)
 	}
 	return verify.AttestationKeySignature(signed, sd)
 }

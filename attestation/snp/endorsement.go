@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/memo"
+
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
@@ -179,12 +181,7 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 			roots.AddCert(r)
 		}
 	}
-	chains, err := ek.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: intermediates,
-		CurrentTime:   opts.Time(),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
+	chains, err := verifyChain(ek, line, roots, anchorsOf(builtin, v.lines(), line, opts.AMDRoots), intermediates, opts.Time())
 	if err != nil {
 		return nil, fmt.Errorf("certificate chain to ARK-%s: %w", line, err)
 	}
@@ -218,4 +215,47 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 
 func hasKDSPrefix(id asn1.ObjectIdentifier) bool {
 	return len(id) > len(oidKDS) && id[:len(oidKDS)].Equal(oidKDS)
+}
+
+// chainMemo remembers verified V[CL]EK chains (RSA-4096 signature checks, the bulk of an SNP
+// verification) for their validity window, keyed by the endorsement key certificate, its product
+// line and the trusted ARKs. Revocation is checked at every verification, outside the memo.
+var chainMemo = memo.New[chainMemoEntry]()
+
+type chainMemoEntry struct {
+	chains [][]*x509.Certificate
+	w      memo.Window
+}
+
+// anchorsOf names the ARKs trusted for line: the built-in one (when the line is trusted) and the
+// caller's.
+func anchorsOf(builtin map[string]*productRoots, lines []string, line string, extra []*x509.Certificate) []byte {
+	var arks []*x509.Certificate
+	if slices.Contains(lines, line) {
+		arks = append(arks, builtin[line].ark)
+	}
+	return memo.CertsKey(append(arks, extra...))
+}
+
+func verifyChain(ek *x509.Certificate, line string, roots *x509.CertPool, anchors []byte, intermediates *x509.CertPool, now time.Time) ([][]*x509.Certificate, error) {
+	k := memo.Key([]byte("snp-chain"), []byte(line), anchors, ek.Raw)
+	if m, ok := chainMemo.Get(k); ok && m.w.Holds(now) {
+		return m.chains, nil
+	}
+	chains, err := ek.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: intermediates,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := memo.ChainWindow(chains[0])
+	for _, c := range chains[1:] {
+		cw := memo.ChainWindow(c)
+		w = w.Narrow(cw.From, cw.Until)
+	}
+	chainMemo.Put(k, chainMemoEntry{chains: chains, w: w})
+	return chains, nil
 }

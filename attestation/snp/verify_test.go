@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/memo"
+
 	"github.com/google/go-sev-guest/abi"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/verify"
@@ -584,7 +586,20 @@ func FuzzParseEvidence(f *testing.F) {
 	})
 }
 
+// BenchmarkVerifySNP does every check every time (the verification memo off).
 func BenchmarkVerifySNP(b *testing.B) {
+	memo.SetEnabled(false)
+	defer memo.SetEnabled(true)
+	benchmarkVerifySNP(b)
+}
+
+// BenchmarkVerifySNPWarmCache is a long-lived verifier seeing a known chip again: the VCEK chain
+// (RSA-4096 checks) comes from the memo; the report's own signature is checked.
+func BenchmarkVerifySNPWarmCache(b *testing.B) {
+	benchmarkVerifySNP(b)
+}
+
+func benchmarkVerifySNP(b *testing.B) {
 	s := loadSample(b)
 	v := &Verifier{}
 	opts := attestation.Options{Now: sampleTime, Collateral: [][]byte{s.vcekDER}}
@@ -596,6 +611,30 @@ func BenchmarkVerifySNP(b *testing.B) {
 		if _, err := v.Verify(context.Background(), s.report, opts); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestChainMemoNeverServesWhatNoLongerHolds: after a warm verification, a later time past the
+// VCEK's validity and a verifier that no longer trusts the line's ARK both fail as without the memo.
+func TestChainMemoNeverServesWhatNoLongerHolds(t *testing.T) {
+	s := loadSample(t)
+	opts := attestation.Options{Now: sampleTime, Collateral: [][]byte{s.vcekDER}}
+	for range 2 {
+		if _, err := (&Verifier{}).Verify(context.Background(), s.report, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vcek, err := x509.ParseCertificate(s.vcekDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := opts
+	late.Now = vcek.NotAfter.Add(time.Second)
+	if _, err := (&Verifier{}).Verify(context.Background(), s.report, late); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("after the VCEK expired: %v", err)
+	}
+	if _, err := (&Verifier{ProductLines: []string{"Genoa"}}).Verify(context.Background(), s.report, opts); err == nil {
+		t.Fatal("a verifier that does not trust ARK-Milan accepted the warmed chain")
 	}
 }
 

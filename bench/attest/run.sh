@@ -101,7 +101,8 @@ while read -r name ns; do
 	VerifyTDXv4WarmCache) note="ours, warm: a known platform again" ;;
 	VerifyTDXv4NoCollateral) note="ours, same work as the next row" ;;
 	GoTDXGuestVerifyTDXv4NoCollateral) note="go-tdx-guest v0.3.1 verify.RawTdxQuote, same quote and time" ;;
-	VerifySNP) note="ours: report signature, VCEK -> ASK -> ARK (Milan)" ;;
+	VerifySNP) note="ours, cold: report signature, VCEK -> ASK -> ARK (Milan)" ;;
+	VerifySNPWarmCache) note="ours, warm: a known chip again (the report's own signature is new)" ;;
 	GoSevGuestVerify) note="go-sev-guest v0.15.0 verify.SnpAttestation, same report, VCEK, roots" ;;
 	VerifySim) note="sim evidence (two ECDSA P-256 verifications)" ;;
 	*) note="" ;;

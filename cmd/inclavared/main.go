@@ -5,13 +5,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/internal/climain"
 
 	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
 
@@ -59,21 +60,10 @@ Print the measurement a host-side sim inclavared endorses itself with (for polic
 		cli.BoolFlag{Name: "debug", Usage: "log every connection problem"},
 	}, verifyflags.Flags...)
 	app.Action = run
-	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
-	app.ExitErrHandler = func(*cli.Context, error) {} // exit codes are decided below
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "inclavared:", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
-	}
+	climain.Run(app)
 }
 
-func usageError(format string, args ...any) error {
-	return cli.NewExitError(fmt.Sprintf(format, args...), 2)
-}
+var usageError = climain.UsageError
 
 func run(c *cli.Context) error {
 	if c.NArg() != 0 {

@@ -10,14 +10,14 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/internal/climain"
 
 	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
 
@@ -54,21 +54,10 @@ tokens are EAR JWTs signed with --token-key (a fresh key, logged, when absent).`
 		cli.Int64Flag{Name: "max-resource-size", Value: verdictd.DefaultMaxResourceSize, Usage: "largest resource file served, in bytes"},
 	}, verifyflags.Flags...)
 	app.Action = run
-	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError("%v", err) }
-	app.ExitErrHandler = func(*cli.Context, error) {} // exit codes are decided below
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "verdictd:", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
-	}
+	climain.Run(app)
 }
 
-func usageError(format string, args ...any) error {
-	return cli.NewExitError(fmt.Sprintf(format, args...), 2)
-}
+var usageError = climain.UsageError
 
 func run(c *cli.Context) error {
 	if c.NArg() != 0 {
