@@ -110,7 +110,7 @@ func (v *Verifier) VerifyEndorsementKey(cert *x509.Certificate, opts attestation
 	if err != nil {
 		return nil, err
 	}
-	intermediates := x509.NewCertPool()
+	intermediates := newCertSet()
 	for _, blob := range opts.Collateral {
 		for _, c := range parseCertBlob(blob) {
 			if c.IsCA {
@@ -131,7 +131,7 @@ func (v *Verifier) VerifyEndorsementKey(cert *x509.Certificate, opts attestation
 
 // checkEndorsementKey checks everything about a VCEK or VLEK (key says which) that does not need
 // a report: format, extensions, product line, chain and revocation.
-func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigner, intermediates *x509.CertPool,
+func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigner, intermediates *certSet,
 	builtin map[string]*productRoots, opts attestation.Options, source string) (*EndorsementKey, error) {
 	if ek.Version != 3 || ek.SignatureAlgorithm != x509.SHA384WithRSAPSS {
 		return nil, fmt.Errorf("not a KDS certificate (version %d, %v; want 3, SHA384-RSAPSS)", ek.Version, ek.SignatureAlgorithm)
@@ -237,14 +237,16 @@ func anchorsOf(builtin map[string]*productRoots, lines []string, line string, ex
 	return memo.CertsKey(append(arks, extra...))
 }
 
-func verifyChain(ek *x509.Certificate, line string, roots *x509.CertPool, anchors []byte, intermediates *x509.CertPool, now time.Time) ([][]*x509.Certificate, error) {
-	k := memo.Key([]byte("snp-chain"), []byte(line), anchors, ek.Raw)
+func verifyChain(ek *x509.Certificate, line string, roots *x509.CertPool, anchors []byte, intermediates *certSet, now time.Time) ([][]*x509.Certificate, error) {
+	// The candidate intermediates are part of the key: without the ASK it was verified through, a
+	// chain must fail as it would cold.
+	k := memo.Key([]byte("snp-chain"), []byte(line), anchors, memo.CertsKey(intermediates.certs), ek.Raw)
 	if m, ok := chainMemo.Get(k); ok && m.w.Holds(now) {
 		return m.chains, nil
 	}
 	chains, err := ek.Verify(x509.VerifyOptions{
 		Roots:         roots,
-		Intermediates: intermediates,
+		Intermediates: intermediates.pool,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
@@ -258,4 +260,18 @@ func verifyChain(ek *x509.Certificate, line string, roots *x509.CertPool, anchor
 	}
 	chainMemo.Put(k, chainMemoEntry{chains: chains, w: w})
 	return chains, nil
+}
+
+// certSet is a pool of candidate intermediates that also remembers its members (for memo keys).
+type certSet struct {
+	pool  *x509.CertPool
+	certs []*x509.Certificate
+}
+
+func newCertSet() *certSet { return &certSet{pool: x509.NewCertPool()} }
+
+// AddCert adds c to the set.
+func (s *certSet) AddCert(c *x509.Certificate) {
+	s.pool.AddCert(c)
+	s.certs = append(s.certs, c)
 }

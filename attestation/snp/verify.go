@@ -77,7 +77,7 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 	}
 	endorsementCN := "SEV-" + key.String()
 	var candidates []*x509.Certificate
-	intermediates := x509.NewCertPool()
+	intermediates := newCertSet()
 	for _, c := range pool {
 		switch {
 		case c.Subject.CommonName == endorsementCN && !c.IsCA:
@@ -123,7 +123,7 @@ func (v *Verifier) lines() []string {
 }
 
 // verifyWith checks the report against one endorsement-key certificate.
-func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source string, intermediates *x509.CertPool,
+func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source string, intermediates *certSet,
 	builtin map[string]*productRoots, opts attestation.Options) (*attestation.Result, error) {
 	ek, err := v.checkEndorsementKey(cert, ev.Signer.SigningKey, intermediates, builtin, opts, source)
 	if err != nil {
