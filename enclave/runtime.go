@@ -37,6 +37,9 @@ type Process struct {
 	Args []string
 	Env  []string
 	Dir  string
+	// Secrets is what of the enclave's broker settings its measurement covers (KBS.Measured):
+	// which broker it trusts and which resource lands where. Empty: no secrets.
+	Secrets []string
 
 	Stdin, Stdout, Stderr *os.File
 

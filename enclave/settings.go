@@ -44,6 +44,8 @@ type Settings struct {
 	Args        []string `json:"args,omitempty"`
 	LogLevel    string   `json:"log_level"`
 	RAType      string   `json:"ra_type,omitempty"`
+	// KBS, when set, is the key broker the enclave's secrets come from.
+	KBS *KBS `json:"kbs,omitempty"`
 }
 
 // Builtin returns the built-in runtime name when RuntimePath is "builtin:<name>".
@@ -57,7 +59,7 @@ func (s *Settings) Builtin() (string, bool) {
 func IsSettingsEnv(kv string) bool {
 	k, _, _ := strings.Cut(kv, "=")
 	switch k {
-	case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType:
+	case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets:
 		return true
 	}
 	return false
@@ -83,13 +85,14 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 	for env, ann := range map[string]string{
 		EnvType: AnnotationType, EnvPath: AnnotationPath, EnvArgs: AnnotationArgs,
 		EnvLogLevel: AnnotationLogLevel, EnvRAType: AnnotationRAType,
+		EnvKBSURL: AnnotationKBSURL, EnvKBSPin: AnnotationKBSPin, EnvKBSCA: AnnotationKBSCA, EnvSecrets: AnnotationSecrets,
 	} {
 		if v, ok := spec.Annotations[ann]; ok && !found[env] {
 			vals[env], found[env] = v, true
 		}
 	}
 	if !found[EnvType] {
-		for _, k := range []string{EnvPath, EnvArgs, EnvLogLevel} {
+		for _, k := range []string{EnvPath, EnvArgs, EnvLogLevel, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets} {
 			if found[k] {
 				return nil, fmt.Errorf("%s is set but %s is not: say which TEE the enclave runs in", k, EnvType)
 			}
@@ -108,6 +111,11 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 	if s.LogLevel == "" {
 		s.LogLevel = "info"
 	}
+	kbs, err := parseKBS(vals)
+	if err != nil {
+		return nil, err
+	}
+	s.KBS = kbs
 	return s, s.Validate()
 }
 
@@ -135,6 +143,14 @@ func (s *Settings) Validate() error {
 		}
 	} else if !strings.HasPrefix(s.RuntimePath, "/") {
 		return fmt.Errorf("%s %q must be an absolute host path of a PAL library", EnvPath, s.RuntimePath)
+	}
+	if s.KBS != nil {
+		if _, builtin := s.Builtin(); !builtin {
+			return errKBSNeedsBuiltin
+		}
+		if err := s.KBS.Validate(); err != nil {
+			return err
+		}
 	}
 	for _, l := range LogLevels {
 		if s.LogLevel == l {

@@ -137,6 +137,16 @@ func execBuiltin(open RuntimeOpener, cfg *ExecConfig, args, env []string, cwd st
 		rt.Destroy()
 		return fail(err)
 	}
+	// The workload's broker resources come through PID 1, which holds the broker session.
+	if h, ok := rt.(ResourceHook); ok {
+		h.SetResourceFunc(func(_ context.Context, id string) ([]byte, error) {
+			resp, err := Resource(AgentSocket, id)
+			if err != nil {
+				return nil, err
+			}
+			return resp.Resource, nil
+		})
+	}
 	// The workload's evidence comes from the enclave's key, which only PID 1 holds.
 	if h, ok := rt.(EvidenceHook); ok {
 		h.SetEvidenceFunc(func(_ context.Context, rd [64]byte) ([]byte, error) {
@@ -274,6 +284,12 @@ func Start(socket string) (*Response, error) {
 // Attest asks the enclave for evidence binding nonce.
 func Attest(socket string, nonce []byte) (*Response, error) {
 	return oneShot(socket, &Request{Op: OpAttest, Nonce: nonce})
+}
+
+// Resource asks the enclave for a resource of its key broker ("<repository>/<type>/<tag>"), as a
+// workload does through the container's agent socket.
+func Resource(socket, id string) (*Response, error) {
+	return oneShot(socket, &Request{Op: OpResource, Resource: id})
 }
 
 // Evidence asks the enclave for evidence over reportData (exactly 64 bytes), as a workload does

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/inclavare-containers/inclavare-go/kbs"
+
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"golang.org/x/sys/unix"
@@ -27,6 +29,12 @@ type EvidenceSource func(ctx context.Context, reportData [attestation.ReportData
 
 // EvidenceOpener makes the EvidenceSource for a config (sim key, configfs-tsm, …).
 type EvidenceOpener func(cfg *Config) (EvidenceSource, error)
+
+// ResourceHook is implemented by runtimes that let the workload fetch its key broker's resources
+// itself (the wasm host import); the runelet connects it to the enclave's broker client.
+type ResourceHook interface {
+	SetResourceFunc(func(ctx context.Context, id string) ([]byte, error))
+}
 
 // EvidenceHook is implemented by runtimes that let the workload ask for evidence itself (the wasm
 // host import); the runelet connects it to the enclave's EvidenceSource.
@@ -44,6 +52,9 @@ type pid1 struct {
 	// reaper is set for runtimes whose every child is known (builtin:native); a PAL waits for the
 	// children it forks itself, and an orphan reaper could take their status from it.
 	reaper *reaper
+
+	// broker is the key broker's client (secrets and resources), made on first use.
+	broker broker
 
 	mu      sync.Mutex
 	started bool
@@ -210,7 +221,7 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 		return err
 	}
 	p.rt = rt
-	entry, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	entry, err := p.entrypoint()
 	if err != nil {
 		rt.Destroy()
 		return err
@@ -235,8 +246,18 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 		if h, ok := rt.(EvidenceHook); ok && ev != nil {
 			h.SetEvidenceFunc(func(ctx context.Context, rd [64]byte) ([]byte, error) { return ev(ctx, rd) })
 		}
+		if h, ok := rt.(ResourceHook); ok && p.cfg.Settings.KBS != nil {
+			h.SetResourceFunc(p.resource)
+		}
 	}
 	return nil
+}
+
+// entrypoint is the container's process, with the broker settings its measurement covers.
+func (p *pid1) entrypoint() (enclave.Process, error) {
+	proc, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	proc.Secrets = p.cfg.Settings.KBS.Measured()
+	return proc, err
 }
 
 // process resolves args[0] as exec(3p) would, in the container's file system.
@@ -369,8 +390,9 @@ func (p *pid1) handle(c *conn, host bool) {
 		return
 	}
 	defer closeAll(files)
-	// The container's socket serves evidence only: anyone in the container may connect to it.
-	allowed := map[string]bool{OpEvidence: true}
+	// The container's socket serves the workload's own evidence and resources: anyone in the
+	// container may connect to it.
+	allowed := map[string]bool{OpEvidence: true, OpResource: true}
 	if host {
 		allowed = map[string]bool{OpReady: true, OpStart: true, OpExec: true, OpAttest: true, OpEvidence: true}
 	}
@@ -407,6 +429,12 @@ func (p *pid1) handle(c *conn, host bool) {
 		var rd [attestation.ReportDataSize]byte
 		copy(rd[:], req.ReportData)
 		_ = c.send(p.evidenceResponse(rd))
+	case OpResource:
+		if err := kbs.CheckResourcePath(req.Resource); err != nil {
+			_ = c.send(&Response{Error: err.Error()})
+			return
+		}
+		_ = c.send(p.resourceResponse(req.Resource))
 	}
 }
 
@@ -420,8 +448,12 @@ func (p *pid1) start() *Response {
 	if p.started {
 		return &Response{Error: "the enclave's entrypoint was already started"}
 	}
-	proc, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	proc, err := p.entrypoint()
 	if err != nil {
+		return &Response{Error: err.Error()}
+	}
+	// The workload's secrets are in place before it runs, or it does not run.
+	if err := p.placeSecrets(); err != nil {
 		return &Response{Error: err.Error()}
 	}
 	entry, err := p.spawn(proc)

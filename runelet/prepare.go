@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
@@ -23,6 +24,9 @@ const StateFile = "enclave.json"
 type Prepared struct {
 	Config Config
 }
+
+// SecretsDirSize bounds each in-memory directory of broker secrets (bytes).
+const SecretsDirSize = 16 << 20
 
 // PrepareOptions are the host facts Prepare needs.
 type PrepareOptions struct {
@@ -138,13 +142,22 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 	}
 	// The directory belongs to the container's user: PID 1 runs as that user and creates its
 	// agent socket here (the read-only parts are mounts on top, which the user cannot change).
-	runDir := []string{"nosuid", "nodev", "noexec", "mode=755", "size=1m"}
-	if u := spec.Process.User; u.UID != 0 || u.GID != 0 {
-		runDir = append(runDir, fmt.Sprintf("uid=%d", u.UID), fmt.Sprintf("gid=%d", u.GID))
+	owner := func(opts ...string) []string {
+		if u := spec.Process.User; u.UID != 0 || u.GID != 0 {
+			opts = append(opts, fmt.Sprintf("uid=%d", u.UID), fmt.Sprintf("gid=%d", u.GID))
+		}
+		return opts
 	}
 	mounts := []specs.Mount{
-		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: runDir},
+		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: owner("nosuid", "nodev", "noexec", "mode=755", "size=1m")},
 		ro,
+	}
+	// Each directory that receives broker secrets is a private, in-memory file system of the
+	// workload's user (its image content, if any, is hidden): the plaintext never touches a disk
+	// the host keeps, and other users of the container cannot read it.
+	for _, d := range s.KBS.SecretDirs() {
+		mounts = append(mounts, specs.Mount{Destination: d, Type: "tmpfs", Source: "tmpfs",
+			Options: owner("nosuid", "nodev", "noexec", "mode=700", "size="+strconv.Itoa(SecretsDirSize))})
 	}
 	if o.CacheDir != "" {
 		p.Config.CacheDir = CacheDir

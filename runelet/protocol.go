@@ -30,6 +30,9 @@ const (
 	OpAttest = "attest"
 	// OpEvidence returns evidence over the caller's 64 bytes of report data (both sockets).
 	OpEvidence = "evidence"
+	// OpResource returns a resource of the enclave's key broker, fetched after attesting to it
+	// (container socket): Resource names it, "<repository>/<type>/<tag>".
+	OpResource = "resource"
 )
 
 // Request is one message to the runelet. It is JSON on a stream socket, one object per message.
@@ -44,6 +47,8 @@ type Request struct {
 	// Nonce (OpAttest, at most 64 bytes) or ReportData (OpEvidence, exactly 64 bytes).
 	Nonce      []byte `json:"nonce,omitempty"`
 	ReportData []byte `json:"report_data,omitempty"`
+	// Resource (OpResource) is "<repository>/<type>/<tag>".
+	Resource string `json:"resource,omitempty"`
 }
 
 // Response is the runelet's answer. An exec connection gets one response when the process started and
@@ -57,6 +62,8 @@ type Response struct {
 	Measurement string `json:"measurement,omitempty"`
 	Evidence    []byte `json:"evidence,omitempty"`
 	ReportData  []byte `json:"report_data,omitempty"`
+	// Resource is the plaintext of an OpResource request.
+	Resource []byte `json:"resource,omitempty"`
 }
 
 // maxMessage bounds a message so a confused or hostile peer cannot make the runelet allocate without

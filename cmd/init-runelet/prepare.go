@@ -60,7 +60,7 @@ func (p *phases) enter(phase string) {
 
 func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *phases) error {
 	s := req.Settings
-	p := enclave.Process{Path: req.Path, Args: req.Launch.Args, Env: req.Launch.Env, Dir: req.Launch.Cwd}
+	p := enclave.Process{Path: req.Path, Args: req.Launch.Args, Env: req.Launch.Env, Dir: req.Launch.Cwd, Secrets: s.KBS.Measured()}
 	cfg := enclave.Config{Type: s.Type, RuntimePath: s.RuntimePath, Args: s.Args, LogLevel: s.LogLevel, Rootfs: req.Rootfs}
 	name, builtin := s.Builtin()
 	var err error

@@ -18,6 +18,8 @@ type Launch struct {
 	Env []string
 	// Dir is the working directory; "" means "/".
 	Dir string
+	// Secrets are the measured broker settings (enclave.KBS.Measured); none: the field is absent.
+	Secrets []string
 }
 
 // Measure returns the hex SHA-256 measurement of the executable exe started with launch, as
@@ -50,6 +52,10 @@ func Measure(exe []byte, launch Launch) string {
 	list(launch.Env)
 	str("dir")
 	str(dir)
+	if len(launch.Secrets) > 0 {
+		str("secrets")
+		list(launch.Secrets)
+	}
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:])
 }

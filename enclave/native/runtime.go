@@ -104,7 +104,7 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("builtin:native: %w", err)
 	}
-	return &launch{exePath: res.Path, Launch: Launch{Args: res.Args, Env: p.Env, Dir: res.Dir}}, nil
+	return &launch{exePath: res.Path, Launch: Launch{Args: res.Args, Env: p.Env, Dir: res.Dir, Secrets: p.Secrets}}, nil
 }
 
 // executable reads the regular file the process would execute.

@@ -29,20 +29,35 @@ const (
 	errnoRange   = 68 // out_cap is too small; *out_len holds the size needed
 )
 
-// instantiateEvidenceModule adds the "inclavare" host module to rt. hook is read on each call,
-// so the runelet may set the EvidenceFunc after Init.
-func instantiateEvidenceModule(ctx context.Context, rt wazero.Runtime, hook func() EvidenceFunc) error {
+// hostHooks are what the "inclavare" host module calls; each is read on every call, so the runelet
+// may set them after Init.
+type hostHooks struct {
+	evidence func() EvidenceFunc
+	resource func() ResourceFunc
+}
+
+// instantiateEvidenceModule adds the "inclavare" host module to rt: get_evidence and get_resource.
+func instantiateEvidenceModule(ctx context.Context, rt wazero.Runtime, hooks hostHooks) error {
 	i32 := api.ValueTypeI32
 	_, err := rt.NewHostModuleBuilder(evidenceModuleName).
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			stack[0] = uint64(getEvidence(ctx, mod.Memory(), hook(),
+			stack[0] = uint64(getEvidence(ctx, mod.Memory(), hooks.evidence(),
 				api.DecodeU32(stack[0]), api.DecodeU32(stack[1]), api.DecodeU32(stack[2]),
 				api.DecodeU32(stack[3]), api.DecodeU32(stack[4])))
 		}), []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("report_data_ptr", "report_data_len", "out_ptr", "out_cap", "out_len_ptr").
 		WithResultNames("errno").
 		Export(evidenceFunctionName).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			stack[0] = uint64(getResource(ctx, mod.Memory(), hooks.resource(),
+				api.DecodeU32(stack[0]), api.DecodeU32(stack[1]), api.DecodeU32(stack[2]),
+				api.DecodeU32(stack[3]), api.DecodeU32(stack[4])))
+		}), []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("id_ptr", "id_len", "out_ptr", "out_cap", "out_len_ptr").
+		WithResultNames("errno").
+		Export(resourceFunctionName).
 		Instantiate(ctx)
 	return err
 }
@@ -75,16 +90,21 @@ func getEvidence(ctx context.Context, mem api.Memory, hook EvidenceFunc, rdPtr, 
 	if err != nil {
 		return errnoIO
 	}
-	if uint64(len(evidence)) > uint64(^uint32(0)) {
+	return writeOut(mem, evidence, outPtr, outCap, outLenPtr)
+}
+
+// writeOut stores data's length at outLenPtr and, when it fits in outCap, data at outPtr.
+func writeOut(mem api.Memory, data []byte, outPtr, outCap, outLenPtr uint32) uint32 {
+	if uint64(len(data)) > uint64(^uint32(0)) {
 		return errnoIO
 	}
-	if !mem.WriteUint32Le(outLenPtr, uint32(len(evidence))) {
+	if !mem.WriteUint32Le(outLenPtr, uint32(len(data))) {
 		return errnoFault
 	}
-	if uint32(len(evidence)) > outCap {
+	if uint32(len(data)) > outCap {
 		return errnoRange
 	}
-	if !mem.Write(outPtr, evidence) {
+	if !mem.Write(outPtr, data) {
 		return errnoFault
 	}
 	return errnoSuccess

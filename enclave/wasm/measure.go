@@ -23,6 +23,8 @@ type Launch struct {
 	Dir string
 	// MemoryLimit is the cap on each linear memory in bytes; 0 means the wasm maximum (4 GiB).
 	MemoryLimit uint64
+	// Secrets are the measured broker settings (enclave.KBS.Measured); none: the field is absent.
+	Secrets []string
 }
 
 // Measure returns the hex SHA-256 measurement of module started with launch, as defined in
@@ -46,6 +48,9 @@ func Measure(module []byte, launch Launch) string {
 	e.field("env").list(GuestEnv(launch.Env))
 	e.field("dir").str(dir)
 	e.field("memory-limit").u64(limit)
+	if len(launch.Secrets) > 0 {
+		e.field("secrets").list(launch.Secrets)
+	}
 	sum := sha256.Sum256(e.buf)
 	return hex.EncodeToString(sum[:])
 }

@@ -60,6 +60,7 @@ type Runtime struct {
 
 	evidenceMu sync.RWMutex
 	evidence   EvidenceFunc
+	resource   ResourceFunc
 
 	procs map[*process]struct{}
 }
@@ -217,7 +218,7 @@ func evalExisting(p string) (string, error) {
 
 func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) (*engine, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, r.args.memoryLimitPages))
-	if err := instantiateHostModules(ctx, rt, r.evidenceFunc); err != nil {
+	if err := instantiateHostModules(ctx, rt, hostHooks{evidence: r.evidenceFunc, resource: r.resourceFunc}); err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
@@ -322,6 +323,7 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 			Env:         slices.Clone(p.Env),
 			Dir:         p.Dir,
 			MemoryLimit: uint64(r.args.memoryLimitPages) * pageSize,
+			Secrets:     slices.Clone(p.Secrets),
 		},
 	}, nil
 }

@@ -30,11 +30,11 @@ func runtimeConfig(cache wazero.CompilationCache, memoryLimitPages uint32) wazer
 }
 
 // instantiateHostModules adds everything a builtin:wasm guest may import.
-func instantiateHostModules(ctx context.Context, rt wazero.Runtime, hook func() EvidenceFunc) error {
+func instantiateHostModules(ctx context.Context, rt wazero.Runtime, hooks hostHooks) error {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return fmt.Errorf("instantiate %s: %w", wasi_snapshot_preview1.ModuleName, err)
 	}
-	if err := instantiateEvidenceModule(ctx, rt, hook); err != nil {
+	if err := instantiateEvidenceModule(ctx, rt, hooks); err != nil {
 		return fmt.Errorf("instantiate %s: %w", evidenceModuleName, err)
 	}
 	return nil
@@ -53,7 +53,8 @@ func validatorRuntime() (wazero.Runtime, map[[2]string]api.FunctionDefinition, e
 	validator.once.Do(func() {
 		ctx := context.Background()
 		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-		if err := instantiateHostModules(ctx, rt, func() EvidenceFunc { return nil }); err != nil {
+		none := hostHooks{evidence: func() EvidenceFunc { return nil }, resource: func() ResourceFunc { return nil }}
+		if err := instantiateHostModules(ctx, rt, none); err != nil {
 			validator.err = err
 			return
 		}
@@ -115,8 +116,8 @@ func checkCommand(cm wazero.CompiledModule) error {
 		module, name, _ := fn.Import()
 		want, ok := provided[[2]string{module, name}]
 		if !ok {
-			return fmt.Errorf("imports function %s.%s, which builtin:wasm does not provide (it provides %s and %s.%s)",
-				module, name, wasi_snapshot_preview1.ModuleName, evidenceModuleName, evidenceFunctionName)
+			return fmt.Errorf("imports function %s.%s, which builtin:wasm does not provide (it provides %s, %s.%s and %s.%s)",
+				module, name, wasi_snapshot_preview1.ModuleName, evidenceModuleName, evidenceFunctionName, evidenceModuleName, resourceFunctionName)
 		}
 		if !slices.Equal(fn.ParamTypes(), want.ParamTypes()) || !slices.Equal(fn.ResultTypes(), want.ResultTypes()) {
 			return fmt.Errorf("imports function %s.%s as %s, but it is %s", module, name, signature(fn), signature(want))

@@ -1,6 +1,7 @@
 package security
 
 import (
+	"crypto/tls"
 	"bufio"
 	"context"
 	"crypto/x509"
@@ -61,6 +62,12 @@ type kbsSetup struct {
 	flags     []string
 	// untrustedSim: the enclave's platform is not among --sim-root (another platform is).
 	untrustedSim bool
+	// simRootPEM, when set, is the --sim-root instead (rune's platform, for enclave containers).
+	simRootPEM []byte
+	// listen, when set, is the address to serve on instead of a free loopback port.
+	listen string
+	// identity, when set, is the broker's TLS identity (its pin known beforehand).
+	identity *tls.Certificate
 }
 
 func kbsVerdictdBinary(t *testing.T) string {
@@ -82,6 +89,9 @@ func kbsStart(t *testing.T, s kbsSetup) *kbsBroker {
 		platform, _, _ = simtest.Enclave(t, "other", "native")
 	}
 	tc, cert := verdictdtest.TLSIdentity(t)
+	if s.identity != nil {
+		tc, cert = *s.identity, s.identity.Leaf
+	}
 	certPEM, keyPEM := verdictdtest.PEM(t, tc)
 	b := &kbsBroker{pin: kbs.PinOf(cert), cert: cert, dir: filepath.Join(dir, "resources"), enclave: key, measure: m, done: make(chan struct{})}
 	b.tls.cert, b.tls.key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -95,7 +105,11 @@ func kbsStart(t *testing.T, s kbsSetup) *kbsBroker {
 	}
 	write(b.tls.cert, certPEM)
 	write(b.tls.key, keyPEM)
-	write(filepath.Join(dir, "sim.pem"), platform.CertificatePEM())
+	simRoot := platform.CertificatePEM()
+	if s.simRootPEM != nil {
+		simRoot = s.simRootPEM
+	}
+	write(filepath.Join(dir, "sim.pem"), simRoot)
 	write(filepath.Join(dir, "policy.json"), []byte(s.policies(m)))
 	if s.resources == nil {
 		s.resources = map[string]string{"repo/key/db": kbsSecret}
@@ -106,7 +120,11 @@ func kbsStart(t *testing.T, s kbsSetup) *kbsBroker {
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--listen", "127.0.0.1:0", "--tls-cert", b.tls.cert, "--tls-key", b.tls.key,
+	listen := "127.0.0.1:0"
+	if s.listen != "" {
+		listen = s.listen
+	}
+	args := append([]string{"--listen", listen, "--tls-cert", b.tls.cert, "--tls-key", b.tls.key,
 		"--policy", filepath.Join(dir, "policy.json"), "--resources", b.dir, "--sim-root", filepath.Join(dir, "sim.pem")}, s.flags...)
 	b.cmd = exec.Command(kbsVerdictdBinary(t), args...)
 	stderr, err := b.cmd.StderrPipe()

@@ -12,3 +12,12 @@ func evidence(rd [64]byte) ([]byte, error) {
 	}
 	return resp.Evidence, nil
 }
+
+// resource asks the runelet for a resource of the enclave's key broker.
+func resource(id string) ([]byte, error) {
+	resp, err := runelet.Resource(runelet.AgentSocket, id)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Resource, nil
+}

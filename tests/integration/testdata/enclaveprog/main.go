@@ -6,9 +6,13 @@
 //	enclaveprog sleep          print "sleeping" and wait until killed
 //	enclaveprog evidence TEXT  print, in hex, evidence whose report data is TEXT (zero-padded to 64
 //	                           bytes), asked of the enclave through the workload's own API
+//	enclaveprog digest PATH    print the SHA-256 of the file at PATH (a secret is never printed)
+//	enclaveprog resource ID    print the SHA-256 of the key broker's resource ID, fetched at run time
+//	                           through the workload's own API
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"strconv"
@@ -43,6 +47,20 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("%x\n", ev)
+	case "digest":
+		b, err := os.ReadFile(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "digest:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%x\n", sha256.Sum256(b))
+	case "resource":
+		b, err := resource(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "resource:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%x\n", sha256.Sum256(b))
 	case "sleep":
 		fmt.Println("sleeping")
 		for {
