@@ -82,12 +82,10 @@ func (k *KBS) Validate() error {
 	case !strings.Contains(k.CA, "-----BEGIN CERTIFICATE-----"):
 		return fmt.Errorf("%s holds no PEM certificate", EnvKBSCA)
 	}
-	if len(k.Secrets) == 0 {
-		return fmt.Errorf("%s is set but %s names no secret", EnvKBSURL, EnvSecrets)
-	}
+	// No secrets is fine: the broker still serves a sealed workload's key and run-time fetches.
 	seen := map[string]bool{}
 	for _, s := range k.Secrets {
-		if err := checkResourceID(s.ID); err != nil {
+		if err := CheckResourceID(s.ID); err != nil {
 			return fmt.Errorf("%s: %w", EnvSecrets, err)
 		}
 		if !path.IsAbs(s.Path) || path.Clean(s.Path) != s.Path || path.Dir(s.Path) == "/" {
@@ -112,19 +110,25 @@ func (k *KBS) Validate() error {
 	return nil
 }
 
-// checkResourceID checks "<repository>/<type>/<tag>" as the broker names resources.
-func checkResourceID(id string) error {
+// CheckResourceID checks "<repository>/<type>/<tag>" as the broker names resources: three
+// components of 1 to 255 bytes of letters, digits, '.', '_' and '-', none starting with '.'
+// (so none is "." or ".." and none can name a hidden file in the broker's resource directory).
+func CheckResourceID(id string) error {
 	parts := strings.Split(id, "/")
 	if len(parts) != 3 {
 		return fmt.Errorf("resource %q: want <repository>/<type>/<tag>", id)
 	}
 	for _, p := range parts {
-		if p == "" || p == "." || p == ".." {
-			return fmt.Errorf("resource %q: empty, . or .. component", id)
+		if p == "" || len(p) > 255 {
+			return fmt.Errorf("resource %q: component %q must be 1 to 255 bytes", id, p)
 		}
-		for _, c := range p {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.", c)) {
-				return fmt.Errorf("resource %q: character %q is not allowed", id, c)
+		if p[0] == '.' {
+			return fmt.Errorf("resource %q: component %q starts with '.'", id, p)
+		}
+		for i := 0; i < len(p); i++ {
+			c := p[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return fmt.Errorf("resource %q: component %q has %q (allowed: letters, digits, '.', '_', '-')", id, p, c)
 			}
 		}
 	}

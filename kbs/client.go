@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // EvidenceFunc produces evidence over 64 bytes of report data (the shape of
@@ -328,34 +329,6 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// CheckResourcePath checks "<repository>/<type>/<tag>": three components of ASCII letters,
-// digits, '.', '_' and '-', none starting with '.', at most 255 bytes each. That rules out "..",
-// hidden files, separators and anything a URL would need to escape.
-func CheckResourcePath(p string) error {
-	parts := strings.Split(p, "/")
-	if len(parts) != 3 {
-		return fmt.Errorf("resource path %q: want <repository>/<type>/<tag>", p)
-	}
-	for _, c := range parts {
-		if err := checkComponent(c); err != nil {
-			return fmt.Errorf("resource path %q: %w", p, err)
-		}
-	}
-	return nil
-}
-
-func checkComponent(c string) error {
-	if c == "" || len(c) > 255 {
-		return fmt.Errorf("component %q must be 1 to 255 bytes", c)
-	}
-	if c[0] == '.' {
-		return fmt.Errorf("component %q starts with '.'", c)
-	}
-	for i := 0; i < len(c); i++ {
-		ch := c[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
-			return fmt.Errorf("component %q has %q (allowed: letters, digits, '.', '_', '-')", c, ch)
-		}
-	}
-	return nil
-}
+// CheckResourcePath checks "<repository>/<type>/<tag>" (enclave.CheckResourceID): that rules
+// out "..", hidden files, separators and anything a URL would need to escape.
+func CheckResourcePath(p string) error { return enclave.CheckResourceID(p) }

@@ -132,12 +132,8 @@ func execBuiltin(open RuntimeOpener, cfg *ExecConfig, args, env []string, cwd st
 		rt.Destroy()
 		return fail(err)
 	}
-	if x, ok := rt.(inPlaceRuntime); ok {
-		err := x.Exec(proc)
-		rt.Destroy()
-		return fail(err)
-	}
-	// The workload's broker resources come through PID 1, which holds the broker session.
+	// The workload's broker resources (and a sealed workload's key) come through PID 1, which
+	// holds the broker session.
 	if h, ok := rt.(ResourceHook); ok {
 		h.SetResourceFunc(func(_ context.Context, id string) ([]byte, error) {
 			resp, err := Resource(AgentSocket, id)
@@ -146,6 +142,11 @@ func execBuiltin(open RuntimeOpener, cfg *ExecConfig, args, env []string, cwd st
 			}
 			return resp.Resource, nil
 		})
+	}
+	if x, ok := rt.(inPlaceRuntime); ok {
+		err := x.Exec(proc)
+		rt.Destroy()
+		return fail(err)
 	}
 	// The workload's evidence comes from the enclave's key, which only PID 1 holds.
 	if h, ok := rt.(EvidenceHook); ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
+	"github.com/inclavare-containers/inclavare-go/sealed"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,6 +74,8 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *pha
 			if resp.CacheEntry, err = prepareWasm(req, ph); err != nil {
 				return err
 			}
+		} else if err := checkSealedEntrypoint(req); err != nil {
+			return err
 		}
 		ph.enter(runelet.PhaseMeasure)
 		rt, berr := enclave.Builtin(name)
@@ -115,6 +118,14 @@ func prepareWasm(req *runelet.PrepareRequest, ph *phases) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if sealed.IsSealed(data) {
+		// Its plaintext is for the enclave only: checked and compiled there, after attestation.
+		f, err := sealed.Parse(data)
+		if err != nil {
+			return "", fmt.Errorf("wasm module %s: %w", req.Path, err)
+		}
+		return "", needBroker(req, f.KeyID)
+	}
 	if req.CacheDir == "" {
 		ph.enter(runelet.PhaseValidate)
 		if err := wasm.Validate(data); err != nil {
@@ -136,29 +147,70 @@ func prepareWasm(req *runelet.PrepareRequest, ph *phases) (string, error) {
 	return entry, nil
 }
 
-// readModule reads the regular file module inside rootfs (resolved by the kernel as if rootfs
-// were "/", so that no symlink of the image leads outside it), refusing one larger than max bytes
-// (0: no cap) from its size before reading it, and reading at most max+1 bytes in case it grows.
-func readModule(rootfs, module string, max int64) ([]byte, error) {
+// checkSealedEntrypoint refuses at create a sealed native entrypoint that could never start.
+func checkSealedEntrypoint(req *runelet.PrepareRequest) error {
+	f, err := openInRoot(req.Rootfs, req.Path)
+	if err != nil {
+		return fmt.Errorf("executable %s: %w", req.Path, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil // measuring it says what is wrong
+	}
+	head := make([]byte, sealed.HeadSize)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return fmt.Errorf("executable %s: %w", req.Path, err)
+	}
+	if !sealed.IsSealed(head[:n]) {
+		return nil
+	}
+	h, _, err := sealed.ParseHeader(head[:n])
+	if err != nil {
+		return fmt.Errorf("executable %s: %w", req.Path, err)
+	}
+	return needBroker(req, h.KeyID)
+}
+
+// needBroker is the error for a workload sealed with keyID in a container without a key broker.
+func needBroker(req *runelet.PrepareRequest, keyID string) error {
+	if req.Settings.KBS != nil {
+		return nil
+	}
+	return fmt.Errorf("%s is sealed with key %s: the enclave fetches that key from the tenant's key broker after attesting, "+
+		"and this container names none (set %s and %s or %s)", req.Path, keyID, enclave.EnvKBSURL, enclave.EnvKBSPin, enclave.EnvKBSCA)
+}
+
+// openInRoot opens the file p inside rootfs, resolved by the kernel as if rootfs were "/", so
+// that no symlink of the image leads outside it.
+func openInRoot(rootfs, p string) (*os.File, error) {
 	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("wasm module %s: rootfs: %w", module, err)
+		return nil, fmt.Errorf("rootfs: %w", err)
 	}
 	defer unix.Close(dir)
 	how := &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	var fd int
 	for i := 0; ; i++ {
-		fd, err = unix.Openat2(dir, module, how)
+		fd, err := unix.Openat2(dir, p, how)
 		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
 			continue
 		}
-		break
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), p), nil
 	}
+}
+
+// readModule reads the regular file module inside rootfs (resolved by the kernel as if rootfs
+// were "/", so that no symlink of the image leads outside it), refusing one larger than max bytes
+// (0: no cap) from its size before reading it, and reading at most max+1 bytes in case it grows.
+func readModule(rootfs, module string, max int64) ([]byte, error) {
+	f, err := openInRoot(rootfs, module)
 	if err != nil {
 		return nil, fmt.Errorf("wasm module %s: %w", module, err)
 	}
-	f := os.NewFile(uintptr(fd), module)
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {

@@ -35,6 +35,15 @@ type Runtime struct {
 	rootfs      string
 	rootFD      int
 	procs       map[*process]struct{}
+	resource    func(ctx context.Context, id string) ([]byte, error)
+}
+
+// SetResourceFunc sets how the runtime fetches the key of a sealed executable from the enclave's
+// key broker (the runelet's, after attesting to it); nil: a sealed executable does not run.
+func (r *Runtime) SetResourceFunc(f func(ctx context.Context, id string) ([]byte, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resource = f
 }
 
 // New returns an uninitialized builtin:native runtime.
@@ -145,26 +154,16 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 // Spawn implements enclave.Runtime: it starts p as a child process, chrooted into the rootfs
 // unless the rootfs is already "/". The child stays in the runelet's process group so that, with
 // a terminal, it is the foreground job and may read from it; signals reach it through Signal.
-func (r *Runtime) Spawn(_ context.Context, p enclave.Process) (enclave.Proc, error) {
+func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, error) {
 	l, err := r.prepare(p)
 	if err != nil {
 		return nil, err
 	}
-	// Fail before fork with a clear error; the kernel checks again at execve.
-	exe, err := r.openInRoot(l.exePath, unix.O_PATH)
+	run, closeRun, err := r.runnable(ctx, l.exePath)
 	if err != nil {
-		return nil, fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+		return nil, err
 	}
-	info, err := exe.Stat()
-	exe.Close()
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
-	case !info.Mode().IsRegular():
-		return nil, fmt.Errorf("builtin:native: executable %s: not a regular file", l.exePath)
-	case info.Mode().Perm()&0o111 == 0:
-		return nil, fmt.Errorf("builtin:native: executable %s: permission denied (no execute bit)", l.exePath)
-	}
+	defer closeRun()
 	dir, err := r.openInRoot(l.Dir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, fmt.Errorf("builtin:native: working directory %s: %w", l.Dir, err)
@@ -201,7 +200,7 @@ func (r *Runtime) Spawn(_ context.Context, p enclave.Process) (enclave.Proc, err
 	if r.destroyed {
 		return nil, errors.New("builtin:native: runtime destroyed")
 	}
-	osProc, err := os.StartProcess(l.exePath, l.Args, attr)
+	osProc, err := os.StartProcess(run, l.Args, attr)
 	if err != nil {
 		return nil, fmt.Errorf("builtin:native: start %s: %w", l.exePath, err)
 	}
@@ -223,19 +222,11 @@ func (r *Runtime) Exec(p enclave.Process) error {
 	if r.rootfs != "/" {
 		return fmt.Errorf("builtin:native: exec in place needs the rootfs to be /, not %s", r.rootfs)
 	}
-	// Fail with a clear error; the kernel checks again at execve.
-	exe, err := r.openInRoot(l.exePath, unix.O_PATH)
+	run, closeRun, err := r.runnable(context.Background(), l.exePath)
 	if err != nil {
-		return fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
+		return err
 	}
-	info, err := exe.Stat()
-	exe.Close()
-	switch {
-	case err != nil:
-		return fmt.Errorf("builtin:native: executable %s: %w", l.exePath, err)
-	case !info.Mode().IsRegular():
-		return fmt.Errorf("builtin:native: executable %s: not a regular file", l.exePath)
-	}
+	defer closeRun()
 	if err := os.Chdir(l.Dir); err != nil {
 		return fmt.Errorf("builtin:native: working directory %s: %w", l.Dir, err)
 	}
@@ -243,7 +234,7 @@ func (r *Runtime) Exec(p enclave.Process) error {
 	if env == nil {
 		env = []string{}
 	}
-	err = unix.Exec(l.exePath, l.Args, env)
+	err = unix.Exec(run, l.Args, env)
 	return fmt.Errorf("builtin:native: exec %s: %w", l.exePath, err)
 }
 

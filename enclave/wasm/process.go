@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
 // TrapExitStatus is the exit status of a guest stopped by a trap (unreachable, out-of-bounds
@@ -48,7 +49,16 @@ func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, e
 	if !st.Mode.IsDir() {
 		return nil, fmt.Errorf("builtin:wasm: working directory %s: not a directory", dir)
 	}
-	eng, cm, err := r.compile(ctx, l.module)
+	code, private := l.module, false
+	if sealed.IsSealed(code) {
+		// Measured as stored; run as opened, compiled only in memory: a compilation cache
+		// would keep native code of the plaintext on the host.
+		if code, err = r.unseal(ctx, code); err != nil {
+			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
+		}
+		private = true
+	}
+	eng, cm, err := r.compile(ctx, code, private)
 	if err != nil {
 		return nil, fmt.Errorf("builtin:wasm: %s: %w", l.modulePath, err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
+	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
 func init() {
@@ -225,8 +226,9 @@ func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) 
 	return &engine{rt: rt, modules: map[[sha256.Size]byte]wazero.CompiledModule{}}, nil
 }
 
-// compile returns the module compiled in one of the runtime's engines, compiling it at most once.
-func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazero.CompiledModule, error) {
+// compile returns the module compiled in one of the runtime's engines, compiling it at most once;
+// a private module (the plaintext of a sealed one) only in the engine without a cache.
+func (r *Runtime) compile(ctx context.Context, wasmBytes []byte, private bool) (*engine, wazero.CompiledModule, error) {
 	sum := sha256.Sum256(wasmBytes)
 	r.compileMu.Lock()
 	defer r.compileMu.Unlock()
@@ -249,7 +251,9 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 	e := r.primary
 	var cm wazero.CompiledModule
 	err := errCacheDistrusted
-	if !r.cacheDistrusted {
+	if private && r.cache != nil {
+		err = errPrivate
+	} else if !r.cacheDistrusted {
 		cm, err = e.rt.CompileModule(ctx, wasmBytes)
 	}
 	if err == nil && r.cacheEntry != "" {
@@ -260,7 +264,7 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 			r.cacheDistrusted, err = true, verr
 		}
 	}
-	if err != nil && r.cache != nil && (r.cacheReadOnly || r.cacheDistrusted) {
+	if err != nil && r.cache != nil && (r.cacheReadOnly || r.cacheDistrusted || err == errPrivate) {
 		if r.fallback == nil {
 			if r.fallback, err = r.newEngine(ctx, nil); err != nil {
 				return nil, nil, err
@@ -280,8 +284,21 @@ func (r *Runtime) compile(ctx context.Context, wasmBytes []byte) (*engine, wazer
 	return e, cm, nil
 }
 
-// errCacheDistrusted stands for a compile the primary engine is no longer trusted with.
-var errCacheDistrusted = errors.New("compilation cache distrusted")
+// errCacheDistrusted stands for a compile the primary engine is no longer trusted with;
+// errPrivate for one it must not see (its cache would store the code).
+var (
+	errCacheDistrusted = errors.New("compilation cache distrusted")
+	errPrivate         = errors.New("private module")
+)
+
+// unseal opens a sealed module with the key fetched through the resource hook.
+func (r *Runtime) unseal(ctx context.Context, data []byte) ([]byte, error) {
+	var key sealed.KeyFunc
+	if fetch := r.resourceFunc(); fetch != nil {
+		key = func(id string) ([]byte, error) { return fetch(ctx, id) }
+	}
+	return sealed.Unseal(data, key)
+}
 
 // launch is what Spawn and Measurement derive from a Process.
 type launch struct {

@@ -1,0 +1,138 @@
+// Command verdict is the tenant's tool for sealed workloads (docs/sealed.md): `verdict keygen`
+// makes a sealing key, `verdict seal` encrypts a wasm module or an executable with it for a key
+// broker resource, and `verdict inspect` prints a sealed file's header. The tenant gives the same
+// key to verdictd as that resource (--resources DIR/<repository>/<type>/<tag>); an enclave gets
+// it only after attesting. Exit status: 0 success, 1 an error, 2 a usage error.
+package main
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli"
+
+	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
+	"github.com/inclavare-containers/inclavare-go/internal/climain"
+	"github.com/inclavare-containers/inclavare-go/sealed"
+)
+
+var version = "0.1.0-dev"
+
+func main() {
+	app := cli.NewApp()
+	app.Name = "verdict"
+	app.Version = version
+	app.Usage = "the tenant's tool for sealed workloads"
+	app.Commands = []cli.Command{
+		{
+			Name:      "keygen",
+			Usage:     "write a fresh 32-byte sealing key (mode 0600)",
+			ArgsUsage: "FILE",
+			Action:    keygen,
+		},
+		{
+			Name:      "seal",
+			Usage:     "encrypt IN (a wasm module, an executable) with the key in --key for the broker resource --key-id",
+			ArgsUsage: "IN OUT",
+			Flags: []cli.Flag{
+				cli.StringFlag{Name: "key-id", Usage: "the key broker resource holding the key, <repository>/<type>/<tag>"},
+				cli.StringFlag{Name: "key", Usage: "file of the raw 32-byte key (the bytes the broker serves)"},
+			},
+			Action: seal,
+		},
+		{
+			Name:      "inspect",
+			Usage:     "print the header of a sealed file as JSON (decrypts nothing)",
+			ArgsUsage: "FILE",
+			Action:    inspect,
+		},
+	}
+	climain.Run(app)
+}
+
+func keygen(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return climain.UsageError("keygen takes one argument, the key file")
+	}
+	key := make([]byte, sealed.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	path := c.Args().First()
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s exists: a key is never overwritten", path)
+	}
+	return atomicfile.Write(path, key, 0o600)
+}
+
+func seal(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return climain.UsageError("seal takes two arguments, IN and OUT")
+	}
+	keyID, keyFile := c.String("key-id"), c.String("key")
+	if keyID == "" || keyFile == "" {
+		return climain.UsageError("seal needs --key-id and --key")
+	}
+	key, err := readFile(keyFile, sealed.KeySize+1)
+	if err != nil {
+		return err
+	}
+	in, out := c.Args().Get(0), c.Args().Get(1)
+	info, err := os.Stat(in)
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", in)
+	}
+	plain, err := readFile(in, sealed.MaxPlaintext+1)
+	if err != nil {
+		return err
+	}
+	if sealed.IsSealed(plain) {
+		return fmt.Errorf("%s is sealed already", in)
+	}
+	data, err := sealed.Seal(plain, key, keyID)
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", in, err)
+	}
+	// The sealed file keeps the permissions (an executable stays executable).
+	return atomicfile.Write(out, data, info.Mode().Perm())
+}
+
+func inspect(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return climain.UsageError("inspect takes one argument, the sealed file")
+	}
+	data, err := readFile(c.Args().First(), int64(sealed.MaxPlaintext+sealed.HeadSize+64))
+	if err != nil {
+		return err
+	}
+	f, err := sealed.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Args().First(), err)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(f.Header)
+}
+
+// readFile reads at most max bytes of path; more is an error.
+func readFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return data, nil
+}

@@ -1,0 +1,90 @@
+package native
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/sealed"
+)
+
+// sealedBusybox writes busybox, sealed with a fresh key for tenant/key/bb, to dir/name.
+func sealedBusybox(t *testing.T, dir, name string) (path string, key []byte) {
+	t.Helper()
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatalf("this test needs a static busybox at %s (Debian package busybox-static): %v", busybox, err)
+	}
+	key = make([]byte, sealed.KeySize)
+	rand.Read(key)
+	data, err := sealed.Seal(bb, key, "tenant/key/bb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, name)
+	writeFile(t, path, data, 0o755)
+	return path, key
+}
+
+// TestSealedExecutable: a sealed executable runs from memory with the key the hook returns, is
+// measured as stored, and does not run without the key (no hook, a refusing hook, a wrong key).
+func TestSealedExecutable(t *testing.T) {
+	exe, key := sealedBusybox(t, t.TempDir(), "app")
+	// Rootfs "/": the runelet's case, and /proc is there.
+	rt := newRuntime(t, "/")
+	p := enclave.Process{Path: exe, Args: []string{"printf", "sealed %s", "ran"}}
+
+	_, err := rt.Spawn(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "ENCLAVE_KBS_URL") || !strings.Contains(err.Error(), "tenant/key/bb") {
+		t.Fatalf("without a key broker: %v", err)
+	}
+	refusal := errors.New("broker: policy denied the resource")
+	rt.SetResourceFunc(func(context.Context, string) ([]byte, error) { return nil, refusal })
+	if _, err = rt.Spawn(context.Background(), p); !errors.Is(err, refusal) {
+		t.Fatalf("with a refusing broker: %v", err)
+	}
+	rt.SetResourceFunc(func(context.Context, string) ([]byte, error) { return make([]byte, sealed.KeySize), nil })
+	if _, err = rt.Spawn(context.Background(), p); err == nil || !strings.Contains(err.Error(), "does not open") {
+		t.Fatalf("with a wrong key: %v", err)
+	}
+
+	var asked string
+	rt.SetResourceFunc(func(_ context.Context, id string) ([]byte, error) { asked = id; return key, nil })
+	got := run(t, rt, p, "")
+	if got.status != 0 || got.stdout != "sealed ran" || asked != "tenant/key/bb" {
+		t.Fatalf("got %+v, key %q asked", got, asked)
+	}
+
+	m, err := rt.Measurement(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := os.ReadFile(exe)
+	plain, _ := os.ReadFile(busybox)
+	launch := Launch{Args: p.Args}
+	if m != Measure(stored, launch) || m == Measure(plain, launch) {
+		t.Fatal("the measurement is not over the sealed file as stored")
+	}
+}
+
+// TestSealedNeedsProc: in a rootfs without /proc a sealed executable cannot run from memory; the
+// error says so, before anything is fetched.
+func TestSealedNeedsProc(t *testing.T) {
+	root := newRootfs(t)
+	_, key := sealedBusybox(t, filepath.Join(root, "bin"), "app")
+	rt := newRuntime(t, root)
+	fetched := false
+	rt.SetResourceFunc(func(context.Context, string) ([]byte, error) { fetched = true; return key, nil })
+	_, err := rt.Spawn(context.Background(), enclave.Process{Path: "/bin/app", Args: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "/proc") {
+		t.Fatalf("got %v", err)
+	}
+	if fetched {
+		t.Fatal("the key was fetched for an executable that cannot run")
+	}
+}
