@@ -1,6 +1,7 @@
-// Command verdict is the tenant's tool for sealed workloads (docs/sealed.md): `verdict keygen`
-// makes a sealing key, `verdict seal` encrypts a wasm module or an executable with it for a key
-// broker resource, and `verdict inspect` prints a sealed file's header. The tenant gives the same
+// Command verdict is the tenant's tool beside verdictd: `verdict keygen` makes a sealing key,
+// `verdict seal` encrypts a wasm module or an executable with it for a key broker resource and
+// `verdict inspect` prints a sealed file's header (docs/sealed.md); `verdict tls-identity` makes
+// verdictd's TLS identity and `verdict pin` prints the pin enclaves trust it by. The tenant gives the same
 // key to verdictd as that resource (--resources DIR/<repository>/<type>/<tag>); an enclave gets
 // it only after attesting. Exit status: 0 success, 1 an error, 2 a usage error.
 package main
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/urfave/cli"
 
@@ -25,7 +27,7 @@ func main() {
 	app := cli.NewApp()
 	app.Name = "verdict"
 	app.Version = version
-	app.Usage = "the tenant's tool for sealed workloads"
+	app.Usage = "the tenant's tool: sealed workloads, the key broker's identity"
 	app.Commands = []cli.Command{
 		{
 			Name:      "keygen",
@@ -42,6 +44,22 @@ func main() {
 				cli.StringFlag{Name: "key", Usage: "file of the raw 32-byte key (the bytes the broker serves)"},
 			},
 			Action: seal,
+		},
+		{
+			Name:      "tls-identity",
+			Usage:     "write a self-signed TLS certificate and key for verdictd and print its pin (ENCLAVE_KBS_PIN)",
+			ArgsUsage: "CERT KEY",
+			Flags: []cli.Flag{
+				cli.StringSliceFlag{Name: "host", Usage: "an IP address or DNS name clients reach verdictd by (repeatable)"},
+				cli.DurationFlag{Name: "validity", Value: 365 * 24 * time.Hour, Usage: "how long the certificate is valid"},
+			},
+			Action: tlsIdentity,
+		},
+		{
+			Name:      "pin",
+			Usage:     "print the pin (ENCLAVE_KBS_PIN) of a broker's PEM certificate",
+			ArgsUsage: "CERT",
+			Action:    pin,
 		},
 		{
 			Name:      "inspect",

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/kbs"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
@@ -110,5 +113,39 @@ func TestRefusals(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(dir, o)); err == nil {
 			t.Errorf("a refused seal left %s behind", o)
 		}
+	}
+}
+
+// TestTLSIdentity: verdictd serves with the identity, and the printed pin is the one verdict pin
+// and the kbs client compute.
+func TestTLSIdentity(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	out, code := verdict("tls-identity", "--host", "127.0.0.1", "--host", "kbs.example", cert, key)
+	if code != 0 || !strings.HasPrefix(out, "sha256:") {
+		t.Fatalf("tls-identity: %d %s", code, out)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if strings.TrimSpace(out) != kbs.PinOf(leaf) || leaf.VerifyHostname("kbs.example") != nil || leaf.VerifyHostname("127.0.0.1") != nil {
+		t.Fatalf("pin %s, certificate names %v %v", out, leaf.DNSNames, leaf.IPAddresses)
+	}
+	if fi, _ := os.Stat(key); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", fi.Mode())
+	}
+	if p, code := verdict("pin", cert); code != 0 || p != out {
+		t.Fatalf("pin: %d %s, want %s", code, p, out)
+	}
+	if msg, code := verdict("tls-identity", "--host", "127.0.0.1", cert, filepath.Join(dir, "k2")); code != 1 || !strings.Contains(msg, "never overwritten") {
+		t.Fatalf("over an identity: %d %s", code, msg)
+	}
+	if msg, code := verdict("tls-identity", cert+"2", key+"2"); code != 2 || !strings.Contains(msg, "--host") {
+		t.Fatalf("without --host: %d %s", code, msg)
+	}
+	if msg, code := verdict("pin", key); code != 1 || !strings.Contains(msg, "no PEM certificate") {
+		t.Fatalf("pin of a key: %d %s", code, msg)
 	}
 }
