@@ -1,7 +1,6 @@
 package security
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,11 +14,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +36,7 @@ const kbsSecret = "tenant-secret-7f3a"
 
 // kbsBroker is a running bin/verdictd.
 type kbsBroker struct {
+	*verdictdtest.Process
 	url     string
 	pin     string
 	cert    *x509.Certificate
@@ -48,11 +45,6 @@ type kbsBroker struct {
 	enclave *sim.EnclaveKey
 	measure string
 	tls     struct{ cert, key string }
-
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs strings.Builder
-	done chan struct{}
 }
 
 type kbsSetup struct {
@@ -83,98 +75,30 @@ func kbsVerdictdBinary(t *testing.T) string {
 
 func kbsStart(t *testing.T, s kbsSetup) *kbsBroker {
 	t.Helper()
-	dir := t.TempDir()
 	platform, key, m := simtest.Enclave(t, "tenant-app", "native")
 	if s.untrustedSim {
 		platform, _, _ = simtest.Enclave(t, "other", "native")
 	}
-	tc, cert := verdictdtest.TLSIdentity(t)
-	if s.identity != nil {
-		tc, cert = *s.identity, s.identity.Leaf
-	}
-	certPEM, keyPEM := verdictdtest.PEM(t, tc)
-	b := &kbsBroker{pin: kbs.PinOf(cert), cert: cert, dir: filepath.Join(dir, "resources"), enclave: key, measure: m, done: make(chan struct{})}
-	b.tls.cert, b.tls.key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	write := func(p string, data []byte) {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(b.tls.cert, certPEM)
-	write(b.tls.key, keyPEM)
 	simRoot := platform.CertificatePEM()
 	if s.simRootPEM != nil {
 		simRoot = s.simRootPEM
 	}
-	write(filepath.Join(dir, "sim.pem"), simRoot)
-	write(filepath.Join(dir, "policy.json"), []byte(s.policies(m)))
 	if s.resources == nil {
 		s.resources = map[string]string{"repo/key/db": kbsSecret}
 	}
-	for p, c := range s.resources {
-		write(filepath.Join(b.dir, filepath.FromSlash(p)), []byte(c))
+	resources := map[string][]byte{}
+	for id, c := range s.resources {
+		resources[id] = []byte(c)
 	}
-	if err := os.MkdirAll(b.dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	listen := "127.0.0.1:0"
-	if s.listen != "" {
-		listen = s.listen
-	}
-	args := append([]string{"--listen", listen, "--tls-cert", b.tls.cert, "--tls-key", b.tls.key,
-		"--policy", filepath.Join(dir, "policy.json"), "--resources", b.dir, "--sim-root", filepath.Join(dir, "sim.pem")}, s.flags...)
-	b.cmd = exec.Command(kbsVerdictdBinary(t), args...)
-	stderr, err := b.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.stop(t) })
-	ready := make(chan string, 1)
-	go func() {
-		defer close(b.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			b.mu.Lock()
-			b.logs.WriteString(sc.Text() + "\n")
-			b.mu.Unlock()
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				ready <- line.Addr
-			}
-		}
-	}()
-	select {
-	case addr := <-ready:
-		b.url = "https://" + addr
-	case <-b.done:
-		t.Fatalf("verdictd exited:\n%s", b.log())
-	}
-	b.wire = &verdictdtest.Wire{URL: b.url, Client: verdictdtest.HTTPClient(cert)}
+	p := verdictdtest.Run(t, verdictdtest.ProcessOptions{Binary: kbsVerdictdBinary(t), Listen: s.listen, SimRootPEM: simRoot,
+		Policy: s.policies(m), Resources: resources, Identity: s.identity, Flags: s.flags})
+	b := &kbsBroker{Process: p, url: p.URL, pin: p.Pin, cert: p.Cert, dir: p.Resource, enclave: key, measure: m}
+	b.tls.cert, b.tls.key = filepath.Join(p.Dir, "cert.pem"), filepath.Join(p.Dir, "key.pem")
+	b.wire = &verdictdtest.Wire{URL: b.url, Client: verdictdtest.HTTPClient(p.Cert)}
 	return b
 }
 
-func (b *kbsBroker) stop(t *testing.T) {
-	if b.cmd.ProcessState != nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	<-b.done
-	if err := b.cmd.Wait(); err != nil {
-		t.Errorf("verdictd after SIGTERM: %v\n%s", err, b.log())
-	}
-}
-
-func (b *kbsBroker) log() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.logs.String()
-}
+func (b *kbsBroker) log() string { return b.Log() }
 
 func (b *kbsBroker) evidence(_ context.Context, rd [attestation.ReportDataSize]byte) ([]byte, error) {
 	return b.enclave.Evidence(rd)
@@ -233,7 +157,7 @@ func kbsAssertClientRefused(t *testing.T, got []byte, err error, status int, typ
 // refusals logged with their reasons, no release.
 func (b *kbsBroker) assertNothingReleased(t *testing.T, reasons ...string) {
 	t.Helper()
-	b.stop(t)
+	b.Stop(t)
 	logs := b.log()
 	if strings.Contains(logs, `"msg":"released"`) {
 		t.Fatalf("verdictd released a resource:\n%s", logs)
@@ -465,7 +389,7 @@ func TestKbsResourcePathTraversal(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("genuine resource: %d %s", r.Status, r.Body)
 	}
-	b.stop(t)
+	b.Stop(t)
 	logs := b.log()
 	var released []string
 	for _, line := range strings.Split(logs, "\n") {
@@ -492,7 +416,7 @@ func TestKbsResourceWithoutPolicy(t *testing.T) {
 	}
 	got, err := c.Resource(context.Background(), "repo/key/b")
 	kbsAssertClientRefused(t, got, err, http.StatusForbidden, kbs.ErrPolicyDeny, "no policy releases repo/key/b")
-	b.stop(t)
+	b.Stop(t)
 	if !strings.Contains(b.log(), `"rule":"none"`) {
 		t.Fatalf("refusal not logged:\n%s", b.log())
 	}
@@ -508,7 +432,7 @@ func TestKbsWrongPin(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is not the pinned") || got != nil {
 		t.Fatalf("wrong pin: %q %v", got, err)
 	}
-	b.stop(t)
+	b.Stop(t)
 	if strings.Contains(b.log(), `"msg":"challenge"`) {
 		t.Fatal("the client spoke the protocol to an unpinned broker")
 	}
