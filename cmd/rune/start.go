@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
+	"golang.org/x/sys/unix"
 )
 
 var startCommand = cli.Command{
@@ -40,7 +42,14 @@ your host.`,
 		switch status {
 		case libcontainer.Created:
 			if est != nil {
-				return startWorkload(root, container.ID())
+				if err := startWorkload(root, container.ID()); err != nil {
+					// As after a failed runc start, the container is stopped, not left created with
+					// its init waiting: engines (containerd's client) delete a failed task only
+					// once it has stopped, and would otherwise leak it.
+					stopInit(container)
+					return err
+				}
+				return nil
 			}
 			return container.Exec()
 		case libcontainer.Stopped:
@@ -52,3 +61,20 @@ your host.`,
 		}
 	},
 }
+
+// stopInit kills the container's init and waits (up to stopInitTimeout) until libcontainer sees
+// it stopped (exited, or a zombie its parent has yet to reap).
+func stopInit(container *libcontainer.Container) {
+	if err := container.Signal(unix.SIGKILL); err != nil {
+		return
+	}
+	deadline := time.Now().Add(stopInitTimeout)
+	for time.Now().Before(deadline) {
+		if st, err := container.Status(); err != nil || st == libcontainer.Stopped {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const stopInitTimeout = 10 * time.Second

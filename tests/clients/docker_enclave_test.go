@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,7 +20,7 @@ const dockerEnclaveImage = "rune-clients-enclave:latest"
 // workload in the builtin:wasm enclave runtime on the sim TEE, with output, exit codes, exec and kill
 // as for any container.
 func testDockerEnclave(t *testing.T, s *dockerSuite) {
-	layer := enclaveImageTar(t)
+	layer := enclaveImageTar(t, enclaveImageFiles(t))
 	if res, err := s.exec(context.Background(), layer, "import", "-", dockerEnclaveImage); err != nil || res.ExitCode != 0 {
 		t.Fatalf("docker import: %v %s", err, res)
 	}
@@ -62,14 +64,33 @@ func testDockerEnclave(t *testing.T, s *dockerSuite) {
 	})
 }
 
-// enclaveImageTar is the busybox rootfs plus /app/hello.wasm (examples/hello) and /app/prog.wasm
-// (the integration tests' enclaveprog), built for WASI.
-func enclaveImageTar(t *testing.T) []byte {
+// enclaveImageFiles are /app/hello.wasm (examples/hello) and /app/prog.wasm (the integration
+// tests' enclaveprog), built for WASI.
+func enclaveImageFiles(t *testing.T) map[string][]byte {
 	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	files := map[string][]byte{}
+	for name, pkg := range map[string]string{"app/hello.wasm": "./examples/hello", "app/prog.wasm": "./tests/integration/testdata/enclaveprog"} {
+		wasm := filepath.Join(t.TempDir(), "m.wasm")
+		cmd := exec.Command("go", "build", "-o", wasm, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
+		if files[name], err = os.ReadFile(wasm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return files
+}
+
+// enclaveImageTar is the busybox rootfs plus files (by path without the leading /, under app/).
+func enclaveImageTar(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Fatal(err)
@@ -97,19 +118,8 @@ func enclaveImageTar(t *testing.T) []byte {
 		}
 	}
 	tw.WriteHeader(&tar.Header{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755})
-	for name, pkg := range map[string]string{"app/hello.wasm": "./examples/hello", "app/prog.wasm": "./tests/integration/testdata/enclaveprog"} {
-		wasm := filepath.Join(t.TempDir(), "m.wasm")
-		cmd := exec.Command("go", "build", "-o", wasm, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
-		data, err := os.ReadFile(wasm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := writeTarFile(tw, name, data); err != nil {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := writeTarFile(tw, name, files[name]); err != nil {
 			t.Fatal(err)
 		}
 	}
