@@ -398,6 +398,8 @@ func criScenarios(t *testing.T, e *Env) {
 				"unknown enclave type", "bogus")
 		})
 
+		t.Run("enclave key broker", func(t *testing.T) { testKBS(t, e, pod, podJSON) })
+
 		t.Run("enclave exec stop rm", func(t *testing.T) {
 			id := runContainer(t, e, pod, podJSON, containerConfig("sleeper", enclaveEnv, "/app/prog.wasm", "sleep"))
 			ci := waitState(t, e, id, "CONTAINER_RUNNING")
