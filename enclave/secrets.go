@@ -34,6 +34,8 @@ type KBS struct {
 	CA  string `json:"ca,omitempty"`
 	// Secrets are the resources to place in the container before the workload runs.
 	Secrets []Secret `json:"secrets,omitempty"`
+	// Layers are encrypted image layers to unpack inside the enclave before the workload runs.
+	Layers []Layer `json:"layers,omitempty"`
 }
 
 // Secret is one resource of the broker and the file it becomes in the container.
@@ -47,7 +49,7 @@ type Secret struct {
 
 // parseKBS reads the broker settings from vals (env names as keys).
 func parseKBS(vals map[string]string) (*KBS, error) {
-	if vals[EnvKBSURL] == "" && vals[EnvKBSPin] == "" && vals[EnvKBSCA] == "" && vals[EnvSecrets] == "" {
+	if vals[EnvKBSURL] == "" && vals[EnvKBSPin] == "" && vals[EnvKBSCA] == "" && vals[EnvSecrets] == "" && vals[EnvLayers] == "" {
 		return nil, nil
 	}
 	k := &KBS{URL: vals[EnvKBSURL], Pin: vals[EnvKBSPin], CA: vals[EnvKBSCA]}
@@ -58,6 +60,12 @@ func parseKBS(vals map[string]string) (*KBS, error) {
 				return nil, fmt.Errorf("%s item %q: want <repository>/<type>/<tag>:<path>", EnvSecrets, item)
 			}
 			k.Secrets = append(k.Secrets, Secret{ID: id, Path: p})
+		}
+	}
+	if l := vals[EnvLayers]; l != "" {
+		var err error
+		if k.Layers, err = parseLayers(l); err != nil {
+			return nil, err
 		}
 	}
 	return k, k.Validate()
@@ -91,23 +99,15 @@ func (k *KBS) Validate() error {
 		if !path.IsAbs(s.Path) || path.Clean(s.Path) != s.Path || path.Dir(s.Path) == "/" {
 			return fmt.Errorf("%s: path %q must be absolute, clean and below a directory of its own (not /)", EnvSecrets, s.Path)
 		}
-		for _, reserved := range []string{"/dev", "/proc", "/sys"} {
-			if s.Path == reserved || strings.HasPrefix(s.Path, reserved+"/") {
-				return fmt.Errorf("%s: path %q is under %s", EnvSecrets, s.Path, reserved)
-			}
-		}
-		// The directory becomes an empty in-memory file system: never one the system needs.
-		switch path.Dir(s.Path) {
-		case "/bin", "/boot", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/root",
-			"/run", "/sbin", "/srv", "/tmp", "/usr", "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin":
-			return fmt.Errorf("%s: path %q: its directory %s would be hidden by the secrets' in-memory file system; put secrets in a directory of their own (such as /run/secrets)", EnvSecrets, s.Path, path.Dir(s.Path))
+		if err := checkPrivateDir(path.Dir(s.Path)); err != nil {
+			return fmt.Errorf("%s: path %q: %w; put secrets in a directory of their own (such as /run/secrets)", EnvSecrets, s.Path, err)
 		}
 		if seen[s.Path] {
 			return fmt.Errorf("%s: path %q is named twice", EnvSecrets, s.Path)
 		}
 		seen[s.Path] = true
 	}
-	return nil
+	return k.validateLayers()
 }
 
 // CheckResourceID checks "<repository>/<type>/<tag>" as the broker names resources: three
@@ -173,3 +173,20 @@ func (k *KBS) SecretDirs() []string {
 }
 
 var errKBSNeedsBuiltin = errors.New("broker secrets (" + EnvSecrets + ") are placed by the built-in runtimes; a PAL fetches secrets inside its enclave itself (docs/enclave-containers.md)")
+
+// checkPrivateDir checks a directory that becomes an empty in-memory file system of the container
+// (a secrets directory, an encrypted layer's target): never one the system needs, nor one of the
+// kernel's.
+func checkPrivateDir(dir string) error {
+	for _, reserved := range []string{"/dev", "/proc", "/sys"} {
+		if dir == reserved || strings.HasPrefix(dir, reserved+"/") {
+			return fmt.Errorf("%s is under %s", dir, reserved)
+		}
+	}
+	switch dir {
+	case "/", "/bin", "/boot", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/root",
+		"/run", "/sbin", "/srv", "/tmp", "/usr", "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin":
+		return fmt.Errorf("%s would be hidden by an in-memory file system", dir)
+	}
+	return nil
+}

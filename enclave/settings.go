@@ -59,7 +59,7 @@ func (s *Settings) Builtin() (string, bool) {
 func IsSettingsEnv(kv string) bool {
 	k, _, _ := strings.Cut(kv, "=")
 	switch k {
-	case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets:
+	case EnvType, EnvPath, EnvArgs, EnvLogLevel, EnvRAType, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets, EnvLayers:
 		return true
 	}
 	return false
@@ -86,13 +86,14 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 		EnvType: AnnotationType, EnvPath: AnnotationPath, EnvArgs: AnnotationArgs,
 		EnvLogLevel: AnnotationLogLevel, EnvRAType: AnnotationRAType,
 		EnvKBSURL: AnnotationKBSURL, EnvKBSPin: AnnotationKBSPin, EnvKBSCA: AnnotationKBSCA, EnvSecrets: AnnotationSecrets,
+		EnvLayers: AnnotationLayers,
 	} {
 		if v, ok := spec.Annotations[ann]; ok && !found[env] {
 			vals[env], found[env] = v, true
 		}
 	}
 	if !found[EnvType] {
-		for _, k := range []string{EnvPath, EnvArgs, EnvLogLevel, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets} {
+		for _, k := range []string{EnvPath, EnvArgs, EnvLogLevel, EnvKBSURL, EnvKBSPin, EnvKBSCA, EnvSecrets, EnvLayers} {
 			if found[k] {
 				return nil, fmt.Errorf("%s is set but %s is not: say which TEE the enclave runs in", k, EnvType)
 			}

@@ -1,0 +1,90 @@
+package enclave
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Encrypted image layers, unpacked inside the enclave after attestation (docs/encrypted-layers.md):
+// env first, removed from the workload's environment, else the annotation.
+const (
+	EnvLayers        = "ENCLAVE_LAYERS"
+	AnnotationLayers = "enclave.layers"
+)
+
+// Layer is one encrypted image layer kept, still encrypted, in the container's rootfs, and the
+// directory its files are unpacked into inside the enclave.
+type Layer struct {
+	// Dir holds the layer as an image holds it: blob (the encrypted bytes) and descriptor.json
+	// (its OCI descriptor, with the wrapped key and cipher options in its annotations).
+	Dir string `json:"dir"`
+	// Target is the directory, a private in-memory file system, that receives the layer's files;
+	// every entry of the layer must lie under it (entries are paths from the root, as in any layer).
+	Target string `json:"target"`
+}
+
+func parseLayers(s string) ([]Layer, error) {
+	var out []Layer
+	for _, item := range strings.Split(s, ",") {
+		dir, target, ok := strings.Cut(item, ":")
+		if !ok {
+			return nil, fmt.Errorf("%s item %q: want <layer directory>:<target directory>", EnvLayers, item)
+		}
+		out = append(out, Layer{Dir: dir, Target: target})
+	}
+	return out, nil
+}
+
+// validateLayers checks the layers against each other and the secrets' directories.
+func (k *KBS) validateLayers() error {
+	secretDirs := map[string]bool{}
+	for _, d := range k.SecretDirs() {
+		secretDirs[d] = true
+	}
+	var targets []string
+	for _, l := range k.Layers {
+		for _, p := range []string{l.Dir, l.Target} {
+			if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+				return fmt.Errorf("%s: %q must be an absolute, clean path other than /", EnvLayers, p)
+			}
+		}
+		if err := checkPrivateDir(l.Target); err != nil {
+			return fmt.Errorf("%s: target %w", EnvLayers, err)
+		}
+		for _, d := range k.SecretDirs() {
+			if within(d, l.Target) || within(l.Target, d) {
+				return fmt.Errorf("%s: target %s and the secrets directory %s overlap", EnvLayers, l.Target, d)
+			}
+		}
+		for _, t := range targets {
+			if within(t, l.Target) || within(l.Target, t) {
+				return fmt.Errorf("%s: targets %s and %s overlap", EnvLayers, t, l.Target)
+			}
+		}
+		targets = append(targets, l.Target)
+	}
+	for _, l := range k.Layers {
+		for _, t := range targets {
+			if within(t, l.Dir) {
+				return fmt.Errorf("%s: layer directory %s is under the target %s, whose in-memory file system would hide it", EnvLayers, l.Dir, t)
+			}
+		}
+		for d := range secretDirs {
+			if within(d, l.Dir) {
+				return fmt.Errorf("%s: layer directory %s is under the secrets directory %s", EnvLayers, l.Dir, d)
+			}
+		}
+	}
+	return nil
+}
+
+// LayerTarget returns the target of the layer whose files include p (absolute, clean), if any.
+func LayerTarget(targets []string, p string) (string, bool) {
+	for _, t := range targets {
+		if within(t, p) {
+			return t, true
+		}
+	}
+	return "", false
+}
