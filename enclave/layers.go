@@ -88,3 +88,19 @@ func LayerTarget(targets []string, p string) (string, bool) {
 	}
 	return "", false
 }
+
+// LayerMeasured is what the measurement covers of an encrypted layer: the SHA-256 of its encrypted
+// blob (which, through the layer's HMAC under the key only the tenant's wrap releases, pins its
+// plaintext) and where it is unpacked.
+func LayerMeasured(blobSHA256, target string) string { return blobSHA256 + ":" + target }
+
+// CodeInLayer returns p.Path when it lies under the target of one of p.Layers: code that exists
+// only once the enclave unpacked the layer.
+func (p *Process) CodeInLayer() (string, bool) {
+	for _, l := range p.Layers {
+		if _, target, ok := strings.Cut(l, ":"); ok && within(target, path.Clean(p.Path)) && path.IsAbs(p.Path) {
+			return path.Clean(p.Path), true
+		}
+	}
+	return "", false
+}

@@ -40,6 +40,10 @@ type Process struct {
 	// Secrets is what of the enclave's broker settings its measurement covers (KBS.Measured):
 	// which broker it trusts and which resource lands where. Empty: no secrets.
 	Secrets []string
+	// Layers are the encrypted layers unpacked in the enclave before it runs, as measured:
+	// "<hex SHA-256 of the encrypted blob>:<target>" (LayerMeasured). A Path under a target is
+	// code the runtime cannot read before the enclave attested: its path is measured instead.
+	Layers []string
 
 	Stdin, Stdout, Stderr *os.File
 

@@ -37,6 +37,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 	"github.com/inclavare-containers/inclavare-go/layerkey"
 )
@@ -285,4 +286,26 @@ func (d *decrypter) verify(c *Cipher, blobDigest string) error {
 		return errors.New("the decrypted layer's digest is not the one its key options name")
 	}
 	return nil
+}
+
+// Measured returns what the measurement covers of layers (enclave.LayerMeasured, in order),
+// reading each blob in root; a layer whose descriptor is unusable or names another blob is an
+// error, so that create fails rather than start.
+func Measured(root *os.File, layers []enclave.Layer) ([]string, error) {
+	var out []string
+	for _, l := range layers {
+		d, err := Descriptor(root, l.Dir)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := BlobDigest(root, l.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if d.Digest.Encoded() != sum {
+			return nil, fmt.Errorf("encrypted layer %s: its descriptor names %s, the blob is sha256:%s", l.Dir, d.Digest, sum)
+		}
+		out = append(out, enclave.LayerMeasured(sum, l.Target))
+	}
+	return out, nil
 }

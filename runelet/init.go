@@ -55,6 +55,9 @@ type pid1 struct {
 
 	// broker is the key broker's client (secrets and resources), made on first use.
 	broker broker
+	// layers are the encrypted layers as measured at init (enclave.LayerMeasured): unpacking
+	// checks each blob against them.
+	layers []string
 
 	mu      sync.Mutex
 	started bool
@@ -221,6 +224,12 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 		return err
 	}
 	p.rt = rt
+	if k := p.cfg.Settings.KBS; k != nil && len(k.Layers) > 0 {
+		if p.layers, err = measureLayers(k.Layers); err != nil {
+			rt.Destroy()
+			return err
+		}
+	}
 	entry, err := p.entrypoint()
 	if err != nil {
 		rt.Destroy()
@@ -255,9 +264,25 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 
 // entrypoint is the container's process, with the broker settings its measurement covers.
 func (p *pid1) entrypoint() (enclave.Process, error) {
-	proc, err := p.process(p.cfg.Entrypoint.Args, p.cfg.Entrypoint.Env, p.cfg.Entrypoint.Cwd)
+	e := p.cfg.Entrypoint
+	var proc enclave.Process
+	var err error
+	if path, ok := entrypointInLayer(&p.cfg.Settings, e.Args); ok {
+		proc = enclave.Process{Path: path, Args: e.Args, Env: e.Env, Dir: e.Cwd, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	} else {
+		proc, err = p.process(e.Args, e.Env, e.Cwd)
+	}
 	proc.Secrets = p.cfg.Settings.KBS.Measured()
+	proc.Layers = p.layers
 	return proc, err
+}
+
+// entrypointInLayer is InLayer for args[0].
+func entrypointInLayer(s *enclave.Settings, args []string) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	return InLayer(s, args[0])
 }
 
 // process resolves args[0] as exec(3p) would, in the container's file system.
@@ -452,8 +477,11 @@ func (p *pid1) start() *Response {
 	if err != nil {
 		return &Response{Error: err.Error()}
 	}
-	// The workload's secrets are in place before it runs, or it does not run.
+	// The workload's secrets and encrypted layers are in place before it runs, or it does not run.
 	if err := p.placeSecrets(); err != nil {
+		return &Response{Error: err.Error()}
+	}
+	if err := p.unpackLayers(); err != nil {
 		return &Response{Error: err.Error()}
 	}
 	entry, err := p.spawn(proc)

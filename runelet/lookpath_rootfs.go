@@ -3,8 +3,10 @@ package runelet
 import (
 	"fmt"
 	"os"
+	"path"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // LookPathInRootfs resolves name as the runelet will inside the container (LookPath), but
@@ -24,4 +26,21 @@ func LookPathInRootfs(rootfs, name string, env []string, cwd string) (string, er
 		return "", fmt.Errorf("%w (in the container's rootfs %s)", err, rootfs)
 	}
 	return p, nil
+}
+
+// InLayer returns name, cleaned, when it is an absolute path under the target of one of the
+// enclave's encrypted layers: a program that exists only once the enclave unpacked the layer, so
+// it is neither looked up in PATH nor looked for before (it must be named by its absolute path).
+func InLayer(s *enclave.Settings, name string) (string, bool) {
+	if s == nil || s.KBS == nil || !path.IsAbs(name) {
+		return "", false
+	}
+	var targets []string
+	for _, l := range s.KBS.Layers {
+		targets = append(targets, l.Target)
+	}
+	if _, ok := enclave.LayerTarget(targets, path.Clean(name)); ok {
+		return path.Clean(name), true
+	}
+	return "", false
 }

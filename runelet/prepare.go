@@ -159,6 +159,15 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 		mounts = append(mounts, specs.Mount{Destination: d, Type: "tmpfs", Source: "tmpfs",
 			Options: owner("nosuid", "nodev", "noexec", "mode=700", "size="+strconv.Itoa(SecretsDirSize))})
 	}
+	// Each encrypted layer's target is a private, in-memory file system that the enclave fills
+	// after attesting: the layer's plaintext never touches a disk the host keeps. Its code may
+	// run (no noexec).
+	if s.KBS != nil {
+		for _, l := range s.KBS.Layers {
+			mounts = append(mounts, specs.Mount{Destination: l.Target, Type: "tmpfs", Source: "tmpfs",
+				Options: owner("nosuid", "nodev", "mode=755")})
+		}
+	}
 	if o.CacheDir != "" {
 		p.Config.CacheDir = CacheDir
 		cache, err := readOnlyOverlay(CacheDir, []string{o.CacheDir, store.empty})

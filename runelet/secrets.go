@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/imagelayer"
 	"github.com/inclavare-containers/inclavare-go/kbs"
 	"golang.org/x/sys/unix"
 )
@@ -123,4 +125,43 @@ func (p *pid1) resourceResponse(id string) *Response {
 	}
 	r.Resource = data
 	return r
+}
+
+// measureLayers measures the encrypted layers in the container's file system.
+func measureLayers(layers []enclave.Layer) ([]string, error) {
+	root, err := os.Open("/")
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return imagelayer.Measured(root, layers)
+}
+
+// unpackLayers decrypts each encrypted layer with the key-encryption key the broker releases
+// after attestation and unpacks it into its in-memory target, before the workload runs; each
+// blob must still be the one measured at init.
+func (p *pid1) unpackLayers() error {
+	k := p.cfg.Settings.KBS
+	if k == nil || len(k.Layers) == 0 {
+		return nil
+	}
+	c, err := p.brokerClient()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	root, err := os.Open("/")
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for i, l := range k.Layers {
+		digest, _, _ := strings.Cut(p.layers[i], ":")
+		kek := func(kid string) ([]byte, error) { return c.Resource(ctx, kid) }
+		if err := imagelayer.Unpack(root, l, digest, kek); err != nil {
+			return err
+		}
+	}
+	return nil
 }

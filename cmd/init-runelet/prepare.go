@@ -11,6 +11,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
+	"github.com/inclavare-containers/inclavare-go/imagelayer"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/inclavare-containers/inclavare-go/sealed"
@@ -62,6 +63,19 @@ func (p *phases) enter(phase string) {
 func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *phases) error {
 	s := req.Settings
 	p := enclave.Process{Path: req.Path, Args: req.Launch.Args, Env: req.Launch.Env, Dir: req.Launch.Cwd, Secrets: s.KBS.Measured()}
+	if s.KBS != nil && len(s.KBS.Layers) > 0 {
+		ph.enter(runelet.PhaseMeasure)
+		root, err := os.Open(req.Rootfs)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		p.Layers, err = imagelayer.Measured(root, s.KBS.Layers)
+		root.Close()
+		if err != nil {
+			return err
+		}
+	}
+	_, inLayer := p.CodeInLayer()
 	cfg := enclave.Config{Type: s.Type, RuntimePath: s.RuntimePath, Args: s.Args, LogLevel: s.LogLevel, Rootfs: req.Rootfs}
 	name, builtin := s.Builtin()
 	var err error
@@ -70,12 +84,17 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *pha
 		ph.enter(runelet.PhaseMeasurePAL)
 		resp.Measurement, err = pal.Measure(s.RuntimePath, cfg, p)
 	default:
-		if name == "wasm" {
+		switch {
+		case inLayer:
+			// The code is in an encrypted layer: only the enclave sees it, after attesting.
+		case name == "wasm":
 			if resp.CacheEntry, err = prepareWasm(req, ph); err != nil {
 				return err
 			}
-		} else if err := checkSealedEntrypoint(req); err != nil {
-			return err
+		default:
+			if err := checkSealedEntrypoint(req); err != nil {
+				return err
+			}
 		}
 		ph.enter(runelet.PhaseMeasure)
 		rt, berr := enclave.Builtin(name)

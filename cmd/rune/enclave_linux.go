@@ -161,9 +161,11 @@ func prepareEnclave(spec *specs.Spec, root, id, bundle string, mp manifestPolicy
 	if err != nil {
 		return nil, err
 	}
-	path, err := runelet.LookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd)
-	if err != nil {
-		return nil, err
+	path, inLayer := runelet.InLayer(s, launch.Args[0])
+	if !inLayer {
+		if path, err = runelet.LookPathInRootfs(rootfs, launch.Args[0], launch.Env, launch.Cwd); err != nil {
+			return nil, err
+		}
 	}
 	cacheDir := ""
 	if name, _ := s.Builtin(); name == "wasm" {

@@ -20,6 +20,11 @@ type Launch struct {
 	Dir string
 	// Secrets are the measured broker settings (enclave.KBS.Measured); none: the field is absent.
 	Secrets []string
+	// Layers are the measured encrypted layers (enclave.LayerMeasured); none: the field is absent.
+	Layers []string
+	// CodeInLayer, when set, is the executable's path under a layer's target: it is measured in
+	// place of the executable's digest, which the layers' digests pin.
+	CodeInLayer string
 }
 
 // Measure returns the hex SHA-256 measurement of the executable exe started with launch, as
@@ -44,8 +49,13 @@ func Measure(exe []byte, launch Launch) string {
 	str(measurementDomain)
 	str("runtime")
 	str("native")
-	str("executable-sha256")
-	str(string(exeSum[:]))
+	if launch.CodeInLayer != "" {
+		str("executable-in-layer")
+		str(launch.CodeInLayer)
+	} else {
+		str("executable-sha256")
+		str(string(exeSum[:]))
+	}
 	str("argv")
 	list(launch.Args)
 	str("env")
@@ -55,6 +65,10 @@ func Measure(exe []byte, launch Launch) string {
 	if len(launch.Secrets) > 0 {
 		str("secrets")
 		list(launch.Secrets)
+	}
+	if len(launch.Layers) > 0 {
+		str("layers")
+		list(launch.Layers)
 	}
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:])

@@ -113,7 +113,11 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("builtin:native: %w", err)
 	}
-	return &launch{exePath: res.Path, Launch: Launch{Args: res.Args, Env: p.Env, Dir: res.Dir, Secrets: p.Secrets}}, nil
+	l := &launch{exePath: res.Path, Launch: Launch{Args: res.Args, Env: p.Env, Dir: res.Dir, Secrets: p.Secrets, Layers: p.Layers}}
+	resolved := p
+	resolved.Path = res.Path
+	l.CodeInLayer, _ = resolved.CodeInLayer()
+	return l, nil
 }
 
 // executable reads the regular file the process would execute.
@@ -143,6 +147,9 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	l, err := r.prepare(p)
 	if err != nil {
 		return "", err
+	}
+	if l.CodeInLayer != "" {
+		return Measure(nil, l.Launch), nil
 	}
 	exe, err := r.executable(l.exePath)
 	if err != nil {

@@ -25,6 +25,11 @@ type Launch struct {
 	MemoryLimit uint64
 	// Secrets are the measured broker settings (enclave.KBS.Measured); none: the field is absent.
 	Secrets []string
+	// Layers are the measured encrypted layers (enclave.LayerMeasured); none: the field is absent.
+	Layers []string
+	// CodeInLayer, when set, is the module's path under a layer's target: it is measured in place
+	// of the module's digest, which the layers' digests pin.
+	CodeInLayer string
 }
 
 // Measure returns the hex SHA-256 measurement of module started with launch, as defined in
@@ -43,13 +48,20 @@ func Measure(module []byte, launch Launch) string {
 	var e measurementEncoder
 	e.str(measurementDomain)
 	e.field("runtime").str("wasm")
-	e.field("module-sha256").str(string(moduleSum[:]))
+	if launch.CodeInLayer != "" {
+		e.field("module-in-layer").str(launch.CodeInLayer)
+	} else {
+		e.field("module-sha256").str(string(moduleSum[:]))
+	}
 	e.field("argv").list(launch.Args)
 	e.field("env").list(GuestEnv(launch.Env))
 	e.field("dir").str(dir)
 	e.field("memory-limit").u64(limit)
 	if len(launch.Secrets) > 0 {
 		e.field("secrets").list(launch.Secrets)
+	}
+	if len(launch.Layers) > 0 {
+		e.field("layers").list(launch.Layers)
 	}
 	sum := sha256.Sum256(e.buf)
 	return hex.EncodeToString(sum[:])

@@ -34,7 +34,7 @@ const maxExitStatus = 255
 // _start. Errors before the guest runs (missing file, invalid module, bad working directory,
 // bad environment, failed instantiation) are returned here; what the guest does is the Wait status.
 func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, error) {
-	l, err := r.prepare(p)
+	l, err := r.prepare(p, true)
 	if err != nil {
 		return nil, err
 	}

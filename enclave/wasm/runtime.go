@@ -307,7 +307,9 @@ type launch struct {
 	Launch
 }
 
-func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
+// prepare reads the module, except one in an encrypted layer that is not unpacked yet (for the
+// measurement, which covers its path).
+func (r *Runtime) prepare(p enclave.Process, unpacked bool) (*launch, error) {
 	r.mu.Lock()
 	initialized, destroyed := r.initialized, r.destroyed
 	r.mu.Unlock()
@@ -322,9 +324,14 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 		return nil, fmt.Errorf("builtin:wasm: %w", err)
 	}
 	modulePath := res.Path
-	module, err := r.rootfs.readFile(modulePath)
-	if err != nil {
-		return nil, fmt.Errorf("builtin:wasm: read wasm module %s: %w", modulePath, err)
+	resolved := p
+	resolved.Path = modulePath
+	inLayer, _ := resolved.CodeInLayer()
+	var module []byte
+	if inLayer == "" || unpacked {
+		if module, err = r.rootfs.readFile(modulePath); err != nil {
+			return nil, fmt.Errorf("builtin:wasm: read wasm module %s: %w", modulePath, err)
+		}
 	}
 	argv := res.Args
 	for _, kv := range p.Env {
@@ -341,6 +348,8 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 			Dir:         p.Dir,
 			MemoryLimit: uint64(r.args.memoryLimitPages) * pageSize,
 			Secrets:     slices.Clone(p.Secrets),
+			Layers:      slices.Clone(p.Layers),
+			CodeInLayer: inLayer,
 		},
 	}, nil
 }
@@ -348,7 +357,7 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 // Measurement implements enclave.Runtime: Measure over the module at p.Path in the rootfs and the
 // launch configuration Spawn would use.
 func (r *Runtime) Measurement(p enclave.Process) (string, error) {
-	l, err := r.prepare(p)
+	l, err := r.prepare(p, false)
 	if err != nil {
 		return "", err
 	}
