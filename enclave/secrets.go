@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 )
 
 // Settings of the key broker that releases an enclave's secrets (verdictd, or trustee's KBS):
@@ -93,7 +95,7 @@ func (k *KBS) Validate() error {
 	// No secrets is fine: the broker still serves a sealed workload's key and run-time fetches.
 	seen := map[string]bool{}
 	for _, s := range k.Secrets {
-		if err := CheckResourceID(s.ID); err != nil {
+		if err := resourceid.Check(s.ID); err != nil {
 			return fmt.Errorf("%s: %w", EnvSecrets, err)
 		}
 		if !path.IsAbs(s.Path) || path.Clean(s.Path) != s.Path || path.Dir(s.Path) == "/" {
@@ -108,31 +110,6 @@ func (k *KBS) Validate() error {
 		seen[s.Path] = true
 	}
 	return k.validateLayers()
-}
-
-// CheckResourceID checks "<repository>/<type>/<tag>" as the broker names resources: three
-// components of 1 to 255 bytes of letters, digits, '.', '_' and '-', none starting with '.'
-// (so none is "." or ".." and none can name a hidden file in the broker's resource directory).
-func CheckResourceID(id string) error {
-	parts := strings.Split(id, "/")
-	if len(parts) != 3 {
-		return fmt.Errorf("resource %q: want <repository>/<type>/<tag>", id)
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 255 {
-			return fmt.Errorf("resource %q: component %q must be 1 to 255 bytes", id, p)
-		}
-		if p[0] == '.' {
-			return fmt.Errorf("resource %q: component %q starts with '.'", id, p)
-		}
-		for i := 0; i < len(p); i++ {
-			c := p[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-				return fmt.Errorf("resource %q: component %q has %q (allowed: letters, digits, '.', '_', '-')", id, p, c)
-			}
-		}
-	}
-	return nil
 }
 
 // Measured is what of the broker settings the enclave's measurement covers: which broker it

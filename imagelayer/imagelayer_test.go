@@ -35,11 +35,11 @@ func (verdictdWrapper) WrapKeys(ec *config.EncryptConfig, optsData []byte) ([]by
 	return layerkey.Wrap(p[1], string(p[0]), optsData)
 }
 func (verdictdWrapper) UnwrapKey(*config.DecryptConfig, []byte) ([]byte, error) { return nil, nil }
-func (verdictdWrapper) GetAnnotationID() string                                { return AnnotationKeys }
-func (verdictdWrapper) NoPossibleKeys(map[string][][]byte) bool                { return true }
-func (verdictdWrapper) GetPrivateKeys(map[string][][]byte) [][]byte            { return nil }
-func (verdictdWrapper) GetKeyIdsFromPacket(string) ([]uint64, error)           { return nil, nil }
-func (verdictdWrapper) GetRecipients(string) ([]string, error)                 { return nil, nil }
+func (verdictdWrapper) GetAnnotationID() string                                 { return AnnotationKeys }
+func (verdictdWrapper) NoPossibleKeys(map[string][][]byte) bool                 { return true }
+func (verdictdWrapper) GetPrivateKeys(map[string][][]byte) [][]byte             { return nil }
+func (verdictdWrapper) GetKeyIdsFromPacket(string) ([]uint64, error)            { return nil, nil }
+func (verdictdWrapper) GetRecipients(string) ([]string, error)                  { return nil, nil }
 
 var registerOnce sync.Once
 

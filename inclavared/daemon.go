@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
@@ -197,9 +198,9 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 type session struct {
 	d   *Daemon
 	up  *enclavetls.Conn
-	upc *Codec
+	upc *wire.Codec
 	// info is the upstream's GETENCLAVEINFO answer on this connection, when connect just made it.
-	info *Response
+	info *wire.Response
 }
 
 func (d *Daemon) handle(ctx context.Context, tc *tracked) {
@@ -219,20 +220,20 @@ func (d *Daemon) handle(ctx context.Context, tc *tracked) {
 	}
 	s := &session{d: d}
 	defer s.closeUpstream()
-	codec := NewCodec(conn)
+	codec := wire.NewCodec(conn)
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			d.conns.idle(tc)
 			_ = raw.SetReadDeadline(time.Now().Add(d.cfg.IdleTimeout))
 		}
-		var req Request
+		var req wire.Request
 		if err := codec.Read(&req); err != nil {
 			switch {
 			case d.conns.displaced(tc), ctx.Err() != nil, errors.Is(err, io.EOF):
-			case errors.Is(err, ErrMalformed):
+			case errors.Is(err, wire.ErrMalformed):
 				d.log.Info("verifier request", "remote", remote, "err", err)
 				_ = raw.SetWriteDeadline(time.Now().Add(d.cfg.HandshakeTimeout))
-				_ = codec.Write(&Response{Type: TypeError, Error: err.Error()})
+				_ = codec.Write(&wire.Response{Type: wire.TypeError, Error: err.Error()})
 			default:
 				d.log.Info("verifier connection", "remote", remote, "err", err)
 			}
@@ -260,22 +261,22 @@ func (d *Daemon) handle(ctx context.Context, tc *tracked) {
 	}
 }
 
-func errorResponse(format string, args ...any) *Response {
-	return &Response{Type: TypeError, Error: fmt.Sprintf(format, args...)}
+func errorResponse(format string, args ...any) *wire.Response {
+	return &wire.Response{Type: wire.TypeError, Error: fmt.Sprintf(format, args...)}
 }
 
-func (s *session) serve(ctx context.Context, req *Request) *Response {
+func (s *session) serve(ctx context.Context, req *wire.Request) *wire.Response {
 	ctx, cancel := context.WithTimeout(ctx, s.d.cfg.UpstreamTimeout)
 	defer cancel()
 	switch req.Type {
-	case TypeGetEnclaveInfo:
+	case wire.TypeGetEnclaveInfo:
 		if err := s.connect(ctx, nil, false); err != nil {
 			return errorResponse("%v", err)
 		}
 		up := s.info
 		if up == nil {
-			up = &Response{}
-			if err := s.exchange(ctx, &Request{Type: TypeGetEnclaveInfo}, up); err != nil {
+			up = &wire.Response{}
+			if err := s.exchange(ctx, &wire.Request{Type: wire.TypeGetEnclaveInfo}, up); err != nil {
 				return errorResponse("upstream GETENCLAVEINFO: %v", err)
 			}
 			if up.Error != "" {
@@ -283,20 +284,20 @@ func (s *session) serve(ctx context.Context, req *Request) *Response {
 			}
 		}
 		s.info = nil
-		resp := s.describe(&Response{MsgType: MsgTypeEnclaveInfo, Version: ProtocolVersion, Message: up.Message})
+		resp := s.describe(&wire.Response{MsgType: wire.MsgTypeEnclaveInfo, Version: wire.ProtocolVersion, Message: up.Message})
 		resp.ID = requestID()
 		return resp
-	case TypeAttest:
+	case wire.TypeAttest:
 		nonce, err := hex.DecodeString(req.Nonce)
-		if err != nil || len(nonce) == 0 || len(nonce) > MaxNonceSize {
-			return errorResponse("attest: nonce must be 1 to %d bytes of hex", MaxNonceSize)
+		if err != nil || len(nonce) == 0 || len(nonce) > wire.MaxNonceSize {
+			return errorResponse("attest: nonce must be 1 to %d bytes of hex", wire.MaxNonceSize)
 		}
 		if err := s.connect(ctx, nonce, true); err != nil {
 			return errorResponse("%v", err)
 		}
 		s.info = nil
-		return s.describe(&Response{Type: TypeAttestation, Nonce: req.Nonce})
-	case TypeForward:
+		return s.describe(&wire.Response{Type: wire.TypeAttestation, Nonce: req.Nonce})
+	case wire.TypeForward:
 		if s.d.cfg.ClientVerifier == nil && !s.d.cfg.AllowUnattestedClients {
 			return errorResponse("%s", ErrForwardNeedsAttestedClient)
 		}
@@ -317,7 +318,7 @@ func (s *session) serve(ctx context.Context, req *Request) *Response {
 		if err := s.exchange(ctx, json.RawMessage(fwd), &answer); err != nil {
 			return errorResponse("forward: %v", err)
 		}
-		return s.describe(&Response{Type: TypeForwarded, Response: answer})
+		return s.describe(&wire.Response{Type: wire.TypeForwarded, Response: answer})
 	}
 	return errorResponse("unknown request type %q", req.Type)
 }
@@ -337,9 +338,9 @@ func (s *session) connect(ctx context.Context, nonce []byte, renew bool) error {
 		s.d.log.Warn("upstream attestation failed", "upstream", s.d.cfg.UpstreamAddress, "err", err)
 		return fmt.Errorf("upstream %s: %w", s.d.cfg.UpstreamAddress, err)
 	}
-	s.up, s.upc = conn, NewCodec(conn)
-	var info Response
-	if err := s.exchange(ctx, &Request{Type: TypeGetEnclaveInfo}, &info); err != nil {
+	s.up, s.upc = conn, wire.NewCodec(conn)
+	var info wire.Response
+	if err := s.exchange(ctx, &wire.Request{Type: wire.TypeGetEnclaveInfo}, &info); err != nil {
 		s.d.log.Warn("upstream refused inclavared", "upstream", s.d.cfg.UpstreamAddress, "err", err)
 		return fmt.Errorf("upstream %s did not accept inclavared: %w", s.d.cfg.UpstreamAddress, err)
 	}
@@ -352,7 +353,7 @@ func (s *session) connect(ctx context.Context, nonce []byte, renew bool) error {
 }
 
 func (s *session) exchange(ctx context.Context, req, resp any) error {
-	if err := Call(ctx, s.up, s.upc, req, resp); err != nil {
+	if err := wire.Call(ctx, s.up, s.upc, req, resp); err != nil {
 		s.closeUpstream() // a broken or desynchronised stream is not reused
 		return err
 	}
@@ -367,7 +368,7 @@ func (s *session) closeUpstream() {
 }
 
 // describe adds what inclavared verified about the upstream to resp.
-func (s *session) describe(resp *Response) *Response {
+func (s *session) describe(resp *wire.Response) *wire.Response {
 	p := s.up.Peer()
 	r := p.Result
 	resp.TEE = string(r.TEE)

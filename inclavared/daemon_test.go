@@ -28,6 +28,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 )
 
 // simTEE is one sim platform and an enclave it endorsed.
@@ -100,20 +101,20 @@ func startUpstream(t *testing.T, tee *simTEE, clients *enclavetls.Verifier) *ups
 				if conn.Handshake() != nil {
 					return
 				}
-				codec := NewCodec(conn)
+				codec := wire.NewCodec(conn)
 				for {
-					var req Request
+					var req wire.Request
 					if codec.Read(&req) != nil {
 						return
 					}
 					u.requests.Add(1)
 					switch req.Type {
-					case TypeGetEnclaveInfo:
-						codec.Write(&Response{MsgType: MsgTypeEnclaveInfo, Version: ProtocolVersion, Message: "hello from the test service"})
-					case TypeEcho:
-						codec.Write(&Response{Type: TypeEcho, Data: req.Data})
+					case wire.TypeGetEnclaveInfo:
+						codec.Write(&wire.Response{MsgType: wire.MsgTypeEnclaveInfo, Version: wire.ProtocolVersion, Message: "hello from the test service"})
+					case wire.TypeEcho:
+						codec.Write(&wire.Response{Type: wire.TypeEcho, Data: req.Data})
 					default:
-						codec.Write(&Response{Type: TypeError, Error: "unknown request"})
+						codec.Write(&wire.Response{Type: wire.TypeError, Error: "unknown request"})
 					}
 				}
 			}()
@@ -177,7 +178,7 @@ func startDaemon(t *testing.T, network string, mutate func(*Config, *daemonSetup
 }
 
 // dial connects as shelter does: fresh evidence from inclavared required.
-func (s *daemonSetup) dial(t testing.TB) (*enclavetls.Conn, *Codec) {
+func (s *daemonSetup) dial(t testing.TB) (*enclavetls.Conn, *wire.Codec) {
 	t.Helper()
 	cl, err := enclavetls.NewClient(enclavetls.Config{Verifier: verifier(t, true, s.daemonTEE)})
 	if err != nil {
@@ -187,15 +188,15 @@ func (s *daemonSetup) dial(t testing.TB) (*enclavetls.Conn, *Codec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn, NewCodec(conn)
+	return conn, wire.NewCodec(conn)
 }
 
-func call(t testing.TB, conn net.Conn, c *Codec, req any) *Response {
+func call(t testing.TB, conn net.Conn, c *wire.Codec, req any) *wire.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard only
 	defer cancel()
-	var resp Response
-	if err := Call(ctx, conn, c, req, &resp); err != nil {
+	var resp wire.Response
+	if err := wire.Call(ctx, conn, c, req, &resp); err != nil {
 		t.Fatal(err)
 	}
 	return &resp
@@ -211,15 +212,15 @@ func TestRequests(t *testing.T) {
 				t.Fatalf("inclavared peer %+v", p)
 			}
 
-			info := call(t, conn, codec, &Request{Type: TypeGetEnclaveInfo})
-			if info.Error != "" || info.MsgType != MsgTypeEnclaveInfo || info.Version != 1 || info.ID == "" ||
+			info := call(t, conn, codec, &wire.Request{Type: wire.TypeGetEnclaveInfo})
+			if info.Error != "" || info.MsgType != wire.MsgTypeEnclaveInfo || info.Version != 1 || info.ID == "" ||
 				info.MRENCLAVE != s.upstreamTEE.measurement || info.Message != "hello from the test service" || info.TEE != "sim" {
 				t.Fatalf("GETENCLAVEINFO answer %+v", info)
 			}
 
 			nonce := []byte("shelter's nonce")
-			att := call(t, conn, codec, &Request{Type: TypeAttest, Nonce: hex.EncodeToString(nonce)})
-			if att.Error != "" || att.Type != TypeAttestation {
+			att := call(t, conn, codec, &wire.Request{Type: wire.TypeAttest, Nonce: hex.EncodeToString(nonce)})
+			if att.Error != "" || att.Type != wire.TypeAttestation {
 				t.Fatalf("attest answer %+v", att)
 			}
 			cert, err := x509.ParseCertificate(att.UpstreamCertificate)
@@ -235,8 +236,8 @@ func TestRequests(t *testing.T) {
 				t.Fatal("upstream certificate verified with another nonce")
 			}
 
-			fwd := call(t, conn, codec, &Request{Type: TypeForward, Request: json.RawMessage(`{"type":"echo","data":"abc"}`)})
-			var echo Response
+			fwd := call(t, conn, codec, &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"abc"}`)})
+			var echo wire.Response
 			if fwd.Error != "" || json.Unmarshal(fwd.Response, &echo) != nil || echo.Data != "abc" {
 				t.Fatalf("forward answer %+v", fwd)
 			}
@@ -246,22 +247,22 @@ func TestRequests(t *testing.T) {
 			}
 
 			for _, tc := range []struct {
-				req  Request
+				req  wire.Request
 				want string
 			}{
-				{Request{Type: "bogus"}, "unknown request type"},
-				{Request{Type: TypeAttest, Nonce: "zz"}, "nonce must be"},
-				{Request{Type: TypeAttest}, "nonce must be"},
-				{Request{Type: TypeAttest, Nonce: strings.Repeat("00", MaxNonceSize+1)}, "nonce must be"},
-				{Request{Type: TypeForward}, "JSON object"},
-				{Request{Type: TypeForward, Request: json.RawMessage(`[1]`)}, "JSON object"},
+				{wire.Request{Type: "bogus"}, "unknown request type"},
+				{wire.Request{Type: wire.TypeAttest, Nonce: "zz"}, "nonce must be"},
+				{wire.Request{Type: wire.TypeAttest}, "nonce must be"},
+				{wire.Request{Type: wire.TypeAttest, Nonce: strings.Repeat("00", wire.MaxNonceSize+1)}, "nonce must be"},
+				{wire.Request{Type: wire.TypeForward}, "JSON object"},
+				{wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`[1]`)}, "JSON object"},
 			} {
-				if r := call(t, conn, codec, &tc.req); r.Type != TypeError || !strings.Contains(r.Error, tc.want) {
+				if r := call(t, conn, codec, &tc.req); r.Type != wire.TypeError || !strings.Contains(r.Error, tc.want) {
 					t.Errorf("%+v: answer %+v, want error %q", tc.req, r, tc.want)
 				}
 			}
 			// Still usable after errors.
-			if r := call(t, conn, codec, &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+			if r := call(t, conn, codec, &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 				t.Fatal(r.Error)
 			}
 		})
@@ -321,13 +322,13 @@ func TestNeverForwardsToUnattestedUpstream(t *testing.T) {
 			s := startDaemon(t, "tcp", tc.mutate)
 			conn, codec := s.dial(t)
 			defer conn.Close()
-			for _, req := range []*Request{
-				{Type: TypeGetEnclaveInfo},
-				{Type: TypeAttest, Nonce: "00"},
-				{Type: TypeForward, Request: json.RawMessage(`{"type":"echo","data":"secret"}`)},
+			for _, req := range []*wire.Request{
+				{Type: wire.TypeGetEnclaveInfo},
+				{Type: wire.TypeAttest, Nonce: "00"},
+				{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"secret"}`)},
 			} {
 				r := call(t, conn, codec, req)
-				if r.Type != TypeError || !strings.Contains(r.Error, tc.want) || r.UpstreamCertificate != nil || r.Response != nil {
+				if r.Type != wire.TypeError || !strings.Contains(r.Error, tc.want) || r.UpstreamCertificate != nil || r.Response != nil {
 					t.Errorf("%s: answer %+v, want an error containing %q", req.Type, r, tc.want)
 				}
 			}
@@ -365,8 +366,8 @@ func TestNeverForwardsToUnattestedUpstream(t *testing.T) {
 		s := startDaemon(t, "tcp", func(c *Config, _ *daemonSetup) { c.UpstreamAddress = l.Addr().String() })
 		conn, codec := s.dial(t)
 		defer conn.Close()
-		r := call(t, conn, codec, &Request{Type: TypeForward, Request: json.RawMessage(`{"type":"echo","data":"secret"}`)})
-		if r.Type != TypeError || !strings.Contains(r.Error, enclavetls.ErrNoEvidence.Error()) {
+		r := call(t, conn, codec, &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"secret"}`)})
+		if r.Type != wire.TypeError || !strings.Contains(r.Error, enclavetls.ErrNoEvidence.Error()) {
 			t.Fatalf("answer %+v", r)
 		}
 		if got.Load() != 0 {
@@ -388,9 +389,9 @@ func TestClientVerifier(t *testing.T) {
 	conn, err := cl.DialContext(context.Background(), "tcp", s.addr)
 	if err == nil {
 		// TLS 1.3: the client may finish before the server rejects its (missing) certificate.
-		_, err = NewCodec(conn).Write(&Request{Type: TypeGetEnclaveInfo}), nil
-		var resp Response
-		err = NewCodec(conn).Read(&resp)
+		_, err = wire.NewCodec(conn).Write(&wire.Request{Type: wire.TypeGetEnclaveInfo}), nil
+		var resp wire.Response
+		err = wire.NewCodec(conn).Read(&resp)
 		conn.Close()
 	}
 	if err == nil {
@@ -405,7 +406,7 @@ func TestClientVerifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if r := call(t, conn, NewCodec(conn), &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+	if r := call(t, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
 }
@@ -433,14 +434,14 @@ func TestConcurrentVerifiers(t *testing.T) {
 				return
 			}
 			defer conn.Close()
-			codec := NewCodec(conn)
+			codec := wire.NewCodec(conn)
 			data := fmt.Sprintf("verifier %d", i)
-			var resp Response
-			if err := Call(ctx, conn, codec, &Request{Type: TypeForward, Request: json.RawMessage(fmt.Sprintf(`{"type":"echo","data":%q}`, data))}, &resp); err != nil {
+			var resp wire.Response
+			if err := wire.Call(ctx, conn, codec, &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(fmt.Sprintf(`{"type":"echo","data":%q}`, data))}, &resp); err != nil {
 				errs <- err
 				return
 			}
-			var echo Response
+			var echo wire.Response
 			if resp.Error != "" || json.Unmarshal(resp.Response, &echo) != nil || echo.Data != data {
 				errs <- fmt.Errorf("verifier %d: answer %+v", i, resp)
 			}
@@ -461,7 +462,7 @@ func TestShutdown(t *testing.T) {
 	s := startDaemon(t, "unix", nil)
 	conn, codec := s.dial(t)
 	defer conn.Close()
-	if r := call(t, conn, codec, &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+	if r := call(t, conn, codec, &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
 	s.cancel()
@@ -473,7 +474,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("socket still there after shutdown: %v", err)
 	}
 	// The idle verifier's connection was closed.
-	var resp Response
+	var resp wire.Response
 	if err := codec.Read(&resp); err == nil {
 		t.Fatalf("read after shutdown: %+v", resp)
 	}
@@ -516,7 +517,7 @@ func TestParseAddress(t *testing.T) {
 		{"127.0.0.1:80", "", ""},
 		{"http://x:1", "", ""},
 	} {
-		n, a, err := ParseAddress(tc.in)
+		n, a, err := wire.ParseAddress(tc.in)
 		if n != tc.network || a != tc.addr || (err != nil) != (tc.network == "") {
 			t.Errorf("%q: %q %q %v", tc.in, n, a, err)
 		}
@@ -524,16 +525,16 @@ func TestParseAddress(t *testing.T) {
 }
 
 func TestCodecLimits(t *testing.T) {
-	big := `{"type":"echo","data":"` + strings.Repeat("a", 2*MaxMessageSize+10) + `"}`
-	c := NewCodec(struct {
+	big := `{"type":"echo","data":"` + strings.Repeat("a", 2*wire.MaxMessageSize+10) + `"}`
+	c := wire.NewCodec(struct {
 		io.Reader
 		io.Writer
 	}{strings.NewReader(big), io.Discard})
-	var req Request
+	var req wire.Request
 	if err := c.Read(&req); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("oversized message: %v", err)
 	}
-	c = NewCodec(struct {
+	c = wire.NewCodec(struct {
 		io.Reader
 		io.Writer
 	}{strings.NewReader(`{"type":"a"}{"type":"b"}` + "\n" + `{"type":"c"}`), io.Discard})

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/internal/conntest"
 
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
@@ -118,7 +119,7 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 	for _, src := range []string{"127.0.0.6", "127.0.0.7"} {
 		for i := 0; i < 2; i++ {
 			conn := s.client(t, dialFrom(t, src, s.addr))
-			if r := call(t, conn, NewCodec(conn), &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+			if r := call(t, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 				t.Fatal(r.Error)
 			}
 			a.Watch("one request", conn)
@@ -135,8 +136,8 @@ func TestIdleClientsDoNotStarve(t *testing.T) {
 
 	// The real verifier is served.
 	conn, codec := s.dial(t)
-	r := call(t, conn, codec, &Request{Type: TypeForward, Request: json.RawMessage(`{"type":"echo","data":"real"}`)})
-	var echo Response
+	r := call(t, conn, codec, &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"real"}`)})
+	var echo wire.Response
 	if r.Error != "" || json.Unmarshal(r.Response, &echo) != nil || echo.Data != "real" {
 		t.Fatalf("real verifier: %+v", r)
 	}
@@ -176,7 +177,7 @@ func TestDeadlines(t *testing.T) {
 	}
 	a.Watch("partial request", conn)
 	conn = s.client(t, dialFrom(t, "127.0.0.1", s.addr))
-	if r := call(t, conn, NewCodec(conn), &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+	if r := call(t, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
 	a.Watch("idle after a request", conn)
@@ -220,7 +221,7 @@ func TestPerPeerLimitUnix(t *testing.T) {
 	waitFor(t, "quota free", func() bool { p, _ := s.d.Connections(); return p == 0 })
 	conn, codec := s.dial(t)
 	defer conn.Close()
-	if r := call(t, conn, codec, &Request{Type: TypeGetEnclaveInfo}); r.Error != "" {
+	if r := call(t, conn, codec, &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.Error != "" {
 		t.Fatal(r.Error)
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 )
 
 // EvidenceFunc produces evidence over 64 bytes of report data (the shape of
@@ -329,6 +329,6 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// CheckResourcePath checks "<repository>/<type>/<tag>" (enclave.CheckResourceID): that rules
+// CheckResourcePath checks "<repository>/<type>/<tag>" (resourceid.Check): that rules
 // out "..", hidden files, separators and anything a URL would need to escape.
-func CheckResourcePath(p string) error { return enclave.CheckResourceID(p) }
+func CheckResourcePath(p string) error { return resourceid.Check(p) }

@@ -20,7 +20,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
@@ -49,7 +49,7 @@ type Wrapped struct {
 
 // Wrap wraps optsData with kek for the broker resource kid and returns the JSON of the wrapped key.
 func Wrap(kek []byte, kid string, optsData []byte) ([]byte, error) {
-	if err := enclave.CheckResourceID(kid); err != nil {
+	if err := resourceid.Check(kid); err != nil {
 		return nil, fmt.Errorf("key id: %w", err)
 	}
 	aead, err := newAEAD(kek)
@@ -84,7 +84,7 @@ func Parse(data []byte) (*Wrapped, error) {
 	if w.Alg != Alg {
 		return nil, fmt.Errorf("wrapped layer key: alg %q (only %s is defined)", w.Alg, Alg)
 	}
-	if err := enclave.CheckResourceID(w.KID); err != nil {
+	if err := resourceid.Check(w.KID); err != nil {
 		return nil, fmt.Errorf("wrapped layer key: kid: %w", err)
 	}
 	if iv, err := base64.StdEncoding.Strict().DecodeString(w.IV); err != nil || len(iv) != ivSize {

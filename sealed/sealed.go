@@ -30,7 +30,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
@@ -80,7 +80,7 @@ func IsSealed(data []byte) bool { return bytes.HasPrefix(data, []byte(Magic)) }
 
 // Seal encrypts plaintext with key (KeySize bytes) for the broker resource keyID.
 func Seal(plaintext, key []byte, keyID string) ([]byte, error) {
-	if err := enclave.CheckResourceID(keyID); err != nil {
+	if err := resourceid.Check(keyID); err != nil {
 		return nil, fmt.Errorf("key id: %w", err)
 	}
 	if len(key) != KeySize {
@@ -134,7 +134,7 @@ func ParseHeader(head []byte) (*Header, int, error) {
 	if err := strictjson.Decode(rest[4:4+n], &h); err != nil {
 		return nil, 0, fmt.Errorf("sealed file: header: %w", err)
 	}
-	if err := enclave.CheckResourceID(h.KeyID); err != nil {
+	if err := resourceid.Check(h.KeyID); err != nil {
 		return nil, 0, fmt.Errorf("sealed file: key_id: %w", err)
 	}
 	if h.Alg != Alg {
@@ -199,8 +199,9 @@ func Unseal(data []byte, key KeyFunc) ([]byte, error) {
 		return nil, err
 	}
 	if key == nil {
-		return nil, fmt.Errorf("sealed with key %s, and this enclave has no key broker to fetch it from (set %s, %s and add the key to the broker)",
-			f.KeyID, enclave.EnvKBSURL, enclave.EnvKBSPin)
+		// The settings' names, spelled out: this package links nothing of the runtime.
+		return nil, fmt.Errorf("sealed with key %s, and this enclave has no key broker to fetch it from (set ENCLAVE_KBS_URL, ENCLAVE_KBS_PIN and add the key to the broker)",
+			f.KeyID)
 	}
 	k, err := key(f.KeyID)
 	if err != nil {

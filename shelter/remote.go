@@ -12,7 +12,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
-	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 )
 
 // RemoteInput is a remote attestation job: inclavared at Network/Address, and the policies its own
@@ -69,8 +69,8 @@ func RemoteAttestation(ctx context.Context, in RemoteInput) *RemoteReport {
 		rr.Container = notReached(fmt.Sprintf("nonce: %v", err))
 		return rr
 	}
-	var resp inclavared.Response
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), &inclavared.Request{Type: inclavared.TypeAttest, Nonce: hex.EncodeToString(nonce)}, &resp); err != nil {
+	var resp wire.Response
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeAttest, Nonce: hex.EncodeToString(nonce)}, &resp); err != nil {
 		rr.Container = notReached(fmt.Sprintf("attest request: %v", err))
 		return rr
 	}

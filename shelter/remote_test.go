@@ -12,6 +12,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 )
 
 // serveUpstream is a minimal confidential service (GETENCLAVEINFO) that accepts clients from
@@ -38,13 +39,13 @@ func serveUpstream(t *testing.T, tee, clientTEE *simSetup) string {
 			go func() {
 				defer c.Close()
 				conn := srv.Server(c)
-				codec := inclavared.NewCodec(conn)
+				codec := wire.NewCodec(conn)
 				for {
-					var req inclavared.Request
+					var req wire.Request
 					if codec.Read(&req) != nil {
 						return
 					}
-					codec.Write(&inclavared.Response{MsgType: inclavared.MsgTypeEnclaveInfo, Version: 1, Message: "svc"})
+					codec.Write(&wire.Response{MsgType: wire.MsgTypeEnclaveInfo, Version: 1, Message: "svc"})
 				}
 			}()
 		}

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/internal/climain"
 
 	"github.com/inclavare-containers/inclavare-go/internal/verifyflags"
@@ -96,11 +97,11 @@ func run(c *cli.Context) error {
 			return usageError("--%s must be positive", f)
 		}
 	}
-	lnet, laddr, err := inclavared.ParseAddress(c.String("listen"))
+	lnet, laddr, err := wire.ParseAddress(c.String("listen"))
 	if err != nil {
 		return usageError("--listen: %v", err)
 	}
-	unet, uaddr, err := inclavared.ParseAddress(c.String("upstream"))
+	unet, uaddr, err := wire.ParseAddress(c.String("upstream"))
 	if err != nil {
 		return usageError("--upstream: %v", err)
 	}

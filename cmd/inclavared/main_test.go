@@ -19,6 +19,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 )
 
 func build(t *testing.T) string {
@@ -107,8 +108,8 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No upstream listens at 127.0.0.1:9: the answer is an error, and the daemon stays up.
-	var resp inclavared.Response
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), &inclavared.Request{Type: inclavared.TypeGetEnclaveInfo}, &resp); err != nil || resp.Type != inclavared.TypeError {
+	var resp wire.Response
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeGetEnclaveInfo}, &resp); err != nil || resp.Type != wire.TypeError {
 		t.Fatalf("%+v %v", resp, err)
 	}
 

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli"
 
-	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/shelter"
 )
 
@@ -31,7 +31,7 @@ policies hold, 1 otherwise, 2 usage error.`,
 		if c.String("addr") == "" || c.String("policy") == "" {
 			return usageError("remoteattestation: --addr and --policy are required")
 		}
-		network, addr, err := inclavared.ParseAddress(c.String("addr"))
+		network, addr, err := wire.ParseAddress(c.String("addr"))
 		if err != nil {
 			return usageError("--addr: %v", err)
 		}

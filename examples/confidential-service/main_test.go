@@ -21,7 +21,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
-	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 )
 
@@ -95,12 +95,12 @@ func start(t *testing.T, args ...string) (addr string, stop func() error) {
 	return addr, stop
 }
 
-func ask(t *testing.T, conn *enclavetls.Conn, req *inclavared.Request) *inclavared.Response {
+func ask(t *testing.T, conn *enclavetls.Conn, req *wire.Request) *wire.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // hang guard only
 	defer cancel()
-	var resp inclavared.Response
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), req, &resp); err != nil {
+	var resp wire.Response
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), req, &resp); err != nil {
 		t.Fatal(err)
 	}
 	return &resp
@@ -132,13 +132,13 @@ func TestServeSimKeyFile(t *testing.T) {
 			if p := conn.Peer(); !p.Fresh || p.Result.Measurements["measurement"] != e.measurement {
 				t.Fatalf("peer %+v", p)
 			}
-			if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeGetEnclaveInfo}); r.MsgType != "ENCLAVEINFO" || r.Version != 1 || r.Message != "hi" {
+			if r := ask(t, conn, &wire.Request{Type: wire.TypeGetEnclaveInfo}); r.MsgType != "ENCLAVEINFO" || r.Version != 1 || r.Message != "hi" {
 				t.Fatalf("GETENCLAVEINFO answer %+v", r)
 			}
-			if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "ping ✓"}); r.Data != "ping ✓" {
+			if r := ask(t, conn, &wire.Request{Type: wire.TypeEcho, Data: "ping ✓"}); r.Data != "ping ✓" {
 				t.Fatalf("echo answer %+v", r)
 			}
-			if r := ask(t, conn, &inclavared.Request{Type: "nope"}); r.Type != inclavared.TypeError {
+			if r := ask(t, conn, &wire.Request{Type: "nope"}); r.Type != wire.TypeError {
 				t.Fatalf("unknown request answer %+v", r)
 			}
 			if err := stop(); err != nil {
@@ -209,7 +209,7 @@ func TestServeAgentEvidence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "x"}); r.Data != "x" {
+		if r := ask(t, conn, &wire.Request{Type: wire.TypeEcho, Data: "x"}); r.Data != "x" {
 			t.Fatalf("echo %+v", r)
 		}
 		conn.Close()
@@ -242,15 +242,15 @@ func TestClientPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "attested"}); r.Data != "attested" {
+	if r := ask(t, conn, &wire.Request{Type: wire.TypeEcho, Data: "attested"}); r.Data != "attested" {
 		t.Fatalf("echo %+v", r)
 	}
 	conn.Close()
 	// An unattested client completes its side of the TLS 1.3 handshake but gets no answer.
 	conn, err = dial(t, enclavetls.Config{Verifier: svc.verifier(t)}, "tcp", addr)
 	if err == nil {
-		var resp inclavared.Response
-		err = inclavared.Call(context.Background(), conn, inclavared.NewCodec(conn), &inclavared.Request{Type: inclavared.TypeEcho, Data: "x"}, &resp)
+		var resp wire.Response
+		err = wire.Call(context.Background(), conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeEcho, Data: "x"}, &resp)
 		conn.Close()
 	}
 	if err == nil {
@@ -306,7 +306,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "bin"}); r.Data != "bin" {
+	if r := ask(t, conn, &wire.Request{Type: wire.TypeEcho, Data: "bin"}); r.Data != "bin" {
 		t.Fatalf("echo %+v", r)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -344,9 +344,9 @@ func TestStrictMessages(t *testing.T) {
 		if _, err := conn.Write([]byte(tc.msg)); err != nil {
 			t.Fatal(err)
 		}
-		codec := inclavared.NewCodec(conn)
-		var resp inclavared.Response
-		if err := codec.Read(&resp); err != nil || resp.Type != inclavared.TypeError || !strings.Contains(resp.Error, tc.want) {
+		codec := wire.NewCodec(conn)
+		var resp wire.Response
+		if err := codec.Read(&resp); err != nil || resp.Type != wire.TypeError || !strings.Contains(resp.Error, tc.want) {
 			t.Errorf("%s: answer %+v %v, want an error containing %q", tc.msg, resp, err, tc.want)
 		}
 		if err := codec.Read(&resp); err == nil {
@@ -394,7 +394,7 @@ func TestDeadlines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if r := ask(t, conn, &inclavared.Request{Type: inclavared.TypeEcho, Data: "x"}); r.Data != "x" {
+	if r := ask(t, conn, &wire.Request{Type: wire.TypeEcho, Data: "x"}); r.Data != "x" {
 		t.Fatalf("echo %+v", r)
 	}
 	closed("idle after a request", conn)

@@ -12,6 +12,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared"
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/shelter"
 )
 
@@ -47,7 +48,7 @@ func (c *config) open() (*service, net.Listener, error) {
 	if c.listen == "" {
 		return nil, nil, usageError{errors.New("--listen is required")}
 	}
-	network, addr, err := inclavared.ParseAddress(c.listen)
+	network, addr, err := wire.ParseAddress(c.listen)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -154,18 +155,18 @@ func (s *service) handle(ctx context.Context, raw net.Conn) {
 	if err := conn.HandshakeContext(hctx); err != nil {
 		return // an unattested or rejected client gets nothing
 	}
-	codec := inclavared.NewCodec(conn)
+	codec := wire.NewCodec(conn)
 	for first := true; ; first = false {
 		if !first {
 			_ = raw.SetReadDeadline(time.Now().Add(s.idleTimeout))
 		}
-		var req inclavared.Request
+		var req wire.Request
 		if err := codec.Read(&req); err != nil {
 			// A message that breaks the protocol (strictjson's rules, data after it) gets an
 			// error and the connection is closed; a timeout or a closed connection gets nothing.
-			if errors.Is(err, inclavared.ErrMalformed) {
+			if errors.Is(err, wire.ErrMalformed) {
 				_ = raw.SetWriteDeadline(time.Now().Add(s.handshakeTimeout))
-				_ = codec.Write(&inclavared.Response{Type: inclavared.TypeError, Error: err.Error()})
+				_ = codec.Write(&wire.Response{Type: wire.TypeError, Error: err.Error()})
 			}
 			return
 		}
@@ -176,12 +177,12 @@ func (s *service) handle(ctx context.Context, raw net.Conn) {
 	}
 }
 
-func (s *service) answer(req *inclavared.Request) *inclavared.Response {
+func (s *service) answer(req *wire.Request) *wire.Response {
 	switch req.Type {
-	case inclavared.TypeGetEnclaveInfo:
-		return &inclavared.Response{MsgType: inclavared.MsgTypeEnclaveInfo, Version: inclavared.ProtocolVersion, Message: s.message}
-	case inclavared.TypeEcho:
-		return &inclavared.Response{Type: inclavared.TypeEcho, Data: req.Data}
+	case wire.TypeGetEnclaveInfo:
+		return &wire.Response{MsgType: wire.MsgTypeEnclaveInfo, Version: wire.ProtocolVersion, Message: s.message}
+	case wire.TypeEcho:
+		return &wire.Response{Type: wire.TypeEcho, Data: req.Data}
 	}
-	return &inclavared.Response{Type: inclavared.TypeError, Error: fmt.Sprintf("unknown request type %q", req.Type)}
+	return &wire.Response{Type: wire.TypeError, Error: fmt.Sprintf("unknown request type %q", req.Type)}
 }

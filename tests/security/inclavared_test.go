@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
 	"github.com/inclavare-containers/inclavare-go/internal/conntest"
 
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
@@ -263,12 +264,12 @@ func TestInclavaredUnattestedGetEvidenceOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var resp inclavared.Response
-	forward := &inclavared.Request{Type: inclavared.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"for the attacker"}`)}
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), forward, &resp); err != nil {
+	var resp wire.Response
+	forward := &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"for the attacker"}`)}
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), forward, &resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Type != inclavared.TypeError || resp.Error != inclavared.ErrForwardNeedsAttestedClient || resp.Response != nil {
+	if resp.Type != wire.TypeError || resp.Error != inclavared.ErrForwardNeedsAttestedClient || resp.Response != nil {
 		t.Fatalf("forward for an unattested verifier: %+v", resp)
 	}
 }
@@ -288,11 +289,11 @@ func TestInclavaredRefusesUnattestedClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), incHangGuard)
 	defer cancel()
-	forward := &inclavared.Request{Type: inclavared.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"for the attacker"}`)}
-	var resp inclavared.Response
+	forward := &wire.Request{Type: wire.TypeForward, Request: json.RawMessage(`{"type":"echo","data":"for the attacker"}`)}
+	var resp wire.Response
 	conn, err := r.verifierClient(t, nil).DialContext(ctx, "unix", sock)
 	if err == nil { // TLS 1.3: the client may finish its side before the server refuses it
-		err = inclavared.Call(ctx, conn, inclavared.NewCodec(conn), forward, &resp)
+		err = wire.Call(ctx, conn, wire.NewCodec(conn), forward, &resp)
 		conn.Close()
 	}
 	if err == nil || resp.Type != "" {
@@ -319,8 +320,8 @@ func TestInclavaredRefusesUnattestedClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	resp = inclavared.Response{}
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), forward, &resp); err != nil || resp.Type != inclavared.TypeForwarded {
+	resp = wire.Response{}
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), forward, &resp); err != nil || resp.Type != wire.TypeForwarded {
 		t.Fatalf("attested verifier: %+v %v\n%s", resp, err, d.logText())
 	}
 }
@@ -412,8 +413,8 @@ func TestInclavaredIdleClients(t *testing.T) {
 	for _, src := range []string{"127.0.0.5", "127.0.0.6"} {
 		for i := 0; i < 2; i++ {
 			conn := handshake(src)
-			var resp inclavared.Response
-			if err := inclavared.Call(context.Background(), conn, inclavared.NewCodec(conn), &inclavared.Request{Type: inclavared.TypeGetEnclaveInfo}, &resp); err != nil || resp.Error != "" {
+			var resp wire.Response
+			if err := wire.Call(context.Background(), conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeGetEnclaveInfo}, &resp); err != nil || resp.Error != "" {
 				t.Fatalf("attacker's request: %+v %v", resp, err)
 			}
 			_ = conn.SetDeadline(time.Time{})
@@ -507,9 +508,9 @@ func TestInclavaredStrictProtocol(t *testing.T) {
 		if _, err := conn.Write([]byte(tc.msg)); err != nil {
 			t.Fatal(err)
 		}
-		codec := inclavared.NewCodec(conn)
-		var resp inclavared.Response
-		if err := codec.Read(&resp); err != nil || resp.Type != inclavared.TypeError || !strings.Contains(resp.Error, tc.want) {
+		codec := wire.NewCodec(conn)
+		var resp wire.Response
+		if err := codec.Read(&resp); err != nil || resp.Type != wire.TypeError || !strings.Contains(resp.Error, tc.want) {
 			t.Errorf("%s: answer %+v %v, want an error containing %q", tc.name, resp, err, tc.want)
 		}
 		if err := codec.Read(&resp); err == nil {
@@ -523,9 +524,9 @@ func TestInclavaredStrictProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var resp inclavared.Response
-	if err := inclavared.Call(ctx, conn, inclavared.NewCodec(conn), &inclavared.Request{Type: inclavared.TypeForward,
-		Request: json.RawMessage(`{"type":"echo","data":"a"}`)}, &resp); err != nil || resp.Type != inclavared.TypeForwarded {
+	var resp wire.Response
+	if err := wire.Call(ctx, conn, wire.NewCodec(conn), &wire.Request{Type: wire.TypeForward,
+		Request: json.RawMessage(`{"type":"echo","data":"a"}`)}, &resp); err != nil || resp.Type != wire.TypeForwarded {
 		t.Fatalf("well-formed forward: %+v %v", resp, err)
 	}
 }

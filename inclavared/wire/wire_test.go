@@ -1,4 +1,4 @@
-package inclavared
+package wire
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // malformed are messages with more than one reading, or none, and the error each must get. A
@@ -68,37 +67,6 @@ func TestCodecStrict(t *testing.T) {
 	}
 	if err := c.Read(&req); !errors.Is(err, io.EOF) {
 		t.Fatalf("end: %v", err)
-	}
-}
-
-// TestStrictMessages sends each malformed message over a real Enclave-TLS connection to the daemon
-// (playing a verifier): each gets an error naming the problem, the connection is closed, and
-// nothing reaches the upstream.
-func TestStrictMessages(t *testing.T) {
-	s := startDaemon(t, "tcp", nil)
-	for _, tc := range malformed {
-		conn, codec := s.dial(t)
-		_ = conn.SetDeadline(time.Now().Add(hangGuard))
-		if _, err := conn.Write([]byte(tc.msg)); err != nil {
-			t.Fatal(err)
-		}
-		var resp Response
-		if err := codec.Read(&resp); err != nil || resp.Type != TypeError || !strings.Contains(resp.Error, tc.want) {
-			t.Errorf("%s: answer %+v %v, want an error containing %q", tc.name, resp, err, tc.want)
-		}
-		if err := codec.Read(&resp); err == nil {
-			t.Errorf("%s: connection still open after a malformed message: %+v", tc.name, resp)
-		}
-		conn.Close()
-	}
-	if n := s.upstream.requests.Load(); n != 0 {
-		t.Errorf("the upstream received %d requests", n)
-	}
-	// A well-formed message on a fresh connection is served.
-	conn, codec := s.dial(t)
-	defer conn.Close()
-	if r := call(t, conn, codec, &Request{Type: TypeForward, Request: json.RawMessage(`{"type":"echo","data":"ok"}`)}); r.Error != "" {
-		t.Fatal(r.Error)
 	}
 }
 

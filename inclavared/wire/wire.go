@@ -1,4 +1,8 @@
-package inclavared
+// Package wire is inclavared's protocol: the JSON messages between a verifier (shelter), inclavared
+// and the confidential service, and the codec that reads each with exactly one reading
+// (internal/strictjson). It is what a verifier links of inclavared: nothing of the daemon, the
+// runelet or the enclave runtimes.
+package wire
 
 import (
 	"bufio"
