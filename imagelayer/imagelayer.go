@@ -37,7 +37,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 	"github.com/inclavare-containers/inclavare-go/layerkey"
 )
@@ -288,24 +287,24 @@ func (d *decrypter) verify(c *Cipher, blobDigest string) error {
 	return nil
 }
 
-// Measured returns what the measurement covers of layers (enclave.LayerMeasured, in order),
-// reading each blob in root; a layer whose descriptor is unusable or names another blob is an
-// error, so that create fails rather than start.
-func Measured(root *os.File, layers []enclave.Layer) ([]string, error) {
+// BlobDigests returns the hex SHA-256 of each layer directory's blob, in order, what the
+// measurement covers (enclave.LayerMeasured); a layer whose descriptor is unusable or names
+// another blob is an error, so that create fails rather than start.
+func BlobDigests(root *os.File, dirs []string) ([]string, error) {
 	var out []string
-	for _, l := range layers {
-		d, err := Descriptor(root, l.Dir)
+	for _, dir := range dirs {
+		d, err := Descriptor(root, dir)
 		if err != nil {
 			return nil, err
 		}
-		sum, err := BlobDigest(root, l.Dir)
+		sum, err := BlobDigest(root, dir)
 		if err != nil {
 			return nil, err
 		}
 		if d.Digest.Encoded() != sum {
-			return nil, fmt.Errorf("encrypted layer %s: its descriptor names %s, the blob is sha256:%s", l.Dir, d.Digest, sum)
+			return nil, fmt.Errorf("encrypted layer %s: its descriptor names %s, the blob is sha256:%s", dir, d.Digest, sum)
 		}
-		out = append(out, enclave.LayerMeasured(sum, l.Target))
+		out = append(out, sum)
 	}
 	return out, nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/layerkey"
 )
 
@@ -129,7 +128,7 @@ func (f *fixture) unpack(kek []byte) error {
 	if err != nil {
 		return err
 	}
-	return Unpack(f.root, enclave.Layer{Dir: "/layers/0", Target: "/app"}, digest, func(kid string) ([]byte, error) {
+	return Unpack(f.root, Layer{Dir: "/layers/0", Target: "/app"}, digest, func(kid string) ([]byte, error) {
 		if kid != "tenant/key/image" {
 			return nil, os.ErrNotExist
 		}

@@ -11,17 +11,18 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // maxEntries bounds the entries of one layer.
 const maxEntries = 1 << 20
 
+// Layer is an encrypted layer's directory and the directory its files are unpacked under.
+type Layer struct{ Dir, Target string }
+
 // Unpack decrypts the layer l (its blob must have the SHA-256 blobDigest, as measured) with the
 // key that kek leads to and unpacks its files under l.Target, an empty directory, inside root. On
 // any failure the target is emptied again.
-func Unpack(root *os.File, l enclave.Layer, blobDigest string, kek KEKFunc) (err error) {
+func Unpack(root *os.File, l Layer, blobDigest string, kek KEKFunc) (err error) {
 	d, err := Descriptor(root, l.Dir)
 	if err != nil {
 		return err

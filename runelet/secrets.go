@@ -134,7 +134,33 @@ func measureLayers(layers []enclave.Layer) ([]string, error) {
 		return nil, err
 	}
 	defer root.Close()
-	return imagelayer.Measured(root, layers)
+	return measuredLayers(root, layers)
+}
+
+// measuredLayers is what the measurement covers of the layers in root (enclave.LayerMeasured).
+func measuredLayers(root *os.File, layers []enclave.Layer) ([]string, error) {
+	dirs := make([]string, len(layers))
+	for i, l := range layers {
+		dirs[i] = l.Dir
+	}
+	sums, err := imagelayer.BlobDigests(root, dirs)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range layers {
+		sums[i] = enclave.LayerMeasured(sums[i], l.Target)
+	}
+	return sums, nil
+}
+
+// MeasuredLayers is measuredLayers for the rootfs at rootfs (init-runelet prepare, on the host).
+func MeasuredLayers(rootfs string, layers []enclave.Layer) ([]string, error) {
+	root, err := os.Open(rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	defer root.Close()
+	return measuredLayers(root, layers)
 }
 
 // unpackLayers decrypts each encrypted layer with the key-encryption key the broker releases
@@ -159,7 +185,7 @@ func (p *pid1) unpackLayers() error {
 	for i, l := range k.Layers {
 		digest, _, _ := strings.Cut(p.layers[i], ":")
 		kek := func(kid string) ([]byte, error) { return c.Resource(ctx, kid) }
-		if err := imagelayer.Unpack(root, l, digest, kek); err != nil {
+		if err := imagelayer.Unpack(root, imagelayer.Layer{Dir: l.Dir, Target: l.Target}, digest, kek); err != nil {
 			return err
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
-	"github.com/inclavare-containers/inclavare-go/imagelayer"
 	"github.com/inclavare-containers/inclavare-go/pal"
 	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/inclavare-containers/inclavare-go/sealed"
@@ -65,13 +64,8 @@ func prepare(req *runelet.PrepareRequest, resp *runelet.PrepareResponse, ph *pha
 	p := enclave.Process{Path: req.Path, Args: req.Launch.Args, Env: req.Launch.Env, Dir: req.Launch.Cwd, Secrets: s.KBS.Measured()}
 	if s.KBS != nil && len(s.KBS.Layers) > 0 {
 		ph.enter(runelet.PhaseMeasure)
-		root, err := os.Open(req.Rootfs)
-		if err != nil {
-			return fmt.Errorf("rootfs: %w", err)
-		}
-		p.Layers, err = imagelayer.Measured(root, s.KBS.Layers)
-		root.Close()
-		if err != nil {
+		var err error
+		if p.Layers, err = runelet.MeasuredLayers(req.Rootfs, s.KBS.Layers); err != nil {
 			return err
 		}
 	}

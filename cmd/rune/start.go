@@ -62,18 +62,29 @@ your host.`,
 	},
 }
 
-// stopInit kills the container's init and waits (up to stopInitTimeout) until libcontainer sees
-// it stopped (exited, or a zombie its parent has yet to reap).
+// stopInit kills the container's init and waits (up to stopInitTimeout) until it is gone: exited
+// and reaped by its parent (the shim), so that the engine, which deletes a failed task only once
+// it has stopped, sees it stopped as soon as this start returns.
 func stopInit(container *libcontainer.Container) {
+	st, err := container.State()
+	if err != nil || st.InitProcessPid <= 0 {
+		return
+	}
+	// A pidfd: the process is waited for, not whatever might reuse its pid.
+	pidfd, err := unix.PidfdOpen(st.InitProcessPid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(pidfd)
 	if err := container.Signal(unix.SIGKILL); err != nil {
 		return
 	}
 	deadline := time.Now().Add(stopInitTimeout)
 	for time.Now().Before(deadline) {
-		if st, err := container.Status(); err != nil || st == libcontainer.Stopped {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err == unix.ESRCH {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli"
 
+	"github.com/inclavare-containers/inclavare-go/enclaveimage"
 	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 	"github.com/inclavare-containers/inclavare-go/internal/climain"
 	"github.com/inclavare-containers/inclavare-go/sealed"
@@ -44,6 +46,15 @@ func main() {
 				cli.StringFlag{Name: "key", Usage: "file of the raw 32-byte key (the bytes the broker serves)"},
 			},
 			Action: seal,
+		},
+		{
+			Name:      "enclave-layers",
+			Usage:     "turn an OCI layout whose layers were encrypted for verdictd into one any engine unpacks while the layers stay encrypted (only the enclave decrypts them)",
+			ArgsUsage: "IN-LAYOUT OUT-LAYOUT",
+			Flags: []cli.Flag{
+				cli.StringFlag{Name: "target", Usage: "the directory each encrypted layer is unpacked under in the enclave, comma-separated, one per encrypted layer (e.g. /app)"},
+			},
+			Action: enclaveLayers,
 		},
 		{
 			Name:      "tls-identity",
@@ -153,4 +164,19 @@ func readFile(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
 	}
 	return data, nil
+}
+
+func enclaveLayers(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return climain.UsageError("enclave-layers takes two arguments, IN-LAYOUT and OUT-LAYOUT")
+	}
+	if c.String("target") == "" {
+		return climain.UsageError("enclave-layers needs --target")
+	}
+	res, err := enclaveimage.Convert(c.Args().Get(0), c.Args().Get(1), strings.Split(c.String("target"), ","))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ENCLAVE_LAYERS=%s\nmanifest %s\n", res.Layers, res.Manifest)
+	return nil
 }

@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -10,9 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 	"github.com/inclavare-containers/inclavare-go/kbs"
+	"github.com/inclavare-containers/inclavare-go/layerkey"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
 	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
@@ -112,4 +118,83 @@ func testDockerKBS(t *testing.T, s *dockerSuite) {
 	}
 	harness.AssertBytesNowhere(t, secret, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune", os.TempDir()}, b.Resource)
 	harness.AssertBytesNowhere(t, marker, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune", os.TempDir()})
+}
+
+// testDockerEncryptedLayers: the tenant encrypts the layer holding its module and data (ocicrypt,
+// the key wrapped for verdictd), converts the image with `verdict enclave-layers` and hands it to
+// Docker (skopeo copy to a docker-archive, docker load): Docker unpacks it like any image, the
+// encrypted layer stays encrypted in the rootfs, and only the enclave the broker admits decrypts
+// and runs it; another configuration is refused; no plaintext on the host.
+func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
+	_, tools := Prerequisites(t, "skopeo", "busybox")
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := enclaveImageFiles(t)
+	marker := make([]byte, 32)
+	rand.Read(marker)
+	secretData := []byte("layer data " + hex.EncodeToString(marker))
+	kek := make([]byte, layerkey.KEKSize)
+	rand.Read(kek)
+	blob, desc, diffID := harness.EncryptedLayer(t, map[string][]byte{"app/prog.wasm": files["app/prog.wasm"], "app/data/secret.txt": secretData}, "tenant/key/image", kek)
+	base, err := BusyboxRootfsTar(tools["busybox"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(base), Size: int64(len(base))}
+	work := t.TempDir()
+	in, out := filepath.Join(work, "encrypted"), filepath.Join(work, "enclave")
+	harness.WriteLayout(t, in, [][]byte{base, blob}, []ocispec.Descriptor{baseDesc, desc}, []digest.Digest{baseDesc.Digest, diffID}, ocispec.ImageConfig{})
+	conv, err := Run(context.Background(), clientTimeout, nil, filepath.Join(root, "bin", "verdict"), "enclave-layers", "--target", "/app", in, out)
+	if err != nil || conv.ExitCode != 0 || !strings.Contains(conv.Stdout, "ENCLAVE_LAYERS=/.inclavare/layers/0:/app") {
+		t.Fatalf("verdict enclave-layers: %v %s", err, conv)
+	}
+	archive := filepath.Join(work, "image.tar")
+	if res, err := Run(context.Background(), clientTimeout, nil, tools["skopeo"], "copy", "oci:"+out, "docker-archive:"+archive+":rune-clients-layers:latest"); err != nil || res.ExitCode != 0 {
+		t.Fatalf("skopeo copy: %v %s", err, res)
+	}
+	if res, err := s.exec(context.Background(), nil, "load", "-i", archive); err != nil || res.ExitCode != 0 {
+		t.Fatalf("docker load: %v %s", err, res)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	simRoot, err := Run(context.Background(), clientTimeout, nil, s.runtime, "sim-platform-cert")
+	if err != nil || simRoot.ExitCode != 0 {
+		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
+	}
+	identity, leaf := verdictdtest.TLSIdentity(t)
+	identity.Leaf = leaf
+	pin := kbs.PinOf(leaf)
+	env := []string{"-e", "PATH=/bin", "-e", "HOSTNAME=enclave", "-e", "ENCLAVE_TYPE=sim", "-e", "ENCLAVE_RUNTIME_PATH=builtin:wasm",
+		"-e", "ENCLAVE_KBS_URL=https://" + addr, "-e", "ENCLAVE_KBS_PIN=" + pin}
+	args := []string{"/app/prog.wasm", "digest", "/app/data/secret.txt"}
+	// The tenant's measurement: the encrypted blob, where it is unpacked, the module's path in it.
+	sum := sha256.Sum256(blob)
+	m := wasm.Measure(nil, wasm.Launch{Args: args, Env: []string{"PATH=/bin", "HOSTNAME=enclave"}, Dir: "/",
+		Secrets: (&enclave.KBS{Pin: pin}).Measured(), Layers: []string{enclave.LayerMeasured(hex.EncodeToString(sum[:]), "/app")}, CodeInLayer: "/app/prog.wasm"})
+	b := harness.Broker(t, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity,
+		Policy: harness.SimPolicy(m), Resources: map[string][]byte{"tenant/key/image": kek}})
+
+	run := func(args ...string) Result {
+		full := append(append(append([]string{"run", "--rm", "--runtime", dockerRuntimeName, "--network", "host"}, env...), "rune-clients-layers:latest"), args...)
+		res, err := s.exec(context.Background(), nil, full...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	want := sha256.Sum256(secretData)
+	if res := run(args...); res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != hex.EncodeToString(want[:]) {
+		t.Fatalf("docker run of the encrypted layer's module: %s\nbroker:\n%s", res, b.Log())
+	}
+	if res := run(append(args, "operator")...); res.ExitCode == 0 || !strings.Contains(res.Stderr, "PolicyDeny") || strings.Contains(res.Stdout, hex.EncodeToString(want[:])) {
+		t.Fatalf("another configuration: %s", res)
+	}
+	harness.AssertBytesNowhere(t, secretData, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune", os.TempDir()})
 }

@@ -480,4 +480,5 @@ func TestDocker(t *testing.T) {
 
 	t.Run("Enclave", func(t *testing.T) { testDockerEnclave(t, s) })
 	t.Run("EnclaveKeyBroker", func(t *testing.T) { testDockerKBS(t, s) })
+	t.Run("EnclaveEncryptedLayers", func(t *testing.T) { testDockerEncryptedLayers(t, s) })
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/containers/ocicrypt"
 	"github.com/containers/ocicrypt/config"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/inclavare-containers/inclavare-go/imagelayer"
@@ -45,9 +47,9 @@ var registerWrapper sync.Once
 
 // EncryptedLayer makes a gzipped image layer of files (paths from the root, regular files with
 // mode 0755) and encrypts it with ocicrypt, its key wrapped for the broker resource kid with kek,
-// as `skopeo copy --encryption-key provider:verdictd:<kid>` does. It returns the encrypted blob
-// and its descriptor.
-func EncryptedLayer(t testing.TB, files map[string][]byte, kid string, kek []byte) ([]byte, ocispec.Descriptor) {
+// as `skopeo copy --encryption-key provider:verdictd:<kid>` does. It returns the encrypted blob,
+// its descriptor and the layer's diff ID (the digest of the uncompressed plaintext tar).
+func EncryptedLayer(t testing.TB, files map[string][]byte, kid string, kek []byte) ([]byte, ocispec.Descriptor, digest.Digest) {
 	t.Helper()
 	registerWrapper.Do(func() { ocicrypt.RegisterKeyWrapper("provider.verdictd", verdictdWrapper{}) })
 	var tarBuf bytes.Buffer
@@ -86,7 +88,42 @@ func EncryptedLayer(t testing.TB, files map[string][]byte, kid string, kek []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	return blob, ocispec.Descriptor{MediaType: desc.MediaType + "+encrypted", Digest: digest.FromBytes(blob), Size: int64(len(blob)), Annotations: ann}
+	return blob, ocispec.Descriptor{MediaType: desc.MediaType + "+encrypted", Digest: digest.FromBytes(blob), Size: int64(len(blob)), Annotations: ann},
+		digest.FromBytes(tarBuf.Bytes())
+}
+
+// WriteLayout writes a single-image OCI layout at dir: the layers (blobs and descriptors) with
+// their diff IDs, and config as the image's configuration.
+func WriteLayout(t testing.TB, dir string, blobs [][]byte, layers []ocispec.Descriptor, diffIDs []digest.Digest, config ocispec.ImageConfig) {
+	t.Helper()
+	write := func(data []byte) ocispec.Descriptor {
+		d := digest.FromBytes(data)
+		if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", d.Encoded()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return ocispec.Descriptor{Digest: d, Size: int64(len(data))}
+	}
+	for _, b := range blobs {
+		write(b)
+	}
+	cfg, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"}, Config: config,
+		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: diffIDs}})
+	cdesc := write(cfg)
+	cdesc.MediaType = ocispec.MediaTypeImageConfig
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cdesc, Layers: layers})
+	mdesc := write(m)
+	mdesc.MediaType = ocispec.MediaTypeImageManifest
+	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{mdesc}})
+	if err := os.WriteFile(filepath.Join(dir, ocispec.ImageIndexFile), idx, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layout, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err := os.WriteFile(filepath.Join(dir, ocispec.ImageLayoutFile), layout, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // WriteLayerDir writes an encrypted layer into the bundle's rootfs at dir (relative to the

@@ -83,8 +83,8 @@ func TestEncryptedLayerOnlyInTheAttestedEnclave(t *testing.T) {
 			kek := make([]byte, layerkey.KEKSize)
 			rand.Read(kek)
 			files := map[string][]byte{c.prog[1:]: prog, "app/data/secret.txt": []byte(hex.EncodeToString(marker))}
-			blob, desc := harness.EncryptedLayer(t, files, "tenant/key/image", kek)
-			otherBlob, otherDesc := harness.EncryptedLayer(t, map[string][]byte{c.prog[1:]: prog, "app/data/secret.txt": []byte("an older release")}, "tenant/key/image", kek)
+			blob, desc, _ := harness.EncryptedLayer(t, files, "tenant/key/image", kek)
+			otherBlob, otherDesc, _ := harness.EncryptedLayer(t, map[string][]byte{c.prog[1:]: prog, "app/data/secret.txt": []byte("an older release")}, "tenant/key/image", kek)
 			writeLayer := func(bundle string) { harness.WriteLayerDir(t, bundle, "layers/0", blob, desc) }
 			good, m := layerContainerDesc(t, c, blob, writeLayer, addr, pin, "digest", "/app/data/secret.txt")
 			swapped, m2 := layerContainerDesc(t, c, blob, writeLayer, addr, pin, "digest", "/app/data/secret.txt", "x")
