@@ -12,8 +12,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/inclavare-containers/inclavare-go/tests/clients"
 )
 
 // ImageCopier is the program the image encryption tests run as `skopeo copy`: $INCLAVARE_SKOPEO
@@ -77,32 +75,6 @@ func SkopeoCopy(t testing.TB, config string, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "OCICRYPT_KEYPROVIDER_CONFIG="+config, "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// BusyboxImageArchive writes an oci-archive of one layer, the host's busybox-static root file
-// system with files added, and returns its path and the layer's digest.
-func BusyboxImageArchive(t testing.TB, files map[string][]byte) (string, digest.Digest) {
-	t.Helper()
-	bb, err := clients.BusyboxBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := clients.BusyboxRootfsTar(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if layer, err = clients.WithFiles(layer, files); err != nil {
-		t.Fatal(err)
-	}
-	archive, err := clients.OCIArchive(layer, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "image.tar")
-	if err := os.WriteFile(p, archive, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p, digest.FromBytes(layer)
 }
 
 // OCILayoutManifest reads the manifest of the only image in the OCI image layout dir.

@@ -45,7 +45,7 @@ func TestSkopeoEncryptDecrypt(t *testing.T) {
 	marker := make([]byte, 32)
 	rand.Read(marker)
 	markerHex := []byte(hex.EncodeToString(marker))
-	src, layerDigest := harness.BusyboxImageArchive(t, map[string][]byte{"app/secret.txt": markerHex})
+	src, layerDigest := BusyboxArchive(t, map[string][]byte{"app/secret.txt": markerHex})
 
 	b := broker(t, kek, "127.0.0.1:0")
 	cfg := harness.KeyProviderConfig(t, b.KeyProvider)

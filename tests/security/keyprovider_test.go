@@ -27,6 +27,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/layerkey"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
+	"github.com/inclavare-containers/inclavare-go/tests/imagecrypt"
 	"github.com/inclavare-containers/inclavare-go/verdictd"
 	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
@@ -67,7 +68,7 @@ func kpEncrypted(t *testing.T, b *kpBroker) (layout string, marker []byte) {
 	m := make([]byte, 32)
 	rand.Read(m)
 	marker = []byte(hex.EncodeToString(m))
-	src, _ := harness.BusyboxImageArchive(t, map[string][]byte{"app/secret.txt": marker})
+	src, _ := imagecrypt.BusyboxArchive(t, map[string][]byte{"app/secret.txt": marker})
 	layout = filepath.Join(t.TempDir(), "encrypted")
 	if out, err := harness.SkopeoCopy(t, b.config, "--encryption-key", "provider:verdictd:"+kpKID, "oci-archive:"+src, "oci:"+layout+":latest"); err != nil {
 		t.Fatalf("encrypt: %v\n%s\n%s", err, out, b.Log())
@@ -278,7 +279,7 @@ func TestKeyProviderTamperedWrappedKeyRefused(t *testing.T) {
 func TestKeyProviderKEKWrongSizeRefused(t *testing.T) {
 	hexKEK := []byte(hex.EncodeToString(make([]byte, 32)))
 	b := kpStart(t, map[string][]byte{"tenant/key/hex": hexKEK, "tenant/key/aes128": make([]byte, 16)}, "--keyprovider-allow-unwrap")
-	src, _ := harness.BusyboxImageArchive(t, nil)
+	src, _ := imagecrypt.BusyboxArchive(t, nil)
 	for id, size := range map[string]string{"tenant/key/hex": "64", "tenant/key/aes128": "16"} {
 		dst := filepath.Join(t.TempDir(), "encrypted")
 		out, err := harness.SkopeoCopy(t, b.config, "--encryption-key", "provider:verdictd:"+id, "oci-archive:"+src, "oci:"+dst+":latest")
@@ -314,7 +315,7 @@ func TestKeyProviderKIDTraversalRefused(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(b.Resource, "tenant", "key", "link")); err != nil {
 		t.Fatal(err)
 	}
-	src, _ := harness.BusyboxImageArchive(t, nil)
+	src, _ := imagecrypt.BusyboxArchive(t, nil)
 	for kid, want := range map[string]string{
 		"../../known-kek":      `starts with '.'`,
 		"tenant/../etc":        `starts with '.'`,
