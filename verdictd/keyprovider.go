@@ -114,6 +114,12 @@ func (k *KeyProvider) WrapKey(ctx context.Context, req *kppb.KeyProviderKeyWrapP
 func (k *KeyProvider) UnWrapKey(ctx context.Context, req *kppb.KeyProviderKeyWrapProtocolInput) (*kppb.KeyProviderKeyWrapProtocolOutput, error) {
 	log := k.cfg.Log.With("step", "keyunwrap", "remote", remoteOf(ctx))
 	if !k.cfg.AllowUnwrap {
+		// The kid asked for, when the request names one, is worth the audit log; nothing is read.
+		if in, err := decodeProtocolInput(req, ocikp.OpKeyUnwrap); err == nil {
+			if w, err := layerkey.Parse(in.KeyUnwrapParams.Annotation); err == nil {
+				log = log.With("kid", w.KID)
+			}
+		}
 		err := status.Error(codes.PermissionDenied, ErrUnwrapRefused.Error())
 		log.Warn("refused", "reason", err.Error())
 		return nil, err

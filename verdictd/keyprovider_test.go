@@ -225,7 +225,7 @@ func TestKeyProviderUnwrapRefusedByDefault(t *testing.T) {
 	}
 	_, err = f.call(t, true, unwrapInput(out.KeyWrapResults.Annotation))
 	wantStatus(t, err, codes.PermissionDenied, "layer keys are unwrapped only inside attested enclaves, which fetch the key-encryption key through the KBS protocol")
-	if !strings.Contains(f.log.String(), `"step":"keyunwrap"`) {
+	if !strings.Contains(f.log.String(), `"step":"keyunwrap","remote":"tcp:127.0.0.1:`) || !strings.Contains(f.log.String(), `"kid":"`+kid+`","reason":"rpc error: code = PermissionDenied`) {
 		t.Errorf("the refusal is not logged:\n%s", f.log.String())
 	}
 }
@@ -385,4 +385,51 @@ func TestKeyProviderServeStops(t *testing.T) {
 	if _, err := verdictd.NewKeyProvider(verdictd.KeyProviderConfig{}); err == nil {
 		t.Fatal("a key provider without a store")
 	}
+}
+
+// FuzzKeyProviderRequest: any request bytes to WrapKey and UnWrapKey (unwrap allowed) are answered
+// without a panic, and an unwrap succeeds only for a wrapped key that authenticates: it then gives
+// exactly the options that were wrapped.
+func FuzzKeyProviderRequest(f *testing.F) {
+	dir := f.TempDir()
+	kek := make([]byte, layerkey.KEKSize)
+	rand.Read(kek)
+	if err := os.MkdirAll(filepath.Join(dir, "tenant", "key"), 0o700); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tenant", "key", "image"), kek, 0o600); err != nil {
+		f.Fatal(err)
+	}
+	store, err := verdictd.OpenStore(dir, 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer store.Close()
+	kp, err := verdictd.NewKeyProvider(verdictd.KeyProviderConfig{Store: store, AllowUnwrap: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	wrapped, err := layerkey.Wrap(kek, kid, opts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed := func(v any) []byte { b, _ := json.Marshal(v); return b }
+	f.Add(seed(unwrapInput(wrapped)))
+	f.Add(seed(wrapInput(map[string][][]byte{"verdictd": {[]byte(kid)}}, opts)))
+	f.Add([]byte(`{"op":"keyunwrap","keyunwrapparams":{"annotation":"e30="}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := &kppb.KeyProviderKeyWrapProtocolInput{KeyProviderKeyWrapProtocolInput: data}
+		_, _ = kp.WrapKey(context.Background(), req)
+		resp, err := kp.UnWrapKey(context.Background(), req)
+		if err != nil {
+			return
+		}
+		var out ocikp.KeyProviderKeyWrapProtocolOutput
+		if err := json.Unmarshal(resp.GetKeyProviderKeyWrapProtocolOutput(), &out); err != nil {
+			t.Fatalf("output: %v", err)
+		}
+		if !bytes.Equal(out.KeyUnwrapResults.OptsData, opts) {
+			t.Fatalf("unwrapped %q from %q", out.KeyUnwrapResults.OptsData, data)
+		}
+	})
 }
