@@ -24,6 +24,7 @@ build:
 
 vet:
 	$(GO) vet -tags "$(TAGS)" ./...
+	cd tests/imagecrypt/imgcopy && $(GO) vet -tags containers_image_openpgp .
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Every test, as root: unit tests, then the integration suites against real runc, containerd, dockerd

@@ -14,3 +14,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v go >/dev/null || { echo "Go 1.26 is required (not found in PATH)" >&2; exit 1; }
 go mod download
+# The image encryption tests' stand-in for skopeo copy (Debian 12's skopeo has no ocicrypt key
+# providers): a module of its own, built by the tests.
+(cd tests/imagecrypt/imgcopy && go mod download)

@@ -10,5 +10,13 @@
 // policy, a path that is not three plain components or that crosses a symlink: each is refused
 // with the reason in trustee's error JSON and in the log. Sessions are bounded in number and time.
 //
-// See README.md for the protocol as verdictd speaks it and where it departs from trustee.
+// KeyProvider is the tenant's ocicrypt key provider (gRPC, for skopeo's --encryption-key
+// provider:verdictd:<repository>/<type>/<tag>): it wraps image layer keys (package layerkey) under
+// a key-encryption key that is a resource of the same store, on loopback or a unix socket only. It
+// must never unwrap unless configured to (AllowUnwrap, the tenant's own machine): layer keys are
+// for attested enclaves, which fetch the KEK through the KBS protocol. Even then it never returns
+// a layer key whose wrapped form does not authenticate under the KEK of its own kid.
+//
+// See README.md for the protocol as verdictd speaks it, where it departs from trustee, and the key
+// provider.
 package verdictd

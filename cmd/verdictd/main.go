@@ -1,7 +1,8 @@
 // Command verdictd is the tenant's key broker: it speaks the KBS attestation protocol of
 // Confidential Containers' trustee over HTTPS and releases resources from --resources only to
-// attested TEEs that satisfy --policy. The logic lives in package verdictd; this file parses flags,
-// loads files and handles signals. Exit status: 0 stopped by SIGTERM or SIGINT, 1 a runtime
+// attested TEEs that satisfy --policy. With --keyprovider-listen it is also an ocicrypt key
+// provider (gRPC) that wraps image layer keys with key-encryption keys from --resources. The logic
+// lives in package verdictd; this file parses flags, loads files and handles signals. Exit status: 0 stopped by SIGTERM or SIGINT, 1 a runtime
 // failure (the address cannot be bound), 2 a usage or configuration error.
 package main
 
@@ -10,6 +11,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -41,7 +43,17 @@ report data binds verdictd's single-use nonce and the TEE's ephemeral key; a res
 (--resources DIR/<repository>/<type>/<tag>) is released, encrypted to that key, only when the
 resource's policy in --policy (or its "default") holds. Trust anchors are per TEE: --sim-root,
 --intel-root, --amd-root. Every release and refusal is logged (JSON on stderr). Attestation
-tokens are EAR JWTs signed with --token-key (a fresh key, logged, when absent).`
+tokens are EAR JWTs signed with --token-key (a fresh key, logged, when absent).
+
+With --keyprovider-listen (127.0.0.1:PORT, [::1]:PORT or unix:///PATH; nothing else, the
+endpoint is plaintext) verdictd is also the ocicrypt key provider "verdictd": the tenant encrypts
+image layers with
+  OCICRYPT_KEYPROVIDER_CONFIG=F skopeo copy --encryption-key provider:verdictd:<repository>/<type>/<tag> SRC DST
+where F is {"key-providers": {"verdictd": {"grpc": "<the same address>"}}} and the resource
+<repository>/<type>/<tag> holds a 32-byte key-encryption key. Each layer key is wrapped with it
+(package layerkey); an attested enclave fetches the KEK through the KBS protocol and unwraps
+inside. Unwrapping here is refused unless --keyprovider-allow-unwrap (the tenant's own machine
+only: whoever reaches the endpoint then gets every layer key).`
 	app.Flags = append([]cli.Flag{
 		cli.StringFlag{Name: "listen", Usage: "HOST:PORT to serve HTTPS on"},
 		cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate (chain) of the broker; clients pin its key or trust its CA"},
@@ -52,6 +64,8 @@ tokens are EAR JWTs signed with --token-key (a fresh key, logged, when absent).`
 		cli.DurationFlag{Name: "session-ttl", Value: verdictd.DefaultSessionTTL, Usage: "lifetime of a session: its challenge, then its attestation"},
 		cli.IntFlag{Name: "max-sessions", Value: verdictd.DefaultMaxSessions, Usage: "sessions held at once"},
 		cli.Int64Flag{Name: "max-resource-size", Value: verdictd.DefaultMaxResourceSize, Usage: "largest resource file served, in bytes"},
+		cli.StringFlag{Name: "keyprovider-listen", Usage: "also serve the ocicrypt key provider (plaintext gRPC) on 127.0.0.1:PORT, [::1]:PORT or unix:///PATH"},
+		cli.BoolFlag{Name: "keyprovider-allow-unwrap", Usage: "let the key provider unwrap layer keys (the tenant's own machine only; refused by default)"},
 	}, verifyflags.Flags...)
 	app.Action = run
 	climain.Run(app)
@@ -70,6 +84,15 @@ func run(c *cli.Context) error {
 	}
 	if c.Duration("session-ttl") <= 0 || c.Int("max-sessions") <= 0 || c.Int64("max-resource-size") <= 0 {
 		return usageError("--session-ttl, --max-sessions and --max-resource-size must be positive")
+	}
+	var kpNetwork, kpAddress string
+	if a := c.String("keyprovider-listen"); a != "" {
+		var err error
+		if kpNetwork, kpAddress, err = verdictd.ParseKeyProviderAddr(a); err != nil {
+			return usageError("--keyprovider-listen: %v", err)
+		}
+	} else if c.Bool("keyprovider-allow-unwrap") {
+		return usageError("--keyprovider-allow-unwrap needs --keyprovider-listen")
 	}
 	cert, err := tls.LoadX509KeyPair(c.String("tls-cert"), c.String("tls-key"))
 	if err != nil {
@@ -114,17 +137,58 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	var kp *verdictd.KeyProvider
+	if kpNetwork != "" {
+		if kp, err = verdictd.NewKeyProvider(verdictd.KeyProviderConfig{Store: store,
+			AllowUnwrap: c.Bool("keyprovider-allow-unwrap"), Log: log}); err != nil {
+			return usageError("%v", err)
+		}
+	}
 	l, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return err
 	}
+	defer l.Close()
+	var kpl net.Listener
+	if kp != nil {
+		if kpl, err = verdictd.ListenKeyProvider(kpNetwork, kpAddress); err != nil {
+			return fmt.Errorf("--keyprovider-listen: %w", err)
+		}
+		defer kpl.Close()
+		if c.Bool("keyprovider-allow-unwrap") {
+			log.Warn("--keyprovider-allow-unwrap: the key provider unwraps layer keys for whoever reaches it", "keyprovider_addr", verdictd.KeyProviderAddr(kpl))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log.Info("listening", "addr", l.Addr().String(), "pin", kbs.PinOf(cert.Leaf), "policy", pols.ID,
+	attrs := []any{"addr", l.Addr().String(), "pin", kbs.PinOf(cert.Leaf), "policy", pols.ID,
 		"resources", c.String("resources"), "session_ttl", c.Duration("session-ttl").String(),
-		"sim_roots", len(opts.SimRoots), "intel_roots", len(opts.IntelRoots), "amd_roots", len(opts.AMDRoots))
+		"sim_roots", len(opts.SimRoots), "intel_roots", len(opts.IntelRoots), "amd_roots", len(opts.AMDRoots)}
+	if kpl != nil {
+		attrs = append(attrs, "keyprovider_addr", verdictd.KeyProviderAddr(kpl),
+			"keyprovider_allow_unwrap", c.Bool("keyprovider-allow-unwrap"))
+	}
+	log.Info("listening", attrs...)
 	start := time.Now()
-	if err := b.ServeTLS(ctx, l, cert); err != nil {
+	// Both servers stop together: on a signal, or when either fails.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kpErr := make(chan error, 1)
+	if kp != nil {
+		go func() {
+			err := kp.Serve(ctx, kpl)
+			cancel()
+			kpErr <- err
+		}()
+	} else {
+		kpErr <- nil
+	}
+	err = b.ServeTLS(ctx, l, cert)
+	cancel()
+	if kerr := <-kpErr; err == nil && kerr != nil {
+		err = fmt.Errorf("key provider: %w", kerr)
+	}
+	if err != nil {
 		return err
 	}
 	log.Info("stopped", "uptime", time.Since(start).Round(time.Second).String())

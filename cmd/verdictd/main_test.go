@@ -126,6 +126,8 @@ func TestUsageErrors(t *testing.T) {
 		{f.args("--token-key", f.cert), "--token-key"},
 		{f.args("--session-ttl", "0s"), "must be positive"},
 		{f.args("extra"), "unexpected arguments"},
+		{f.args("--keyprovider-listen", "0.0.0.0:50000"), "--keyprovider-listen: key provider address \"0.0.0.0:50000\": 0.0.0.0 is not a loopback address"},
+		{f.args("--keyprovider-allow-unwrap"), "--keyprovider-allow-unwrap needs --keyprovider-listen"},
 	} {
 		code, out := runExit(t, tc.args...)
 		if code != 2 || !strings.Contains(out, tc.want) {
@@ -145,6 +147,9 @@ func TestAddressInUse(t *testing.T) {
 	args[1] = l.Addr().String()
 	if code, out := runExit(t, args...); code != 1 || !strings.Contains(out, "address already in use") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if code, out := runExit(t, f.args("--keyprovider-listen", l.Addr().String())...); code != 1 || !strings.Contains(out, "--keyprovider-listen: listen tcp "+l.Addr().String()+": bind: address already in use") {
+		t.Fatalf("key provider: exit %d:\n%s", code, out)
 	}
 }
 
@@ -250,5 +255,56 @@ func TestServeReleaseAndStop(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+// TestKeyProviderServeAndStop: with --keyprovider-listen on a unix socket, the listening line names
+// the key provider's address; SIGTERM stops both servers (exit 0) and removes the socket.
+func TestKeyProviderServeAndStop(t *testing.T) {
+	f := setup(t)
+	sock := filepath.Join(t.TempDir(), "kp.sock")
+	cmd := exec.Command(binary, f.args("--keyprovider-listen", "unix://"+sock)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	sc := bufio.NewScanner(stderr)
+	var logs strings.Builder
+	for sc.Scan() {
+		logs.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), `"msg":"listening"`) {
+			if !strings.Contains(sc.Text(), `"keyprovider_addr":"unix://`+sock+`"`) {
+				t.Errorf("listening line without the key provider: %s", sc.Text())
+			}
+			break
+		}
+	}
+	st, err := os.Stat(sock)
+	if err != nil || st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key provider socket: %v %v\n%s", st, err, logs.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		logs.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Errorf("no stopped line:\n%s", logs.String())
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left after SIGTERM: %v", err)
 	}
 }

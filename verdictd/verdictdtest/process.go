@@ -42,6 +42,9 @@ type Process struct {
 	Cert     *x509.Certificate
 	Dir      string // the configuration: cert.pem, key.pem, sim.pem, policy.json
 	Resource string // the --resources directory
+	// KeyProvider is the ocicrypt key provider's address as ocicrypt's configuration names it
+	// (IP:PORT or unix:///PATH), when o.Flags has --keyprovider-listen.
+	KeyProvider string
 
 	cmd  *exec.Cmd
 	mu   sync.Mutex
@@ -51,6 +54,55 @@ type Process struct {
 
 // Run starts verdictd with o and waits until it listens.
 func Run(t testing.TB, o ProcessOptions) *Process {
+	t.Helper()
+	p := prepare(t, o)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(t) })
+	ready := make(chan listening, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			var line listening
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				ready <- line
+			}
+		}
+	}()
+	select {
+	case line := <-ready:
+		p.URL = "https://" + line.Addr
+		p.KeyProvider = line.KeyProvider
+	case <-p.done:
+		t.Fatalf("verdictd exited:\n%s", p.Log())
+	}
+	return p
+}
+
+type listening struct {
+	Msg         string `json:"msg"`
+	Addr        string `json:"addr"`
+	KeyProvider string `json:"keyprovider_addr"`
+}
+
+// Command writes o's configuration as Run does and returns verdictd's command, not started:
+// for tests of what verdictd refuses at start.
+func Command(t testing.TB, o ProcessOptions) *exec.Cmd {
+	t.Helper()
+	return prepare(t, o).cmd
+}
+
+func prepare(t testing.TB, o ProcessOptions) *Process {
 	t.Helper()
 	dir := t.TempDir()
 	tc := o.Identity
@@ -93,35 +145,6 @@ func Run(t testing.TB, o ProcessOptions) *Process {
 	args := append([]string{"--listen", listen, "--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"),
 		"--policy", filepath.Join(dir, "policy.json"), "--resources", p.Resource, "--sim-root", filepath.Join(dir, "sim.pem")}, o.Flags...)
 	p.cmd = exec.Command(o.Binary, args...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Stop(t) })
-	ready := make(chan string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				ready <- line.Addr
-			}
-		}
-	}()
-	select {
-	case addr := <-ready:
-		p.URL = "https://" + addr
-	case <-p.done:
-		t.Fatalf("verdictd exited:\n%s", p.Log())
-	}
 	return p
 }
 
