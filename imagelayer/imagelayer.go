@@ -222,11 +222,14 @@ func newCipher(privData []byte, pubB64 string) (*Cipher, error) {
 // decrypter reads plaintext from the ciphertext in r, hashing the ciphertext (for the blob's
 // digest and the HMAC) and the plaintext (for the private options' digest).
 type decrypter struct {
-	r          io.Reader
-	stream     cipher.Stream
-	mac        hash.Hash
-	blob       hash.Hash
-	plain      hash.Hash
+	r      io.Reader
+	stream cipher.Stream
+	mac    hash.Hash
+	blob   hash.Hash
+	plain  hash.Hash
+	// diff hashes the uncompressed layer (the tar): containers/image compresses a layer before
+	// ocicrypt encrypts it and names the digest of the uncompressed one in the options.
+	diff       hash.Hash
 	total      int64
 	max        int64
 	exhausted  bool
@@ -239,7 +242,7 @@ func (c *Cipher) decrypter(r io.Reader, max int64) (*decrypter, error) {
 		return nil, err
 	}
 	return &decrypter{r: r, stream: cipher.NewCTR(block, c.nonce), mac: hmac.New(sha256.New, c.key),
-		blob: sha256.New(), plain: sha256.New(), max: max}, nil
+		blob: sha256.New(), plain: sha256.New(), diff: sha256.New(), max: max}, nil
 }
 
 func (d *decrypter) Read(p []byte) (int, error) {
@@ -267,8 +270,21 @@ func (d *decrypter) Read(p []byte) (int, error) {
 }
 
 // verify checks, once the whole blob was read, the blob's digest, the HMAC and the plaintext's
-// digest.
+// digest: of the decrypted layer as stored, or of the uncompressed layer (diff ID), whichever the
+// encrypting tool named (the options are authenticated either way).
 func (d *decrypter) verify(c *Cipher, blobDigest string) error {
+	if err := d.authenticate(c, blobDigest); err != nil {
+		return err
+	}
+	want, _ := hex.DecodeString(c.plainDigest)
+	if subtle.ConstantTimeCompare(d.plain.Sum(nil), want) != 1 && subtle.ConstantTimeCompare(d.diff.Sum(nil), want) != 1 {
+		return errors.New("the decrypted layer's digest is not the one its key options name")
+	}
+	return nil
+}
+
+// authenticate reads the rest of the blob and checks its digest and HMAC.
+func (d *decrypter) authenticate(c *Cipher, blobDigest string) error {
 	if !d.exhausted {
 		if _, err := io.Copy(io.Discard, d); err != nil {
 			return err
@@ -279,10 +295,6 @@ func (d *decrypter) verify(c *Cipher, blobDigest string) error {
 	}
 	if !hmac.Equal(d.mac.Sum(nil), c.hmac) {
 		return errors.New("the encrypted layer does not authenticate (HMAC): it was changed, or its options do not belong to it")
-	}
-	want, _ := hex.DecodeString(c.plainDigest)
-	if subtle.ConstantTimeCompare(d.plain.Sum(nil), want) != 1 {
-		return errors.New("the decrypted layer's digest is not the one its key options name")
 	}
 	return nil
 }

@@ -67,6 +67,11 @@ func Unpack(root *os.File, l Layer, blobDigest string, kek KEKFunc) (err error) 
 		zr.Multistream(false)
 		plain = zr
 	}
+	if MediaTypes[d.MediaType] == "" {
+		dec.diff = dec.plain // not compressed: the diff ID is the stored plaintext's digest
+	} else {
+		plain = io.TeeReader(plain, dec.diff)
+	}
 	if err := extract(tar.NewReader(plain), int(target.Fd()), l.Target); err != nil {
 		return fmt.Errorf("encrypted layer %s: %w", l.Dir, unauthenticated(dec, c, blobDigest, err))
 	}
@@ -80,10 +85,10 @@ func Unpack(root *os.File, l Layer, blobDigest string, kek KEKFunc) (err error) 
 	return nil
 }
 
-// unauthenticated reports a failure while unpacking: as the stream's own checks say when they
-// fail (a changed layer makes garbage of the plaintext, which is not its fault), else err.
+// unauthenticated reports a failure while unpacking: as the stream's authentication says when it
+// fails (a changed layer makes garbage of the plaintext, which is not its fault), else err.
 func unauthenticated(dec *decrypter, c *Cipher, blobDigest string, err error) error {
-	if verr := dec.verify(c, blobDigest); verr != nil {
+	if verr := dec.authenticate(c, blobDigest); verr != nil {
 		return verr
 	}
 	return err

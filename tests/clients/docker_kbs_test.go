@@ -120,11 +120,12 @@ func testDockerKBS(t *testing.T, s *dockerSuite) {
 	harness.AssertBytesNowhere(t, marker, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune", os.TempDir()})
 }
 
-// testDockerEncryptedLayers: the tenant encrypts the layer holding its module and data (ocicrypt,
-// the key wrapped for verdictd), converts the image with `verdict enclave-layers` and hands it to
-// Docker (skopeo copy to a docker-archive, docker load): Docker unpacks it like any image, the
-// encrypted layer stays encrypted in the rootfs, and only the enclave the broker admits decrypts
-// and runs it; another configuration is refused; no plaintext on the host.
+// testDockerEncryptedLayers: the tenant encrypts the layer holding its module and data with its
+// verdictd as ocicrypt key provider (skopeo copy --encryption-key provider:verdictd:<kid>),
+// converts the image with `verdict enclave-layers` and hands it to Docker (skopeo copy to a
+// docker-archive, docker load): Docker unpacks it like any image, the encrypted layer stays
+// encrypted in the rootfs, and only the enclave the broker admits decrypts and runs it; another
+// configuration is refused; no plaintext on the host.
 func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
 	_, tools := Prerequisites(t, "skopeo", "busybox")
 	root, err := RepoRoot()
@@ -137,16 +138,44 @@ func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
 	secretData := []byte("layer data " + hex.EncodeToString(marker))
 	kek := make([]byte, layerkey.KEKSize)
 	rand.Read(kek)
-	blob, desc, diffID := harness.EncryptedLayer(t, map[string][]byte{"app/prog.wasm": files["app/prog.wasm"], "app/data/secret.txt": secretData}, "tenant/key/image", kek)
+	simRoot, err := Run(context.Background(), clientTimeout, nil, s.runtime, "sim-platform-cert")
+	if err != nil || simRoot.ExitCode != 0 {
+		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
+	}
+
+	// The tenant's image: busybox, and a layer with the module and its data.
 	base, err := BusyboxRootfsTar(tools["busybox"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	baseDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(base), Size: int64(len(base))}
+	app, err := WithFiles(nil, map[string][]byte{"app/prog.wasm": files["app/prog.wasm"], "app/data/secret.txt": secretData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []ocispec.Descriptor
+	var diffIDs []digest.Digest
+	for _, l := range [][]byte{base, app} {
+		d := digest.FromBytes(l)
+		layers = append(layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: int64(len(l))})
+		diffIDs = append(diffIDs, d)
+	}
 	work := t.TempDir()
-	in, out := filepath.Join(work, "encrypted"), filepath.Join(work, "enclave")
-	harness.WriteLayout(t, in, [][]byte{base, blob}, []ocispec.Descriptor{baseDesc, desc}, []digest.Digest{baseDesc.Digest, diffID}, ocispec.ImageConfig{})
-	conv, err := Run(context.Background(), clientTimeout, nil, filepath.Join(root, "bin", "verdict"), "enclave-layers", "--target", "/app", in, out)
+	plain, enc, out := filepath.Join(work, "plain"), filepath.Join(work, "encrypted"), filepath.Join(work, "enclave")
+	harness.WriteLayout(t, plain, [][]byte{base, app}, layers, diffIDs, ocispec.ImageConfig{})
+
+	// Encrypted through the tenant's verdictd (its key provider; the serving broker below has
+	// the same KEK and the policy for the result).
+	wrapper := harness.Broker(t, verdictdtest.ProcessOptions{SimRootPEM: []byte(simRoot.Stdout), Policy: harness.SimPolicy(strings.Repeat("0", 64)),
+		Resources: map[string][]byte{"tenant/key/image": kek}, Flags: []string{"--keyprovider-listen", "127.0.0.1:0"}})
+	if msg, err := harness.SkopeoCopy(t, harness.KeyProviderConfig(t, wrapper.KeyProvider),
+		"--encryption-key", "provider:verdictd:tenant/key/image", "--encrypt-layer", "1", "oci:"+plain, "oci:"+enc); err != nil {
+		t.Fatalf("skopeo copy --encryption-key provider:verdictd: %v\n%s", err, msg)
+	}
+	encLayer := harness.OCILayoutManifest(t, enc).Layers[1]
+	if !harness.IsEncryptedLayer(encLayer.MediaType) {
+		t.Fatalf("layer 1 is %s, not encrypted", encLayer.MediaType)
+	}
+	conv, err := Run(context.Background(), clientTimeout, nil, filepath.Join(root, "bin", "verdict"), "enclave-layers", "--target", "/app", enc, out)
 	if err != nil || conv.ExitCode != 0 || !strings.Contains(conv.Stdout, "ENCLAVE_LAYERS=/.inclavare/layers/0:/app") {
 		t.Fatalf("verdict enclave-layers: %v %s", err, conv)
 	}
@@ -164,10 +193,6 @@ func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	simRoot, err := Run(context.Background(), clientTimeout, nil, s.runtime, "sim-platform-cert")
-	if err != nil || simRoot.ExitCode != 0 {
-		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
-	}
 	identity, leaf := verdictdtest.TLSIdentity(t)
 	identity.Leaf = leaf
 	pin := kbs.PinOf(leaf)
@@ -175,9 +200,8 @@ func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
 		"-e", "ENCLAVE_KBS_URL=https://" + addr, "-e", "ENCLAVE_KBS_PIN=" + pin}
 	args := []string{"/app/prog.wasm", "digest", "/app/data/secret.txt"}
 	// The tenant's measurement: the encrypted blob, where it is unpacked, the module's path in it.
-	sum := sha256.Sum256(blob)
 	m := wasm.Measure(nil, wasm.Launch{Args: args, Env: []string{"PATH=/bin", "HOSTNAME=enclave"}, Dir: "/",
-		Secrets: (&enclave.KBS{Pin: pin}).Measured(), Layers: []string{enclave.LayerMeasured(hex.EncodeToString(sum[:]), "/app")}, CodeInLayer: "/app/prog.wasm"})
+		Secrets: (&enclave.KBS{Pin: pin}).Measured(), Layers: []string{enclave.LayerMeasured(encLayer.Digest.Encoded(), "/app")}, CodeInLayer: "/app/prog.wasm"})
 	b := harness.Broker(t, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity,
 		Policy: harness.SimPolicy(m), Resources: map[string][]byte{"tenant/key/image": kek}})
 
@@ -196,5 +220,6 @@ func testDockerEncryptedLayers(t *testing.T, s *dockerSuite) {
 	if res := run(append(args, "operator")...); res.ExitCode == 0 || !strings.Contains(res.Stderr, "PolicyDeny") || strings.Contains(res.Stdout, hex.EncodeToString(want[:])) {
 		t.Fatalf("another configuration: %s", res)
 	}
-	harness.AssertBytesNowhere(t, secretData, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune", os.TempDir()})
+	harness.AssertBytesNowhere(t, secretData, []string{s.dataRoot, s.execRoot, "/run", "/var/lib/rune"})
+	harness.AssertBytesNowhere(t, secretData, []string{os.TempDir()}, plain)
 }
