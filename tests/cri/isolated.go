@@ -35,6 +35,9 @@ exec "$@"`
 type namespaces struct {
 	pid int
 	ids map[string]string // kind → "mnt:[4026531841]", as /proc/<pid>/ns/<kind> reads
+	// pins hold the namespaces open until close: a namespace's inode number is reused once it
+	// is gone, and a process of someone else's in a new namespace must never pass for ours.
+	pins []*os.File
 }
 
 // startIsolated starts c's containerd (configured already) in new mount, network and IPC
@@ -52,19 +55,33 @@ func startIsolated(c *clients.Containerd, env ...string) (*namespaces, error) {
 	// unshare execs the shell, which execs containerd: one PID. Its namespaces are new as soon
 	// as unshare has run, before the socket answers.
 	err = clients.WaitFor(30*time.Second, "containerd's private namespaces", func() (bool, error) {
+		ns.unpin()
 		for _, kind := range isolatedKinds {
 			own, err := os.Readlink("/proc/self/ns/" + kind)
 			if err != nil {
 				return false, err
 			}
-			id, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ns.pid, kind))
+			path := fmt.Sprintf("/proc/%d/ns/%s", ns.pid, kind)
+			id, err := os.Readlink(path)
 			if err != nil {
 				return false, err
 			}
 			if id == own {
 				return false, fmt.Errorf("%s namespace still the host's", kind)
 			}
+			pin, err := os.Open(path)
+			if err != nil {
+				return false, err
+			}
+			// The process might have changed namespaces between the two calls (it exec'd on):
+			// the pin must hold the namespace read.
+			var st unix.Stat_t
+			if err := unix.Fstat(int(pin.Fd()), &st); err != nil || fmt.Sprintf("%s:[%d]", kind, st.Ino) != id {
+				pin.Close()
+				return false, fmt.Errorf("%s namespace of %d changed while pinned", kind, ns.pid)
+			}
 			ns.ids[kind] = id
+			ns.pins = append(ns.pins, pin)
 		}
 		return true, nil
 	})
@@ -72,6 +89,14 @@ func startIsolated(c *clients.Containerd, env ...string) (*namespaces, error) {
 		return ns, fmt.Errorf("%w; log:\n%s", err, d.LogTail(20))
 	}
 	return ns, nil
+}
+
+func (n *namespaces) unpin() {
+	for _, pin := range n.pins {
+		pin.Close()
+	}
+	n.pins = nil
+	clear(n.ids)
 }
 
 // enterArgv is argv run in the namespaces.
@@ -105,8 +130,9 @@ func (n *namespaces) members() ([]int, error) {
 // still in the namespaces was left behind. They are killed, so that the namespaces and all
 // they hold (mounts, network devices, IPC objects) go, and named in the error.
 func (n *namespaces) close() error {
-	if len(n.ids) < len(isolatedKinds) {
-		return nil // never entered: nothing can be in them
+	defer n.unpin()
+	if len(n.pins) < len(isolatedKinds) {
+		return nil // never pinned: nothing of ours can be known to be in them
 	}
 	left, err := n.members()
 	if err != nil || len(left) == 0 {

@@ -2,10 +2,12 @@ package critest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,16 +18,27 @@ import (
 // envShimBinary overrides the shim under test (default <repo>/bin/containerd-shim-rune-v2).
 const envShimBinary = "SHIM_BINARY"
 
-// envFocus, when set, runs only the specs matching it (ginkgo -focus), for debugging; the
-// gate then compares only those.
+// envFocus, when set, runs only the specs matching it (ginkgo -focus) and reports without
+// gating: for debugging.
 const envFocus = "CRITEST_FOCUS"
 
-// runTimeout bounds one critest run.
-const runTimeout = 20 * time.Minute
+// runTimeout bounds one critest run (about two minutes here).
+const runTimeout = 15 * time.Minute
 
-// startEnv starts an isolated CRI containerd (Debian's 1.6, or containerd 2.x with
-// generation2) with a CNI network and critest's images, and returns it with critest.
-func startEnv(t *testing.T, generation2 bool) (*cri.Env, string) {
+// handlers are the runtime handlers critest runs against, runc first: the others are
+// compared with it.
+var handlers = []string{cri.HandlerRunc, cri.HandlerRune, cri.HandlerSimNative}
+
+// setup is what every run of one containerd generation shares.
+type setup struct {
+	tools   cri.Tools
+	critest string
+	gen     int // containerd's major version
+}
+
+// prepare checks the prerequisites and builds (or finds cached) crictl, critest and, with
+// generation 2, containerd 2.x.
+func prepare(t *testing.T, gen int) setup {
 	t.Helper()
 	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "runc", "busybox", "go", "unshare", "nsenter", "ip", "ipcmk")
 	cache, err := clients.TestCacheDir()
@@ -33,14 +46,16 @@ func startEnv(t *testing.T, generation2 bool) (*cri.Env, string) {
 		clients.Unavailable(t, "%v", err)
 	}
 	var containerd2 string
-	if generation2 {
+	if gen == 2 {
 		if containerd2, err = clients.InstallContainerd2(tools["go"], cache); err != nil {
 			clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
 		}
 		tools["containerd"], tools["ctr"] = filepath.Join(containerd2, "containerd"), filepath.Join(containerd2, "ctr")
 	}
-	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
-		clients.Unavailable(t, "CNI plugins (apt-get install containernetworking-plugins): %v", err)
+	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
+		if _, err := os.Stat(filepath.Join("/usr/lib/cni", plugin)); err != nil {
+			clients.Unavailable(t, "CNI plugin %s (apt-get install containernetworking-plugins): %v", plugin, err)
+		}
 	}
 	shim := os.Getenv(envShimBinary)
 	if shim == "" {
@@ -61,74 +76,123 @@ func startEnv(t *testing.T, generation2 bool) (*cri.Env, string) {
 	if err != nil {
 		clients.Unavailable(t, "critest %s: %v", Version, err)
 	}
-	e, err := cri.StartWith(cri.Tools{
-		Containerd: tools["containerd"], Ctr: tools["ctr"], Runc: tools["runc"], Busybox: tools["busybox"],
-		Go: tools["go"], Rune: runeBin, Shim: shim, Crictl: crictl, RuncShimDir: containerd2,
-	}, cri.Options{Isolated: true, CNI: true})
-	t.Cleanup(func() {
-		if t.Failed() && e != nil {
-			t.Logf("containerd log tail:\n%s", e.LogTail(60))
+	return setup{
+		tools: cri.Tools{
+			Containerd: tools["containerd"], Ctr: tools["ctr"], Runc: tools["runc"], Busybox: tools["busybox"],
+			Go: tools["go"], Rune: runeBin, Shim: shim, Crictl: crictl, RuncShimDir: containerd2,
+		},
+		critest: critest,
+		gen:     gen,
+	}
+}
+
+// runIsolated runs critest against handler on a containerd of its own (isolated, with a CNI
+// network and critest's images), removes it, and checks that nothing of it is left.
+func (s setup) runIsolated(handler string, extra []string) (res *Result, err error) {
+	e, err := cri.StartWith(s.tools, cri.Options{Isolated: true, CNI: true})
+	var ids []string
+	defer func() {
+		if e == nil {
+			return
 		}
-		if e != nil {
-			if err := e.Close(); err != nil {
-				t.Errorf("teardown: %v", err)
-			}
+		if err != nil {
+			err = fmt.Errorf("%w\ncontainerd log tail:\n%s", err, e.LogTail(40))
 		}
-	})
+		if data, rerr := os.ReadFile(filepath.Join(e.Dir, "containerd.log")); rerr == nil {
+			ids = idPattern.FindAllString(string(data), -1)
+		}
+		err = errors.Join(err, e.Close(), nothingLeft(ids))
+	}()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := ImportImages(e); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return e, critest
+	return Run(context.Background(), e, s.critest, handler, runTimeout, extra...)
+}
+
+// nothingLeft checks the host once an env is closed: no cgroup of its pods and containers (the
+// only host objects they make; containerd's CRI puts them in /k8s.io/<id>), and no CNI bridge
+// in the host's network (it was made in the env's network namespace).
+func nothingLeft(ids []string) error {
+	var left []string
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io")
+	hierarchies = append(hierarchies, "/sys/fs/cgroup/k8s.io")
+	for _, h := range hierarchies {
+		for _, id := range ids {
+			if _, err := os.Stat(filepath.Join(h, id)); err == nil {
+				left = append(left, filepath.Join(h, id))
+			}
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/cni-rune"); err == nil {
+		left = append(left, "network device cni-rune")
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("left on the host: %s", strings.Join(left, ", "))
+	}
+	return nil
 }
 
 // TestCritest runs critest through Debian's containerd 1.6.
-func TestCritest(t *testing.T) { runHandlers(t, false) }
+func TestCritest(t *testing.T) { runHandlers(t, 1) }
 
 // TestCritestContainerd2 runs critest through containerd 2.x.
-func TestCritestContainerd2(t *testing.T) { runHandlers(t, true) }
+func TestCritestContainerd2(t *testing.T) { runHandlers(t, 2) }
 
-func runHandlers(t *testing.T, generation2 bool) {
-	e, critest := startEnv(t, generation2)
+// runHandlers runs critest against every handler, each on its own containerd, all at once:
+// most of a run is spent in critest's polls (every 4 s) and each run has its own network
+// namespace, so the fixed ports critest listens on do not collide. Then the gate.
+func runHandlers(t *testing.T, gen int) {
+	s := prepare(t, gen)
 	var extra []string
-	if f := os.Getenv(envFocus); f != "" {
-		extra = append(extra, "-ginkgo.focus", f)
+	focus := os.Getenv(envFocus)
+	if focus != "" {
+		extra = append(extra, "-ginkgo.focus", focus)
 	}
-	results := map[string]*Result{}
-	handlers := []string{cri.HandlerRunc, cri.HandlerRune, cri.HandlerSimNative}
-	if h := os.Getenv("CRITEST_HANDLERS"); h != "" {
-		handlers = strings.Split(h, ",")
+	results := make([]*Result, len(handlers))
+	errs := make([]error, len(handlers))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, h := range handlers {
+		wg.Go(func() { results[i], errs[i] = s.runIsolated(h, extra) })
 	}
-	for _, h := range handlers {
-		res, err := Run(context.Background(), e, critest, h, runTimeout, extra...)
-		if err != nil {
-			t.Fatalf("critest %s: %v", h, err)
+	wg.Wait()
+	t.Logf("containerd %d.x: all handlers in %v", gen, time.Since(start).Round(time.Second))
+	for i, h := range handlers {
+		if errs[i] != nil {
+			t.Errorf("handler %s: %v", h, errs[i])
 		}
-		results[h] = res
-		p, f, s := res.Count()
-		t.Logf("handler %s: %d passed, %d failed, %d skipped in %v", h, p, f, s, res.Duration.Round(time.Second))
-		for _, n := range res.Names() {
-			if st := res.Specs[n]; st.State != "passed" && st.State != "skipped" {
-				t.Logf("  %s %s: %s", st.State, n, firstLine(st.Failure))
+		if results[i] == nil || len(results[i].Specs) == 0 {
+			continue
+		}
+		p, f, sk := results[i].Count()
+		t.Logf("handler %s: %d passed, %d failed, %d skipped in %v", h, p, f, sk, results[i].Duration.Round(time.Second))
+		for _, n := range results[i].Names() {
+			if st := results[i].Specs[n]; failed(st) {
+				t.Logf("  %s: %s: %s", st.State, n, shorten(st.Failure, 800))
 			}
 		}
 	}
-	if len(results) < 3 {
+	if t.Failed() || focus != "" {
 		return
 	}
-	var b strings.Builder
-	for _, n := range results[cri.HandlerRunc].Names() {
-		a, r, s := results[cri.HandlerRunc].Specs[n].State, results[cri.HandlerRune].Specs[n].State, results[cri.HandlerSimNative].Specs[n].State
-		if a != r || a != s {
-			fmt.Fprintf(&b, "  runc %s, rune %s, sim-native %s: %s\n", a, r, s, n)
+	for _, p := range Baseline(results[0], gen) {
+		t.Error(p)
+	}
+	for _, r := range results[1:] {
+		for _, p := range Gate(results[0], r) {
+			t.Error(p)
 		}
 	}
-	t.Logf("differences:\n%s", b.String())
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+// shorten keeps the start of a long failure message.
+func shorten(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "…"
+	}
 	return s
 }

@@ -3,6 +3,7 @@ package critest
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/tests/cri"
 )
@@ -101,4 +102,9 @@ func Gate(runc, other *Result) []string {
 		}
 	}
 	return problems
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
 }

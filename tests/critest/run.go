@@ -37,6 +37,7 @@ func skipRegexp() string {
 type Spec struct {
 	State   string // ginkgo's: passed, failed, skipped, panicked, timedout, ...
 	Failure string // the failure's message, when it failed
+	RunTime time.Duration
 }
 
 // Result is one critest run against one runtime handler.
@@ -80,6 +81,7 @@ type report []struct {
 		LeafNodeText            string
 		State                   string
 		Failure                 struct{ Message string }
+		RunTime                 time.Duration // nanoseconds
 	}
 }
 
@@ -139,7 +141,7 @@ func Run(ctx context.Context, e *cri.Env, critest, handler string, timeout time.
 				}
 				continue
 			}
-			res.Specs[name] = Spec{State: s.State, Failure: s.Failure.Message}
+			res.Specs[name] = Spec{State: s.State, Failure: s.Failure.Message, RunTime: s.RunTime}
 		}
 	}
 	if len(res.Specs) == 0 {
