@@ -171,7 +171,7 @@ func runHandlers(t *testing.T, gen int) {
 		t.Logf("handler %s: %d passed, %d failed, %d skipped in %v", h, p, f, sk, results[i].Duration.Round(time.Second))
 		for _, n := range results[i].Names() {
 			if st := results[i].Specs[n]; failed(st) {
-				t.Logf("  %s: %s: %s", st.State, n, shorten(st.Failure, 800))
+				t.Logf("  %s: %s: %s", st.State, n, firstLine(st.Failure))
 			}
 		}
 	}
@@ -186,13 +186,4 @@ func runHandlers(t *testing.T, gen int) {
 			t.Error(p)
 		}
 	}
-}
-
-// shorten keeps the start of a long failure message.
-func shorten(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

@@ -67,7 +67,7 @@ func Baseline(runc *Result, gen int) []string {
 	for _, n := range runc.Names() {
 		s := runc.Specs[n]
 		if _, known := RuncFailures[gen][n]; failed(s) && !known {
-			problems = append(problems, fmt.Sprintf("runc %s (not a known failure on containerd %d.x): %s: %s", s.State, gen, n, firstLine(s.Failure)))
+			problems = append(problems, fmt.Sprintf("runc %s (not a known failure on containerd %d.x): %s: %s", s.State, gen, n, shorten(s.Failure)))
 		}
 	}
 	return problems
@@ -93,7 +93,7 @@ func Gate(runc, other *Result) []string {
 			continue
 		}
 		if got.State != want.State {
-			problems = append(problems, fmt.Sprintf("runc %s, %s %s: %s: %s", want.State, other.Handler, got.State, n, firstLine(got.Failure+want.Failure)))
+			problems = append(problems, fmt.Sprintf("runc %s, %s %s: %s: %s", want.State, other.Handler, got.State, n, shorten(got.Failure+want.Failure)))
 		}
 	}
 	for _, n := range other.Names() {
@@ -106,5 +106,15 @@ func Gate(runc, other *Result) []string {
 
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// shorten keeps the start of a long failure message (gomega prints whole structures).
+func shorten(s string) string {
+	const n = 1200
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "…"
+	}
 	return s
 }
