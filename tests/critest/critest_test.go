@@ -170,8 +170,12 @@ func runHandlers(t *testing.T, gen int) {
 		p, f, sk := results[i].Count()
 		t.Logf("handler %s: %d passed, %d failed, %d skipped in %v", h, p, f, sk, results[i].Duration.Round(time.Second))
 		for _, n := range results[i].Names() {
-			if st := results[i].Specs[n]; failed(st) {
+			st := results[i].Specs[n]
+			switch {
+			case failed(st):
 				t.Logf("  %s: %s: %s", st.State, n, firstLine(st.Failure))
+			case st.State == "skipped" && i == 0 && testing.Verbose():
+				t.Logf("  skipped: %s", n)
 			}
 		}
 	}
