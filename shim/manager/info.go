@@ -70,6 +70,7 @@ func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 	if err != nil {
 		return nil, err
 	}
+	withoutIDMappedRootfs(f)
 	info := &types.RuntimeInfo{
 		Name:    m.name,
 		Version: &types.RuntimeVersion{Version: Version},
@@ -79,6 +80,19 @@ func (m Manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 		return nil, fmt.Errorf("encode rune features: %w", err)
 	}
 	return info, nil
+}
+
+// withoutIDMappedRootfs turns idmapped mounts off in f. containerd ≥ 2.0 runs user-namespaced
+// pods only on a handler that offers both user namespaces and idmapped mounts, and then asks the
+// shim to mount the pod's rootfs with idmapped layers (overlay options uidmap= and gidmap=,
+// critest's UserNamespaces NamespaceMode_POD spec). The shim mounts with containerd 1.7's mount
+// package, which cannot: such a pod would fail at start ("mount rootfs: invalid argument").
+// Without idmap, containerd refuses those pods up front, as it does for runc 1.1's handler.
+func withoutIDMappedRootfs(f *features.Features) {
+	if f.Linux != nil && f.Linux.MountExtensions != nil && f.Linux.MountExtensions.IDMap != nil {
+		off := false
+		f.Linux.MountExtensions.IDMap.Enabled = &off
+	}
 }
 
 // runeFeatures runs `rune features`, which answers as `runc features` does.

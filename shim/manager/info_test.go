@@ -38,7 +38,7 @@ func configOptions(t *testing.T, config string) []byte {
 }
 
 func TestInfo(t *testing.T) {
-	good := script(t, `[ "$1" = features ] && echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.3.0","linux":{"namespaces":["user"]}}'`)
+	good := script(t, `[ "$1" = features ] && echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.3.0","linux":{"namespaces":["user"],"mountExtensions":{"idmap":{"enabled":true}}}}'`)
 	tests := []struct {
 		name    string
 		stdin   []byte
@@ -73,6 +73,11 @@ func TestInfo(t *testing.T) {
 			f, ok := v.(*features.Features)
 			if !ok || f.OCIVersionMax != "1.3.0" || f.Linux == nil || len(f.Linux.Namespaces) != 1 {
 				t.Fatalf("features = %#v, want what rune printed", v)
+			}
+			// The shim cannot mount a rootfs with idmapped layers: it must not offer idmap,
+			// or containerd 2.x starts user-namespaced pods that fail.
+			if idmap := f.Linux.MountExtensions.IDMap; idmap == nil || idmap.Enabled == nil || *idmap.Enabled {
+				t.Fatalf("idmap = %#v, want it offered as disabled", idmap)
 			}
 		})
 	}

@@ -40,10 +40,11 @@ type container struct {
 	// do not die with init and must be killed when init exits.
 	sharedPidNS bool
 
-	mu       sync.Mutex
-	execs    map[string]process.Process
-	reserved map[string]bool
-	cgroup   any // cgroup1.Cgroup or *cgroup2.Manager; nil until known
+	mu         sync.Mutex
+	execs      map[string]process.Process
+	reserved   map[string]bool
+	cgroup     any  // cgroup1.Cgroup or *cgroup2.Manager; nil until known
+	oomWatched bool // the OOM watcher has the cgroup
 
 	// Guarded by Service.lifecycleMu.
 	execsRunning int        // exec'd processes started and not yet exited

@@ -192,6 +192,10 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
+	// Watch for OOM kills from now on, not from start: init is in its cgroup already, and a
+	// workload that exceeds its limit at once could otherwise be killed before the watch
+	// began, its exit then reported without OOMKilled (critest's OOM spec, under load).
+	s.watchOOM(ctx, c)
 
 	s.events.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -281,18 +285,28 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, errdefs.ToGRPC(err)
 	}
 	if isInit {
-		c.loadCgroup(ctx)
-		if cg := c.Cgroup(); cg != nil {
-			if err := s.oom.Add(c.id, cg); err != nil {
-				log.G(ctx).WithError(err).WithField("id", c.id).Warn("watch the container for OOM kills")
-			}
-		}
+		s.watchOOM(ctx, c) // when the cgroup could not be loaded at create
 		s.events.send(&eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(p.Pid())})
 	} else {
 		s.events.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: r.ExecID, Pid: uint32(p.Pid())})
 	}
 	s.endStart(c, p)
 	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+// watchOOM has the OOM watcher report the container's OOM kills, once.
+func (s *Service) watchOOM(ctx context.Context, c *container) {
+	c.loadCgroup(ctx)
+	c.mu.Lock()
+	cg, watched := c.cgroup, c.oomWatched
+	c.oomWatched = c.oomWatched || cg != nil
+	c.mu.Unlock()
+	if cg == nil || watched {
+		return
+	}
+	if err := s.oom.Add(c.id, cg); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("watch the container for OOM kills")
+	}
 }
 
 // Delete deletes an exec'd process, or init and the container (`rune delete`).

@@ -239,8 +239,13 @@ func TestCRI(t *testing.T) { criScenarios(t, startEnv(t, false)) }
 func TestCRIContainerd2(t *testing.T) {
 	e := startEnv(t, true)
 	t.Run("RuntimeFeatures", func(t *testing.T) {
-		// What containerd reports per handler derives from the runtime's OCI features:
-		// user namespaces need the "user" namespace and idmapped mounts.
+		// What containerd reports per handler derives from the runtime's OCI features, which
+		// the shim's -info passes on: user namespaces need the "user" namespace and idmapped
+		// mounts. rune has both, but the shim cannot mount a user-namespaced pod's rootfs with
+		// idmapped layers, so it withholds idmap and containerd must report no user namespaces
+		// for the rune handlers (as for runc 1.1's): a pod asking for one is refused up front
+		// instead of failing at start with "mount rootfs: invalid argument" (critest's
+		// UserNamespaces NamespaceMode_POD spec, tests/critest).
 		var f struct {
 			Linux struct {
 				Namespaces      []string `json:"namespaces"`
@@ -258,15 +263,15 @@ func TestCRIContainerd2(t *testing.T) {
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("rune features: %v %s", err, res)
 		}
-		wantUserns := slices.Contains(f.Linux.Namespaces, "user") && f.Linux.MountExtensions.IDMap.Enabled
-		if !wantUserns {
+		if !slices.Contains(f.Linux.Namespaces, "user") || !f.Linux.MountExtensions.IDMap.Enabled {
 			t.Fatalf("rune features on this machine lack user namespaces or idmapped mounts: %s", res.Stdout)
 		}
 		var info struct {
 			RuntimeHandlers []struct {
 				Name     string `json:"name"`
 				Features struct {
-					UserNamespaces bool `json:"user_namespaces"`
+					UserNamespaces          bool `json:"user_namespaces"`
+					RecursiveReadOnlyMounts bool `json:"recursive_read_only_mounts"`
 				} `json:"features"`
 			} `json:"runtimeHandlers"`
 		}
@@ -274,15 +279,21 @@ func TestCRIContainerd2(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &info); err != nil {
 			t.Fatalf("decode crictl info: %v", err)
 		}
+		seen := 0
 		for _, h := range info.RuntimeHandlers {
-			if h.Name == HandlerRune {
-				if !h.Features.UserNamespaces {
-					t.Fatalf("handler rune: user_namespaces false, want true (from rune features through the shim's -info)\n%s", out)
-				}
-				return
+			if h.Name != HandlerRune && h.Name != HandlerSimNative {
+				continue
+			}
+			seen++
+			// The features did reach containerd: rune's recursive read-only mounts did.
+			if h.Features.UserNamespaces || !h.Features.RecursiveReadOnlyMounts {
+				t.Fatalf("handler %s: user_namespaces %v, recursive_read_only_mounts %v; want false, true (rune's features through the shim's -info)\n%s",
+					h.Name, h.Features.UserNamespaces, h.Features.RecursiveReadOnlyMounts, out)
 			}
 		}
-		t.Fatalf("handler rune not in crictl info:\n%s", out)
+		if seen != 2 {
+			t.Fatalf("handlers %s and %s not both in crictl info:\n%s", HandlerRune, HandlerSimNative, out)
+		}
 	})
 	criScenarios(t, e)
 }
@@ -482,6 +493,49 @@ func criScenarios(t *testing.T, e *Env) {
 			return processGone(shimPid), nil
 		}); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	// deploy/'s rune-sim-native handler (deploy/enclave-runtimeclass.md): nothing in the pod
+	// asks for an enclave, yet every container of it is an enclave container (sim,
+	// builtin:native) through the handler's base runtime spec, and its sandbox is not.
+	t.Run("SimNativePod", func(t *testing.T) {
+		podJSON := writeJSON(t, e, "sim-native-pod.json", podConfig(e, "sim-native-pod"))
+		pod := must(t, e, "runp", "--runtime", HandlerSimNative, podJSON)
+		attest := func(id string) (clients.Result, error) {
+			return clients.Run(context.Background(), clientTimeout, nil, e.Rune, "--root", filepath.Join(e.RuneRoot, Namespace), "attest", id)
+		}
+		// containerd builds the sandbox's spec without the base runtime spec.
+		if res, err := attest(pod); err != nil || res.ExitCode == 0 || !strings.Contains(res.Stderr, "not an enclave container") {
+			t.Fatalf("rune attest of the sandbox: %v %s; want it refused as not an enclave container", err, res)
+		}
+		id := runContainer(t, e, pod, podJSON, containerConfig("native", nil, "sh", "-c", "echo started; exec sleep 600"))
+		ci := waitState(t, e, id, "CONTAINER_RUNNING")
+		waitLogs(t, e, id, "started")
+		// PID 1 of the container is the runelet, running the entrypoint in the enclave runtime.
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ci.Info.Pid))
+		if err != nil || !strings.Contains(string(cmdline), "init-runelet") {
+			t.Fatalf("command line of the container's init %d: %q, %v; want the runelet's", ci.Info.Pid, cmdline, err)
+		}
+		res, err := attest(id)
+		var evidence struct{ TEE, Runtime, Measurement string }
+		if err == nil && res.ExitCode == 0 {
+			err = json.Unmarshal([]byte(res.Stdout), &evidence)
+		}
+		if err != nil || res.ExitCode != 0 || evidence.TEE != "sim" || evidence.Runtime != "builtin:native" || evidence.Measurement == "" {
+			t.Fatalf("rune attest of the container: %v %s; want sim evidence from builtin:native with a measurement", err, res)
+		}
+		execCheck(t, e, id, []string{"sh", "-c", "echo in enclave; exit 4"}, "in enclave\n", 4)
+		// The runelet forwards SIGTERM to the workload, which it kills: 128+15.
+		must(t, e, "stop", "--timeout", "10", id)
+		if ci := waitState(t, e, id, "CONTAINER_EXITED"); ci.Status.ExitCode != 143 {
+			t.Fatalf("exit code after crictl stop: %d, want 143", ci.Status.ExitCode)
+		}
+		must(t, e, "rm", id)
+		must(t, e, "stopp", pod)
+		must(t, e, "rmp", pod)
+		if _, err := os.Stat(runeState(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("rune state of %s after crictl rm: %v, want none", id, err)
 		}
 	})
 

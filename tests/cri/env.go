@@ -25,6 +25,15 @@ const (
 	// HandlerRune and HandlerRunc are the CRI runtime handlers (crictl runp --runtime).
 	HandlerRune = "rune"
 	HandlerRunc = "runc"
+	// HandlerSimNative is deploy/'s enclave handler: rune with the base runtime spec
+	// deploy/containerd/SimNativeSpec, which makes every container of a pod an enclave
+	// container (sim, builtin:native) without any enclave setting in the pod.
+	HandlerSimNative = "rune-sim-native"
+	// SimNativeSpec is that handler's base runtime spec, below deploy/containerd.
+	SimNativeSpec = "rune-sim-native-spec.json"
+	// CNISubnet is the pods' network when Options.CNI is set: a range reserved for
+	// benchmarking (RFC 2544), never one a host network may use.
+	CNISubnet = "198.18.0.0/24"
 	// CrictlVersion is what InstallCrictl installs when crictl is not on PATH.
 	CrictlVersion = "v1.34.0"
 	// clientTimeout bounds every client command.
@@ -49,6 +58,7 @@ type Tools struct {
 // Env is one private containerd with the CRI plugin and its crictl.
 type Env struct {
 	Tools
+	Options
 	Dir      string
 	Sock     string
 	Config   string // containerd config
@@ -56,18 +66,43 @@ type Env struct {
 	RuncRoot string // the runc handler's Root
 	PodLogs  string // parent of the pods' log directories
 	daemon   *clients.Daemon
+	ns       *namespaces // with Isolated
+}
+
+// Options are what an Env adds to the plain one tests/cri and bench/cri use.
+type Options struct {
+	// Wasm puts the wasm workloads in the workload image besides busybox.
+	Wasm bool
+	// Isolated runs containerd, its shims and containers in private mount, network and IPC
+	// namespaces (Enter runs a client there): the shims' sockets in /run/containerd/s, the
+	// pods' network namespaces, CNI's state, rune's private copies and caches, the "host"
+	// network and IPC of host-namespace pods all stay in them and go with them. Only cgroups
+	// and the files below Dir are the host's; Close removes both.
+	Isolated bool
+	// CNI gives pods that are not on the host network a bridge network on CNISubnet;
+	// it needs Isolated, so that the bridge is not the host's.
+	CNI bool
 }
 
 // Start starts containerd and imports the pause and workload images; with wasm, the
 // workload image holds the wasm workloads besides busybox (the bench needs only busybox). Close undoes it, also
 // after an error.
 func Start(tools Tools, wasm bool) (*Env, error) {
+	return StartWith(tools, Options{Wasm: wasm})
+}
+
+// StartWith is Start with options.
+func StartWith(tools Tools, opts Options) (*Env, error) {
+	if opts.CNI && !opts.Isolated {
+		return nil, errors.New("a CNI network needs an isolated env (its bridge would be the host's)")
+	}
 	dir, err := os.MkdirTemp("", "rune-cri-")
 	if err != nil {
 		return nil, fmt.Errorf("create env dir: %w", err)
 	}
 	e := &Env{
 		Tools:    tools,
+		Options:  opts,
 		Dir:      dir,
 		Sock:     filepath.Join(dir, "containerd.sock"),
 		Config:   filepath.Join(dir, "containerd.toml"),
@@ -75,13 +110,13 @@ func Start(tools Tools, wasm bool) (*Env, error) {
 		RuncRoot: filepath.Join(dir, "runc"),
 		PodLogs:  filepath.Join(dir, "pods"),
 	}
-	if err := e.start(wasm); err != nil {
+	if err := e.start(); err != nil {
 		return e, err
 	}
 	return e, nil
 }
 
-func (e *Env) start(wasm bool) error {
+func (e *Env) start() error {
 	shimConfig := filepath.Join(e.Dir, "shim.toml")
 	if err := os.WriteFile(shimConfig, []byte(fmt.Sprintf("[rune]\npath = %q\nroot = %q\n", e.Rune, e.RuneRoot)), 0o644); err != nil {
 		return fmt.Errorf("write shim config: %w", err)
@@ -89,9 +124,23 @@ func (e *Env) start(wasm bool) error {
 	if err := os.MkdirAll(e.PodLogs, 0o755); err != nil {
 		return fmt.Errorf("create pod log dir: %w", err)
 	}
-	// The rune handler hands the shim its configuration the Kubernetes way, through the
-	// runtime options' ConfigPath. CRI's CNI setup is never reached: every pod uses the
-	// host network.
+	root, err := clients.RepoRoot()
+	if err != nil {
+		return err
+	}
+	baseSpec := filepath.Join(root, "deploy", "containerd", SimNativeSpec)
+	if _, err := os.Stat(baseSpec); err != nil {
+		return fmt.Errorf("base runtime spec of %s: %w", HandlerSimNative, err)
+	}
+	cniDir := filepath.Join(e.Dir, "cni")
+	if e.CNI {
+		if err := writeCNIConfig(cniDir); err != nil {
+			return err
+		}
+	}
+	// The rune handlers hand the shim its configuration the Kubernetes way, through the
+	// runtime options' ConfigPath. Without CNI, CRI's network set-up is never reached:
+	// every pod must use the host network.
 	c := clients.NewContainerd(e.Containerd, e.Ctr, e.Dir)
 	c.Sock, c.Config = e.Sock, e.Config
 	criConfig := fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
@@ -116,7 +165,13 @@ func (e *Env) start(wasm bool) error {
       container_annotations = ["enclave.*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[6]s.options]
         ConfigPath = %[7]q
-`, PauseImage, filepath.Join(e.Dir, "cni"), HandlerRunc, e.Runc, e.RuncRoot, HandlerRune, shimConfig)
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[8]s]
+      runtime_type = "io.containerd.rune.v2"
+      base_runtime_spec = %[9]q
+      container_annotations = ["enclave.*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[8]s.options]
+        ConfigPath = %[7]q
+`, PauseImage, cniDir, HandlerRunc, e.Runc, e.RuncRoot, HandlerRune, shimConfig, HandlerSimNative, baseSpec)
 	if err := c.WriteConfig(criConfig, true, false); err != nil {
 		return err
 	}
@@ -129,8 +184,13 @@ func (e *Env) start(wasm bool) error {
 	if e.RuncShimDir != "" {
 		path = filepath.Dir(e.Shim) + ":" + e.RuncShimDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
 	}
-	err := c.Start("containerd", 2*time.Hour, "PATH="+path)
-	e.daemon = c.Daemon
+	if e.Isolated {
+		e.ns, err = startIsolated(c, "PATH="+path)
+		e.daemon = c.Daemon
+	} else {
+		err = c.Start("containerd", 2*time.Hour, "PATH="+path)
+		e.daemon = c.Daemon
+	}
 	if err != nil {
 		return err
 	}
@@ -160,7 +220,7 @@ func (e *Env) start(wasm bool) error {
 	if err != nil {
 		return fmt.Errorf("workload image rootfs: %w", err)
 	}
-	if wasm {
+	if e.Wasm {
 		files := map[string][]byte{}
 		for name, pkg := range map[string]string{"app/hello.wasm": "./examples/hello", "app/prog.wasm": "./tests/integration/testdata/enclaveprog"} {
 			if files[name], err = e.build([]string{"GOOS=wasip1", "GOARCH=wasm"}, pkg); err != nil {
@@ -174,7 +234,10 @@ func (e *Env) start(wasm bool) error {
 	return e.importImage(WorkloadImage, layer, nil)
 }
 
-// build builds a package of the repository statically for env (default: this machine).
+// Build builds a package of the repository statically for env (default: this machine)
+// and returns the executable.
+func (e *Env) Build(env []string, pkg string) ([]byte, error) { return e.build(env, pkg) }
+
 func (e *Env) build(env []string, pkg string) ([]byte, error) {
 	root, err := clients.RepoRoot()
 	if err != nil {
@@ -193,8 +256,20 @@ func (e *Env) build(env []string, pkg string) ([]byte, error) {
 
 // importImage imports a one-layer image into CRI's namespace as ref (name:tag).
 func (e *Env) importImage(ref string, layer []byte, entrypoint []string) error {
-	name, tag, _ := strings.Cut(strings.TrimPrefix(ref, "docker.io/"), ":")
-	archive, err := clients.OCIArchiveWithConfig(layer, tag, ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Entrypoint: entrypoint, WorkingDir: "/"})
+	return e.ImportImage(ref, layer, ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Entrypoint: entrypoint, WorkingDir: "/"})
+}
+
+// ImportImage imports a one-layer image with config into CRI's namespace as ref: a
+// name with its registry (docker.io when it has none) and a tag (latest when it has none).
+func (e *Env) ImportImage(ref string, layer []byte, config ocispec.ImageConfig) error {
+	name, tag := ref, "latest"
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		name, tag = ref[:i], ref[i+1:]
+	}
+	if first, _, _ := strings.Cut(name, "/"); !strings.ContainsAny(first, ".:") && first != "localhost" {
+		name = "docker.io/" + name
+	}
+	archive, err := clients.OCIArchiveWithConfig(layer, tag, config)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", ref, err)
 	}
@@ -204,7 +279,7 @@ func (e *Env) importImage(ref string, layer []byte, entrypoint []string) error {
 	}
 	defer os.Remove(path)
 	res, err := clients.Run(context.Background(), clientTimeout, nil, e.Ctr, "-a", e.Sock, "-n", Namespace,
-		"images", "import", "--base-name", "docker.io/"+name, path)
+		"images", "import", "--base-name", name, path)
 	if err == nil && res.ExitCode != 0 {
 		err = errors.New(res.String())
 	}
@@ -270,6 +345,11 @@ func (e *Env) Close() error {
 	}
 	if err := clients.UnmountUnder(e.Dir); err != nil {
 		errs = append(errs, err)
+	}
+	if e.ns != nil {
+		if err := e.ns.close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := os.RemoveAll(e.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", e.Dir, err))
