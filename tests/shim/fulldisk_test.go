@@ -136,14 +136,16 @@ func (s *suite) checkNothingLeft(t *testing.T, ns, id, tmpfs string) {
 			t.Errorf("%s: %s left in %s", id, left[0].Name(), sub)
 		}
 	}
-	// A shim whose start containerd gave up on is stopped asynchronously: give it a few seconds to
-	// go before calling it left behind.
+	// A shim whose start containerd gave up on is stopped asynchronously: give it time to go
+	// before calling it left behind (a bound on a wait, not on speed: CI once needed more than 5 s
+	// on a loaded machine).
 	pids, _ := processesNaming(id, ns)
-	for deadline := time.Now().Add(5 * time.Second); len(pids) > 0 && time.Now().Before(deadline); pids, _ = processesNaming(id, ns) {
+	start := time.Now()
+	for deadline := start.Add(30 * time.Second); len(pids) > 0 && time.Now().Before(deadline); pids, _ = processesNaming(id, ns) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if len(pids) > 0 {
-		t.Errorf("%s: processes left: %v", id, pids)
+		t.Errorf("%s: processes left after %v: %v %q", id, time.Since(start).Round(time.Second), pids, processCmdline(pids[0]))
 	}
 	for _, h := range []string{"memory", "pids", "cpu", "freezer", "devices"} {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", h, ns, id)); err == nil {
