@@ -399,4 +399,3 @@ func withResource(p *corev1.Pod, name string, n int64) *corev1.Pod {
 	}
 	return p
 }
-
