@@ -20,7 +20,9 @@ import (
 // Kubectl runs kubectl as cluster-admin with stdin (nil for none); a non-zero exit is in the
 // Result.
 func (c *Cluster) Kubectl(stdin []byte, args ...string) (clients.Result, error) {
-	return clients.Run(context.Background(), clientTimeout, stdin, c.k8s("kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	// kubectl caches discovery under $HOME/.kube unless told otherwise.
+	return clients.Run(context.Background(), clientTimeout, stdin, c.k8s("kubectl"),
+		append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", filepath.Join(c.Dir, "kubectl-cache")}, args...)...)
 }
 
 // kubectlOK runs kubectl, which must exit 0, and returns its stdout.
