@@ -25,6 +25,7 @@ func scenarios(t *testing.T, e *env) {
 	t.Run("SimNativeExec", func(t *testing.T) { e.t = t; testSimNative(e) })
 	t.Run("SimWasm", func(t *testing.T) { e.t = t; testSimWasm(e) })
 	t.Run("Carrier", func(t *testing.T) { e.t = t; testCarrier(e) })
+	t.Run("DevicePlugin", func(t *testing.T) { e.t = t; testDevicePlugin(e) })
 }
 
 // testRuntimeClass applies deploy/runtimeclass.yaml as shipped.
