@@ -114,6 +114,8 @@ func startCluster(t *testing.T, gen Generation) *env {
 	if err := c.importImages(artifacts, tools["busybox"]); err != nil {
 		t.Fatal(err)
 	}
+	// Every scenario needs the RuntimeClass (as shipped); testRuntimeClass checks it.
+	e.apply(repoFile(t, "deploy/runtimeclass.yaml"))
 	t.Logf("cluster on %s up in %v (Kubernetes %s, etcd %s)", gen, time.Since(start).Round(100*time.Millisecond), KubernetesVersion, EtcdVersion)
 	return e
 }
@@ -246,6 +248,12 @@ func (e *env) waitRunning(ns, name string) *corev1.Pod {
 	return e.waitPod(ns, name, "Running", 2*time.Minute, func(p *corev1.Pod) (bool, string) {
 		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 			e.t.Fatalf("pod %s/%s ended (%s) instead of running: %s", ns, name, p.Status.Phase, podSummary(p))
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.RestartCount > 0 {
+				res, _ := e.Kubectl(nil, "-n", ns, "logs", "--previous", name, "-c", cs.Name)
+				e.t.Fatalf("pod %s/%s: container %s restarted instead of running: %s; its log: %s", ns, name, cs.Name, podSummary(p), res)
+			}
 		}
 		if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
 			return false, podSummary(p)

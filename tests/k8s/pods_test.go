@@ -26,6 +26,7 @@ func scenarios(t *testing.T, e *env) {
 	t.Run("SimWasm", func(t *testing.T) { e.t = t; testSimWasm(e) })
 	t.Run("Carrier", func(t *testing.T) { e.t = t; testCarrier(e) })
 	t.Run("DevicePlugin", func(t *testing.T) { e.t = t; testDevicePlugin(e) })
+	t.Run("Attestation", func(t *testing.T) { e.t = t; testAttestation(e) })
 }
 
 // testRuntimeClass applies deploy/runtimeclass.yaml as shipped.
