@@ -626,25 +626,22 @@ func (c *Cluster) RestartKubelet(kill bool) error {
 	return c.kubelet.start()
 }
 
-// KillContainerd SIGKILLs containerd (its shims and containers keep running) and starts it
-// again.
+// KillKubelet SIGKILLs the kubelet; StartKubelet starts it again.
+func (c *Cluster) KillKubelet() error  { return c.kubelet.kill() }
+func (c *Cluster) StartKubelet() error { return c.kubelet.start() }
+
+// KillContainerd SIGKILLs containerd (its shims and their containers keep running), which
+// stays down until StartContainerd.
 func (c *Cluster) KillContainerd() error {
 	c.setSupervised(false)
-	defer c.setSupervised(true)
-	<-c.supDone
 	if err := c.containerd.kill(); err != nil {
 		return err
 	}
-	if err := c.startContainerd(); err != nil {
-		return err
-	}
-	c.supDone = make(chan struct{})
-	go c.superviseContainerd()
+	<-c.supDone
 	return nil
 }
 
-// StopContainerd and StartContainerd stop containerd for a configuration change and start it
-// again.
+// StopContainerd stops containerd (SIGTERM), which stays down until StartContainerd.
 func (c *Cluster) StopContainerd() error {
 	c.setSupervised(false)
 	if err := c.containerd.stop(30 * time.Second); err != nil {
@@ -654,6 +651,7 @@ func (c *Cluster) StopContainerd() error {
 	return nil
 }
 
+// StartContainerd starts containerd again, supervised.
 func (c *Cluster) StartContainerd() error {
 	c.setSupervised(true)
 	if err := c.startContainerd(); err != nil {

@@ -27,6 +27,7 @@ func scenarios(t *testing.T, e *env) {
 	t.Run("Carrier", func(t *testing.T) { e.t = t; testCarrier(e) })
 	t.Run("DevicePlugin", func(t *testing.T) { e.t = t; testDevicePlugin(e) })
 	t.Run("Attestation", func(t *testing.T) { e.t = t; testAttestation(e) })
+	t.Run("Faults", func(t *testing.T) { e.t = t; testFaults(e) })
 }
 
 // testRuntimeClass applies deploy/runtimeclass.yaml as shipped.
