@@ -403,7 +403,7 @@ func (c *Cluster) writeContainerdConfig(withRune bool) error {
 		}
 	case Containerd2:
 		// containerd 2.x migrates the version 2 schema itself; `config migrate` gives the
-		// version 3 file a 2.x node has, which imports the drop-in.
+		// file a 2.x node has (version 3, or 4 from 2.4 on), which imports the drop-in.
 		v2 := filepath.Join(c.Dir, "containerd", "config-v2.toml")
 		if err := os.WriteFile(v2, []byte(base), 0o644); err != nil {
 			return fmt.Errorf("write containerd config: %w", err)
@@ -427,7 +427,14 @@ func (c *Cluster) writeContainerdConfig(withRune bool) error {
 			if err := os.WriteFile(dropIn, []byte(block), 0o644); err != nil {
 				return fmt.Errorf("write drop-in: %w", err)
 			}
-			v3 = versionLine.ReplaceAllString(v3, fmt.Sprintf("version = 3\nimports = [%q]\n", dropIn))
+			// The migrated file imports the host's /etc/containerd/conf.d/*.toml (2.4's
+			// default): the node imports the drop-in alone.
+			imports := fmt.Sprintf("imports = [%q]", dropIn)
+			if importsLine.MatchString(v3) {
+				v3 = importsLine.ReplaceAllLiteralString(v3, imports)
+			} else {
+				v3 = versionLine.ReplaceAllLiteralString(v3, "version = 3\n"+imports+"\n")
+			}
 		}
 		if err := os.WriteFile(c.ContainerdConfig, []byte(v3), 0o644); err != nil {
 			return fmt.Errorf("write containerd config: %w", err)
@@ -436,7 +443,10 @@ func (c *Cluster) writeContainerdConfig(withRune bool) error {
 	return nil
 }
 
-var versionLine = regexp.MustCompile(`(?m)^version = \d+\n`)
+var (
+	versionLine = regexp.MustCompile(`(?m)^version = \d+\n`)
+	importsLine = regexp.MustCompile(`(?m)^imports = \[.*\]$`)
+)
 
 // shippedHandler reads deploy/containerd/name with its ConfigPath pointed at the cluster's
 // shim configuration.

@@ -34,9 +34,15 @@ func testFaults(e *env) {
 		{name: "fault-wasm", env: simWasmEnv, argv: []string{"/app/prog.wasm", "sleep"}},
 		{name: "fault-victim-kubelet", env: simNativeEnv, argv: []string{"/app/enclaveprog", "sleep"}},
 		{name: "fault-victim-containerd", env: simNativeEnv, argv: []string{"/app/enclaveprog", "sleep"}},
+		// The control: what containerd reports for a runc container in the same situation.
+		{name: "fault-victim-runc", argv: []string{"sh", "-c", "echo sleeping; exec sleep 600"}},
 	}
 	for _, fp := range pods {
-		e.applyObject(podSpec(fp.name, "rune", fp.env, fp.argv...))
+		rc := "rune"
+		if fp.name == "fault-victim-runc" {
+			rc = ""
+		}
+		e.applyObject(podSpec(fp.name, rc, fp.env, fp.argv...))
 	}
 	for _, fp := range pods {
 		p := e.waitRunning("default", fp.name)
@@ -44,7 +50,7 @@ func testFaults(e *env) {
 		e.waitLogs("default", fp.name, "sleeping")
 	}
 	shims := e.shimPids()
-	if len(shims) != len(pods) {
+	if len(shims) != len(pods)-1 {
 		t.Fatalf("%d rune shims for %d rune pods: %v", len(shims), len(pods), shims)
 	}
 	// checkAlive: the pod runs the same container, never restarted, and takes an exec.
@@ -68,7 +74,11 @@ func testFaults(e *env) {
 	// killWorkload SIGKILLs the container's process, as the OOM killer would.
 	killWorkload := func(fp *faultPod) {
 		t.Helper()
-		st, err := clients.QueryState(context.Background(), filepath.Join(e.Bin, "rune"), filepath.Join(e.RuneRoot, Namespace), fp.id)
+		runtime, root := filepath.Join(e.Bin, "rune"), e.RuneRoot
+		if fp.name == "fault-victim-runc" {
+			runtime, root = e.Runc, e.RuncRoot
+		}
+		st, err := clients.QueryState(context.Background(), runtime, filepath.Join(root, Namespace), fp.id)
 		if err != nil || st.Pid <= 0 {
 			t.Fatalf("rune state of %s: %+v %v", fp.name, st, err)
 		}
@@ -76,17 +86,24 @@ func testFaults(e *env) {
 			t.Fatalf("kill the workload of %s (pid %d): %v", fp.name, st.Pid, err)
 		}
 	}
-	checkKilled := func(fp *faultPod, during string) {
+	// terminated waits until a killed workload's pod failed and returns its container's end.
+	terminated := func(fp *faultPod) *corev1.ContainerStateTerminated {
 		t.Helper()
 		term := e.waitTerminated("default", fp.name)
-		if term.ExitCode != 137 || term.ContainerID != "containerd://"+fp.id {
-			t.Errorf("%s, killed while %s: terminated %+v, want exit 137 of containerd://%s", fp.name, during, term, fp.id)
+		if term.ContainerID != "containerd://"+fp.id {
+			t.Errorf("%s: terminated container %s, want %s", fp.name, term.ContainerID, fp.id)
 		}
 		e.waitPod("default", fp.name, "Failed", time.Minute, func(p *corev1.Pod) (bool, string) {
 			return p.Status.Phase == corev1.PodFailed, podSummary(p)
 		})
+		return term
 	}
-
+	checkKilled := func(fp *faultPod, during string) {
+		t.Helper()
+		if term := terminated(fp); term.ExitCode != 137 {
+			t.Errorf("%s, killed while %s: terminated %+v, want exit 137", fp.name, during, term)
+		}
+	}
 	// The kubelet dies; a workload dies while it is away.
 	if err := e.KillKubelet(); err != nil {
 		t.Fatal(err)
@@ -113,6 +130,7 @@ func testFaults(e *env) {
 		}
 	}
 	killWorkload(pods[4])
+	killWorkload(pods[5])
 	if err := e.StartContainerd(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +140,19 @@ func testFaults(e *env) {
 	for _, fp := range pods[:3] {
 		checkAlive(fp, "kill -9 of containerd")
 	}
-	checkKilled(pods[4], "containerd was down")
+	// containerd 1.6 asks the shim for the exit status of a task that exited while it was down;
+	// containerd 2.4 reports such a container as exited with 255, reason Unknown, for runc too.
+	// rune's pod must be reported exactly as the runc pod is.
+	control, victim := terminated(pods[5]), terminated(pods[4])
+	if victim.ExitCode != control.ExitCode || victim.Reason != control.Reason || victim.ExitCode == 0 {
+		t.Errorf("rune pod killed while containerd was down: exit %d (%s); the runc pod: exit %d (%s)",
+			victim.ExitCode, victim.Reason, control.ExitCode, control.Reason)
+	}
+	if e.Generation == Containerd1 && victim.ExitCode != 137 {
+		t.Errorf("on containerd 1.6, the rune pod killed while containerd was down: exit %d, want 137", victim.ExitCode)
+	}
+	t.Logf("%s reports a container killed while it was down as: exit %d, reason %s (runc: exit %d, %s)",
+		e.Generation, victim.ExitCode, victim.Reason, control.ExitCode, control.Reason)
 
 	for _, fp := range pods {
 		e.deletePod("default", fp.name)
