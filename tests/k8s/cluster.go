@@ -83,6 +83,11 @@ type Cluster struct {
 	// ContainerdConfig is containerd's main configuration file.
 	ContainerdConfig string
 	Sock             string // containerd's gRPC socket
+	// ContainerdConfD is the conf.d directory containerd 2.x imports *.toml from.
+	ContainerdConfD string
+	// ShimDir is the directory first on containerd's PATH, where it finds
+	// containerd-shim-rune-v2: Bin, unless the installer put the shim elsewhere.
+	ShimDir string
 	// RestartContainerd is a program that makes the harness restart containerd, the way
 	// `systemctl restart containerd` does on a systemd node (for the installer).
 	RestartContainerd string
@@ -123,6 +128,8 @@ func Start(tools Tools, gen Generation) (*Cluster, error) {
 		ContainerdConfig:  filepath.Join(dir, "containerd", "config.toml"),
 		Sock:              filepath.Join(dir, "containerd", "containerd.sock"),
 		RestartContainerd: filepath.Join(dir, "restart-containerd"),
+		ContainerdConfD:   filepath.Join(dir, "containerd", "conf.d"),
+		ShimDir:           tools.Bin,
 	}
 	if c.host, err = saveHostState(); err != nil {
 		return c, err
@@ -388,7 +395,7 @@ cache_dir = %q
 // cluster's shim configuration instead of /etc/inclavare-containers/config.toml).
 func (c *Cluster) writeContainerdConfig(withRune bool) error {
 	base := c.containerdBaseConfig()
-	dropIn := filepath.Join(c.Dir, "containerd", "conf.d", "inclavare-rune.toml")
+	dropIn := filepath.Join(c.ContainerdConfD, "inclavare-rune.toml")
 	switch c.Generation {
 	case Containerd1:
 		if withRune {
@@ -416,25 +423,27 @@ func (c *Cluster) writeContainerdConfig(withRune bool) error {
 			return fmt.Errorf("containerd config migrate: %w", err)
 		}
 		v3 := res.Stdout
+		if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+			return fmt.Errorf("create conf.d: %w", err)
+		}
 		if withRune {
 			block, err := c.shippedHandler("containerd-2.x.toml")
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
-				return fmt.Errorf("create conf.d: %w", err)
-			}
 			if err := os.WriteFile(dropIn, []byte(block), 0o644); err != nil {
 				return fmt.Errorf("write drop-in: %w", err)
 			}
-			// The migrated file imports the host's /etc/containerd/conf.d/*.toml (2.4's
-			// default): the node imports the drop-in alone.
-			imports := fmt.Sprintf("imports = [%q]", dropIn)
-			if importsLine.MatchString(v3) {
-				v3 = importsLine.ReplaceAllLiteralString(v3, imports)
-			} else {
-				v3 = versionLine.ReplaceAllLiteralString(v3, "version = 3\n"+imports+"\n")
-			}
+		} else if err := os.Remove(dropIn); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove drop-in: %w", err)
+		}
+		// The migrated file imports /etc/containerd/conf.d/*.toml (2.4's default): the
+		// node imports its own conf.d instead.
+		imports := fmt.Sprintf("imports = [%q]", filepath.Join(filepath.Dir(dropIn), "*.toml"))
+		if importsLine.MatchString(v3) {
+			v3 = importsLine.ReplaceAllLiteralString(v3, imports)
+		} else {
+			v3 = versionLine.ReplaceAllLiteralString(v3, "version = 3\n"+imports+"\n")
 		}
 		if err := os.WriteFile(c.ContainerdConfig, []byte(v3), 0o644); err != nil {
 			return fmt.Errorf("write containerd config: %w", err)
@@ -513,16 +522,17 @@ state = %[2]q
 // finds containerd-shim-rune-v2) and the node's sim platform key, and waits until its CRI
 // answers.
 func (c *Cluster) startContainerd() error {
-	path := c.Bin + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
+	path := c.ShimDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
 	if c.RuncShimDir != "" {
-		path = c.Bin + ":" + c.RuncShimDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
+		path = c.ShimDir + ":" + c.RuncShimDir + ":" + os.Getenv("PATH") + ":/usr/sbin:/sbin"
 	}
 	if c.containerd == nil {
-		c.containerd = newProcess(c.Dir, "containerd", []string{
-			"PATH=" + path,
-			"RUNE_SIM_PLATFORM_KEY=" + c.SimPlatformKey,
-			"RUNE_CACHE_DIR=" + filepath.Join(c.Dir, "rune-cache"),
-		}, c.Containerd, "--config", c.ContainerdConfig)
+		c.containerd = newProcess(c.Dir, "containerd", nil, c.Containerd, "--config", c.ContainerdConfig)
+	}
+	c.containerd.env = []string{
+		"PATH=" + path,
+		"RUNE_SIM_PLATFORM_KEY=" + c.SimPlatformKey,
+		"RUNE_CACHE_DIR=" + filepath.Join(c.Dir, "rune-cache"),
 	}
 	if err := c.containerd.start(); err != nil {
 		return err

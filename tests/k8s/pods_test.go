@@ -28,6 +28,8 @@ func scenarios(t *testing.T, e *env) {
 	t.Run("DevicePlugin", func(t *testing.T) { e.t = t; testDevicePlugin(e) })
 	t.Run("Attestation", func(t *testing.T) { e.t = t; testAttestation(e) })
 	t.Run("Faults", func(t *testing.T) { e.t = t; testFaults(e) })
+	// Last: it reconfigures the node's containerd (and restores it).
+	t.Run("Installer", func(t *testing.T) { e.t = t; testInstaller(e) })
 }
 
 // testRuntimeClass applies deploy/runtimeclass.yaml as shipped.
