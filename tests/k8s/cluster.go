@@ -409,6 +409,9 @@ func (c *Cluster) writeContainerdConfig(withRune bool) error {
 			return fmt.Errorf("write containerd config: %w", err)
 		}
 	case Containerd2:
+		// NRI would listen on the host's /var/run/nri/nri.sock, which other containerds
+		// use: this node has no NRI plugins.
+		base += "\n[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n"
 		// containerd 2.x migrates the version 2 schema itself; `config migrate` gives the
 		// file a 2.x node has (version 3, or 4 from 2.4 on), which imports the drop-in.
 		v2 := filepath.Join(c.Dir, "containerd", "config-v2.toml")

@@ -37,9 +37,12 @@ var kubeletSysctls = []string{
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
 }
 
-// hostPaths are node directories the kubelet writes whatever its --root-dir: the device-plugin
-// sockets and checkpoint, pod logs and their links.
-var hostPaths = []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers"}
+// hostPaths are node directories the cluster writes outside its own: the kubelet's
+// device-plugin sockets and checkpoint, pod logs and their links (whatever its --root-dir);
+// containerd's network namespaces and CNI's result cache for pods on the pod network (the
+// device plugin's); /run/aesmd, which deploy/device-plugin.yaml's hostPath volume creates on
+// nodes without SGX.
+var hostPaths = []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/run/netns", "/var/lib/cni", "/run/aesmd"}
 
 // hostState is what the node looked like before the cluster.
 type hostState struct {
