@@ -49,9 +49,8 @@ func testFaults(e *env) {
 		fp.id = containerID(t, p, "main")
 		e.waitLogs("default", fp.name, "sleeping")
 	}
-	shims := e.shimPids()
-	if len(shims) != len(pods)-1 {
-		t.Fatalf("%d rune shims for %d rune pods: %v", len(shims), len(pods), shims)
+	if shims := e.shimPids(); len(shims) != len(pods)-1 {
+		t.Fatalf("%d rune shims for %d rune pods: %v", len(shims), len(pods)-1, shims)
 	}
 	// checkAlive: the pod runs the same container, never restarted, and takes an exec.
 	checkAlive := func(fp *faultPod, after string) {
@@ -120,7 +119,16 @@ func testFaults(e *env) {
 	}
 	checkKilled(pods[3], "the kubelet was down")
 
-	// containerd dies; its shims and containers stay; a workload dies while it is away.
+	// containerd dies; its shims and containers stay; a workload dies while it is away. (The
+	// pod that failed above has no shim any more: the kubelet stopped its sandbox.)
+	var shims []int
+	err := clients.WaitFor(time.Minute, "one rune shim for each of the 4 running rune pods", func() (bool, error) {
+		shims = e.shimPids()
+		return len(shims) == 4, fmt.Errorf("rune shims %v", shims)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.KillContainerd(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +168,7 @@ func testFaults(e *env) {
 	if ids := e.runeContainers(); len(ids) != 0 {
 		t.Errorf("rune still keeps %v after the pods were deleted", ids)
 	}
-	err := clients.WaitFor(30*time.Second, "the rune shims to exit", func() (bool, error) {
+	err = clients.WaitFor(30*time.Second, "the rune shims to exit", func() (bool, error) {
 		pids := e.shimPids()
 		return len(pids) == 0, fmt.Errorf("rune shims still running: %v", pids)
 	})
