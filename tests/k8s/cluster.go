@@ -65,7 +65,7 @@ type Tools struct {
 // Cluster is a single-node Kubernetes cluster on loopback: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, a kubelet and a private containerd whose CRI has the
 // handlers "runc" and "rune" (the latter from deploy/containerd/). Everything it creates lives
-// below Dir, except what the kubelet insists on (hostState) and the cgroups below cgroupRoot,
+// below Dir, except what the kubelet insists on (hostState) and the cgroups below CgroupRoot,
 // which Stop removes.
 type Cluster struct {
 	Tools
@@ -336,7 +336,7 @@ nodeStatusUpdateFrequency: 4s
 syncFrequency: 10s
 resolvConf: ""
 `, c.kubeletPort, p.path("kubelet-server", "crt"), p.path("kubelet-server", "key"), p.path("ca", "crt"),
-		cgroupRoot, c.Sock, filepath.Join(c.Dir, "pod-logs"))
+		CgroupRoot, c.Sock, filepath.Join(c.Dir, "pod-logs"))
 	if err := os.WriteFile(filepath.Join(c.Dir, "kubelet", "config.yaml"), []byte(kubelet), 0o644); err != nil {
 		return fmt.Errorf("write kubelet config: %w", err)
 	}

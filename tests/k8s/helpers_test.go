@@ -50,41 +50,18 @@ type env struct {
 // it down when the test ends, failing it if anything is left on the node.
 func startCluster(t *testing.T, gen Generation) *env {
 	t.Helper()
-	runeBin, tools := clients.Prerequisites(t, "containerd", "ctr", "runc", "busybox", "go", "ip")
-	bin := filepath.Dir(runeBin)
-	for _, b := range []string{"init-runelet", "containerd-shim-rune-v2", "rune-carrier", "shelter"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			clients.Unavailable(t, "%s beside rune: %v (run make build)", b, err)
-		}
-	}
-	cache, err := clients.TestCacheDir()
-	if err != nil {
-		t.Fatal(err)
+	if os.Geteuid() != 0 {
+		clients.Unavailable(t, "the Kubernetes tests need root (uid %d)", os.Geteuid())
 	}
 	start := time.Now()
-	k8sDir, err := InstallKubernetes(tools["go"], cache)
+	ct, busybox, err := FindTools(gen)
 	if err != nil {
-		clients.Unavailable(t, "Kubernetes %s: %v", KubernetesVersion, err)
-	}
-	etcdDir, err := InstallEtcd(tools["go"], cache)
-	if err != nil {
-		clients.Unavailable(t, "etcd %s: %v", EtcdVersion, err)
-	}
-	ct := Tools{
-		Kubernetes: k8sDir, Etcd: filepath.Join(etcdDir, "etcd"),
-		Containerd: tools["containerd"], Ctr: tools["ctr"], Runc: tools["runc"], Bin: bin, Go: tools["go"],
-	}
-	if gen == Containerd2 {
-		dir, err := clients.InstallContainerd2(tools["go"], cache)
-		if err != nil {
-			clients.Unavailable(t, "containerd %s: %v", clients.Containerd2Version, err)
-		}
-		ct.Containerd, ct.Ctr, ct.RuncShimDir = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr"), dir
+		clients.Unavailable(t, "%v", err)
 	}
 	artifactsOnce.Do(func() {
 		artifactsDir, artifactsErr = os.MkdirTemp("", "rune-k8s-artifacts-")
 		if artifactsErr == nil {
-			artifacts, artifactsErr = BuildArtifacts(tools["go"], artifactsDir)
+			artifacts, artifactsErr = BuildArtifacts(ct.Go, artifactsDir)
 		}
 	})
 	if artifactsErr != nil {
@@ -111,7 +88,7 @@ func startCluster(t *testing.T, gen Generation) *env {
 	if err != nil {
 		t.Fatalf("start the cluster on %s: %v", gen, err)
 	}
-	if err := c.importImages(artifacts, tools["busybox"]); err != nil {
+	if err := c.ImportImages(artifacts, busybox); err != nil {
 		t.Fatal(err)
 	}
 	// Every scenario needs the RuntimeClass (as shipped); testRuntimeClass checks it.

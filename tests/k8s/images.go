@@ -75,8 +75,8 @@ func BuildArtifacts(goBin, dir string) (*Artifacts, error) {
 // File is the built program name.
 func (a *Artifacts) File(name string) string { return filepath.Join(a.Dir, name) }
 
-// importImages imports every image into the CRI namespace.
-func (c *Cluster) importImages(a *Artifacts, busybox string) error {
+// ImportImages imports every image into the CRI namespace.
+func (c *Cluster) ImportImages(a *Artifacts, busybox string) error {
 	root, err := clients.RepoRoot()
 	if err != nil {
 		return err

@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -86,4 +88,17 @@ func (c *Cluster) writeSigningKey() error {
 		return fmt.Errorf("marshal signing public key: %w", err)
 	}
 	return writePEM(filepath.Join(c.Dir, "signing", "trust.pem"), "PUBLIC KEY", spki)
+}
+
+// APIClient is an HTTPS client of the API server as cluster-admin, and the server's URL, for
+// callers that poll without starting a kubectl each time.
+func (c *Cluster) APIClient() (*http.Client, string, error) {
+	cert, err := tls.LoadX509KeyPair(c.pki.path("admin", "crt"), c.pki.path("admin", "key"))
+	if err != nil {
+		return nil, "", fmt.Errorf("admin certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.pki.caCert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, fmt.Sprintf("https://127.0.0.1:%d", c.apiPort), nil
 }

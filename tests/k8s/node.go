@@ -16,9 +16,9 @@ import (
 // The node state the harness creates or the kubelet changes outside the cluster's own
 // directory, saved before the cluster starts and put back by restore.
 const (
-	// cgroupRoot is the kubelet's cgroupRoot: kubepods and every pod cgroup live below it in
+	// CgroupRoot is the kubelet's cgroupRoot: kubepods and every pod cgroup live below it in
 	// each hierarchy, so teardown can tell its cgroups from the host's.
-	cgroupRoot = "inclavare-k8s-tests"
+	CgroupRoot = "inclavare-k8s-tests"
 	// bridgeName is the CNI bridge of the node's pod network (198.18.0.0/24).
 	bridgeName = "inclk8s0"
 	// podSubnet is the pod network's subnet, reserved for tests (RFC 2544, 198.18.0.0/15).
@@ -75,15 +75,15 @@ func saveHostState() (*hostState, error) {
 		return nil, fmt.Errorf("network interface %s exists already: another cluster of this harness is running, or one leaked", bridgeName)
 	}
 	for _, hier := range cgroupHierarchies() {
-		if _, err := os.Stat(filepath.Join(hier, cgroupRoot)); err == nil {
-			return nil, fmt.Errorf("cgroup %s exists already: another cluster of this harness is running, or one leaked", filepath.Join(hier, cgroupRoot))
+		if _, err := os.Stat(filepath.Join(hier, CgroupRoot)); err == nil {
+			return nil, fmt.Errorf("cgroup %s exists already: another cluster of this harness is running, or one leaked", filepath.Join(hier, CgroupRoot))
 		}
 	}
 	return h, nil
 }
 
 // restore puts the node back: sysctls, host directories (only what was not there before),
-// the cgroups below cgroupRoot, the CNI bridge. Each problem is reported; the rest still runs.
+// the cgroups below CgroupRoot, the CNI bridge. Each problem is reported; the rest still runs.
 func (h *hostState) restore() error {
 	var errs []error
 	for _, name := range kubeletSysctls {
@@ -163,8 +163,8 @@ func (h *hostState) leftovers() []string {
 		}
 	}
 	for _, hier := range cgroupHierarchies() {
-		if _, err := os.Stat(filepath.Join(hier, cgroupRoot)); err == nil {
-			left = append(left, "cgroup "+filepath.Join(hier, cgroupRoot))
+		if _, err := os.Stat(filepath.Join(hier, CgroupRoot)); err == nil {
+			left = append(left, "cgroup "+filepath.Join(hier, CgroupRoot))
 		}
 	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", bridgeName)); err == nil {
@@ -213,12 +213,12 @@ func cgroupHierarchies() []string {
 	return dirs
 }
 
-// createCgroupRoot creates cgroupRoot in every hierarchy (the kubelet refuses a cgroupRoot that
+// createCgroupRoot creates CgroupRoot in every hierarchy (the kubelet refuses a CgroupRoot that
 // does not exist) and gives its cpuset the machine's CPUs and memory nodes, which a v1 child
 // cpuset must have before tasks can join below it.
 func createCgroupRoot() error {
 	for _, hier := range cgroupHierarchies() {
-		dir := filepath.Join(hier, cgroupRoot)
+		dir := filepath.Join(hier, CgroupRoot)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
@@ -235,12 +235,12 @@ func createCgroupRoot() error {
 	return nil
 }
 
-// removeCgroupRoot removes cgroupRoot and every cgroup below it, deepest first. rmdir fails on
+// removeCgroupRoot removes CgroupRoot and every cgroup below it, deepest first. rmdir fails on
 // a cgroup that still has tasks, so nothing in use is removed: the error names it.
 func removeCgroupRoot() error {
 	var errs []error
 	for _, hier := range cgroupHierarchies() {
-		root := filepath.Join(hier, cgroupRoot)
+		root := filepath.Join(hier, CgroupRoot)
 		var dirs []string
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
