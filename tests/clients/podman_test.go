@@ -57,7 +57,7 @@ func startPodman(t *testing.T) *podmanSuite {
 		"--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "vfs",
 	}
 	archive := filepath.Join(dir, "image.tar")
-	if err := os.WriteFile(archive, enclaveImageTar(t), 0o644); err != nil {
+	if err := os.WriteFile(archive, enclaveImageTar(t, enclaveImageFiles(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s.must(t, "import", "--change", "ENV=PATH=/bin", archive, podmanImage)
