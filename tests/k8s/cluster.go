@@ -225,12 +225,15 @@ func (c *Cluster) start() error {
 		"--kubeconfig="+c.kubeconfigPath("kubelet"),
 		"--root-dir="+filepath.Join(c.Dir, "kubelet", "root"),
 		"--hostname-override="+NodeName,
-		"--node-labels="+RuneLabel+"=true",
 		"--v=2")
 	if err := c.kubelet.start(); err != nil {
 		return err
 	}
 	if err := c.WaitNodeReady(3 * time.Minute); err != nil {
+		return err
+	}
+	// deploy/README.md, step 3: the admin opts the node in.
+	if _, err := c.kubectlOK("label", "node", NodeName, RuneLabel+"=true"); err != nil {
 		return err
 	}
 	// The controller manager creates the default service account, which every pod needs.
