@@ -399,7 +399,7 @@ func TestInstallerRefuses(t *testing.T) {
 		{name: "dotted runtime rune", config: debianContainerdConfig + "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  runtimes.rune.runtime_type = \"x\"\n", want: "containerd rejects the edited configuration"},
 		{name: "not TOML", config: "version = 2\n[plugins\n", want: "containerd rejects the edited configuration"},
 		{name: "version 1", config: "[plugins.cri]\n  sandbox_image = \"x\"\n", want: "version 1 configuration"},
-		{name: "version 4", config: "version = 4\n", want: "version 4"},
+		{name: "version 5", config: "version = 5\n", want: "version 5"},
 		{name: "foreign shim", config: debianContainerdConfig, setup: func(n *testNode) {
 			n.write("/usr/local/bin/containerd-shim-rune-v2", "someone else's")
 		}, want: "is not rune-deploy's link"},
@@ -457,6 +457,8 @@ func TestInstallerContainerd2(t *testing.T) {
 	}{
 		{name: "imports added", config: own, wantConfig: "version = 3\nimports = [\"/etc/containerd/conf.d/inclavare-rune.toml\"] # added by rune-deploy\n" + own[len("version = 3\n"):]},
 		{name: "conf.d already imported", config: "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n", wantConfig: "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n"},
+		// containerd 2.4's own default configuration (containerd config default).
+		{name: "version 4", config: "version = 4\nimports = ['/etc/containerd/conf.d/*.toml']\n", wantConfig: "version = 4\nimports = ['/etc/containerd/conf.d/*.toml']\n"},
 		{name: "no configuration", wantConfig: "version = 3\nimports = [\"/etc/containerd/conf.d/inclavare-rune.toml\"] # added by rune-deploy\n"},
 	}
 	for _, tc := range tests {
@@ -675,5 +677,50 @@ func criPluginStatus(t *testing.T, config string) string {
 			t.Fatalf("containerd never answered\n%s", log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestInstallerOtherPaths: a node whose containerd is not the system one (another binary,
+// another configuration file) and whose shim configuration lives elsewhere: the handler the
+// installer adds names that configuration, and containerd named by CONTAINERD checks it.
+func TestInstallerOtherPaths(t *testing.T) {
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNode(t, "CONFIG_DST=/srv/inclavare/rune.toml", "CONTAINERD="+containerd,
+		"CONTAINERD_CONFIG=/srv/containerd/config.toml")
+	n.write("/srv/containerd/config.toml", debianContainerdConfig)
+	before := n.snapshot()
+	n.run(true, "install")
+	if got := n.read("/srv/inclavare/rune.toml"); got != n.shimConf {
+		t.Errorf("shim configuration at CONFIG_DST:\n%s", got)
+	}
+	if n.exists("/etc/inclavare-containers/config.toml") || n.exists("/etc/containerd/config.toml") {
+		t.Error("the installer wrote the default paths")
+	}
+	out, err := exec.Command(containerd, "--config", n.path("/srv/containerd/config.toml"), "config", "dump").Output()
+	if err != nil {
+		t.Fatalf("containerd config dump: %v", err)
+	}
+	var dump map[string]any
+	if err := toml.Unmarshal(out, &dump); err != nil {
+		t.Fatal(err)
+	}
+	if got := dig(dump, "plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "rune", "options", "ConfigPath"); got != "/srv/inclavare/rune.toml" {
+		t.Errorf("the runtime rune's ConfigPath is %v, want CONFIG_DST", got)
+	}
+	n.run(true, "cleanup")
+	if after := n.snapshot(); after != before {
+		t.Errorf("after cleanup:\n%s\nbefore:\n%s", after, before)
+	}
+
+	// The 2.x drop-in names it too.
+	n = newTestNode(t, "CONFIG_DST=/srv/inclavare/rune.toml", "FAKE_CONTAINERD2=1")
+	n.write("/etc/containerd/config.toml", "version = 4\nimports = ['/etc/containerd/conf.d/*.toml']\n")
+	n.run(true, "install")
+	if got := n.read("/etc/containerd/conf.d/inclavare-rune.toml"); !strings.Contains(got, "ConfigPath = '/srv/inclavare/rune.toml'") ||
+		strings.Contains(got, "/etc/inclavare-containers/config.toml") {
+		t.Errorf("drop-in:\n%s", got)
 	}
 }

@@ -2,7 +2,7 @@
 # Installs what building, the demo and the tests need on a fresh Debian 12 machine (as root).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(runc crun containerd docker.io busybox-static umoci skopeo criu hyperfine libseccomp-dev
+pkgs=(runc crun containerd docker.io podman conmon busybox-static umoci skopeo criu hyperfine libseccomp-dev
       containernetworking-plugins gcc make pkg-config iproute2 procps psmisc util-linux)
 missing=()
 for p in "${pkgs[@]}"; do

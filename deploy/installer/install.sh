@@ -26,7 +26,8 @@ set -eu
 : "${CONFIG_DST:=/etc/inclavare-containers/config.toml}"
 : "${CONTAINERD_CONFIG:=/etc/containerd/config.toml}"
 : "${CONTAINERD_CONF_D:=/etc/containerd/conf.d}"
-: "${CONTAINERD_CONFIG_VERSION:=}" # 2 (containerd 1.6/1.7) or 3 (2.x); detected when empty
+: "${CONTAINERD_CONFIG_VERSION:=}" # 2 (containerd 1.6/1.7), 3 or 4 (2.x); detected when empty
+: "${CONTAINERD:=containerd}" # the node's containerd: a name on the node's PATH, or a path
 : "${RESTART_CONTAINERD:=systemctl restart containerd}"
 : "${RUNE_ROOT:=/run/containerd/rune}" # the shim's rune.root
 : "${READY_FILE:=/tmp/rune-deploy.ready}"
@@ -100,8 +101,8 @@ install_config() {
 containerd_config_version() {
 	if [ -n "$CONTAINERD_CONFIG_VERSION" ]; then
 		case $CONTAINERD_CONFIG_VERSION in
-		2 | 3) echo "$CONTAINERD_CONFIG_VERSION" ;;
-		*) die "CONTAINERD_CONFIG_VERSION=$CONTAINERD_CONFIG_VERSION: want 2 (containerd 1.6/1.7) or 3 (containerd 2.x)" ;;
+		2 | 3 | 4) echo "$CONTAINERD_CONFIG_VERSION" ;;
+		*) die "CONTAINERD_CONFIG_VERSION=$CONTAINERD_CONFIG_VERSION: want 2 (containerd 1.6/1.7), 3 or 4 (containerd 2.x)" ;;
 		esac
 		return
 	fi
@@ -110,13 +111,13 @@ containerd_config_version() {
 		# The top-level version key, before the first table.
 		v=$(sed -n -e '/^[[:space:]]*\[/q' -e 's/^[[:space:]]*version[[:space:]]*=[[:space:]]*\([0-9][0-9]*\)[[:space:]]*\(#.*\)\{0,1\}$/\1/p' "$f")
 		case $v in
-		2 | 3) echo "$v" ;;
+		2 | 3 | 4) echo "$v" ;;
 		"") die "$CONTAINERD_CONFIG has no version line, so it is a version 1 configuration, which rune-deploy does not edit: migrate it (containerd config migrate) or set CONTAINERD_CONFIG_VERSION" ;;
-		*) die "$CONTAINERD_CONFIG is a version $v configuration; rune-deploy edits versions 2 and 3" ;;
+		*) die "$CONTAINERD_CONFIG is a version $v configuration; rune-deploy edits versions 2, 3 and 4" ;;
 		esac
 		return
 	fi
-	out=$(on_node containerd --version) || die "cannot run containerd --version on the node"
+	out=$(on_node "$CONTAINERD" --version) || die "cannot run $CONTAINERD --version on the node"
 	# "containerd github.com/containerd/containerd 1.6.20~ds1 …", "containerd containerd.io v1.7.13 …"
 	set -- $out
 	[ $# -ge 3 ] || die "unrecognised containerd version: $out"
@@ -125,6 +126,13 @@ containerd_config_version() {
 	2.*) echo 3 ;;
 	*) die "unsupported containerd version: $out" ;;
 	esac
+}
+
+# handler FILE: the artifact containerd/FILE naming the shim configuration the node has
+# (CONFIG_DST) instead of the default path.
+handler() {
+	dst=$(printf '%s' "$CONFIG_DST" | sed 's/[#&\\]/\\&/g')
+	sed "s#/etc/inclavare-containers/config.toml#$dst#" "$ARTIFACTS/containerd/$1"
 }
 
 # strip_block FILE: FILE without rune-deploy's block.
@@ -140,7 +148,7 @@ has_content() { grep -q '^[[:space:]]*[^#[:space:]]' "$1"; }
 check_config() {
 	candidate="$CONTAINERD_CONFIG.rune-deploy.new"
 	cp "$1" "$(node "$candidate")"
-	if ! on_node containerd --config "$candidate" config dump >"$2" 2>"$2.err"; then
+	if ! on_node "$CONTAINERD" --config "$candidate" config dump >"$2" 2>"$2.err"; then
 		rm -f "$(node "$candidate")"
 		die "containerd rejects the edited configuration, $CONTAINERD_CONFIG is unchanged: $(cat "$2.err")"
 	fi
@@ -186,7 +194,7 @@ compose_v2() {
 		echo "# containerd's default runtimes: a runtimes table of rune alone would replace them"
 		cat "$2"
 	fi
-	sed '/^[[:space:]]*version[[:space:]]*=/d; /^#/d' "$ARTIFACTS/containerd/containerd-1.6-1.7.toml" | sed '/./,$!d'
+	handler containerd-1.6-1.7.toml | sed '/^[[:space:]]*version[[:space:]]*=/d; /^#/d' | sed '/./,$!d'
 	echo "$END_MARK"
 }
 
@@ -235,8 +243,9 @@ add_runtime_v2() {
 add_runtime_v3() {
 	dropin=$(node "$CONTAINERD_CONF_D/$DROPIN")
 	mkdir -p "$(dirname "$dropin")"
-	if ! cmp -s "$ARTIFACTS/containerd/containerd-2.x.toml" "$dropin"; then
-		cp "$ARTIFACTS/containerd/containerd-2.x.toml" "$dropin"
+	handler containerd-2.x.toml >"$WORK/dropin"
+	if ! cmp -s "$WORK/dropin" "$dropin"; then
+		cp "$WORK/dropin" "$dropin"
 		CHANGED=true
 		log "installed $CONTAINERD_CONF_D/$DROPIN"
 	fi
@@ -282,7 +291,10 @@ install() {
 		die "rune-deploy configured containerd as version $prev before, and the node now has version $version: run cleanup first"
 	echo "$version" >"$(state containerd-config.version)"
 	CHANGED=false
-	add_runtime_v"$version"
+	case $version in
+	2) add_runtime_v2 ;;
+	*) add_runtime_v3 ;; # containerd 2.x merges the drop-in into versions 3 and 4 alike
+	esac
 	if $CHANGED; then
 		restart_containerd
 	else
@@ -322,7 +334,7 @@ cleanup() {
 			changed=true
 		fi
 		;;
-	3)
+	3 | 4)
 		if [ -e "$(node "$CONTAINERD_CONF_D/$DROPIN")" ]; then
 			rm -f "$(node "$CONTAINERD_CONF_D/$DROPIN")"
 			changed=true
