@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -750,10 +751,15 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	survivors := processCmdlines(c.Dir + "/")
 	if pids, err := clients.KillProcessesUnder(c.Dir); err != nil {
 		errs = append(errs, err)
 	} else if len(pids) > 0 {
-		errs = append(errs, fmt.Errorf("processes of the cluster outlived its teardown (killed): %v", pids))
+		var named []string
+		for _, pid := range pids {
+			named = append(named, fmt.Sprintf("%d %q", pid, survivors[pid]))
+		}
+		errs = append(errs, fmt.Errorf("processes of the cluster outlived its teardown (killed): %s", strings.Join(named, "; ")))
 	}
 	if err := clients.UnmountUnder(c.Dir); err != nil {
 		errs = append(errs, err)
@@ -807,4 +813,21 @@ func (c *Cluster) Leftovers() []string {
 		left = append(left, "processes "+strings.Join(strings.Fields(string(out)), " "))
 	}
 	return left
+}
+
+// processCmdlines maps each process whose command line holds substr to that command line.
+func processCmdlines(substr string) map[int]string {
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), substr) {
+			out[pid] = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
 }
