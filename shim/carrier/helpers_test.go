@@ -31,9 +31,19 @@ var commandModule = []byte{
 
 var (
 	runeletOnce sync.Once
+	runeletDir  string
 	runeletPath string
 	runeletErr  error
 )
+
+// TestMain removes the init-runelet built for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if runeletDir != "" {
+		os.RemoveAll(runeletDir)
+	}
+	os.Exit(code)
+}
 
 // useRunelet points the conversion at a real init-runelet ($RUNE_RUNELET, as `make test`
 // sets it, or one built from this repository once per test binary) and at a sim platform key
@@ -43,12 +53,11 @@ func useRunelet(t *testing.T) {
 	p := os.Getenv("RUNE_RUNELET")
 	if p == "" {
 		runeletOnce.Do(func() {
-			dir, err := os.MkdirTemp("", "carrier-runelet")
-			if err != nil {
-				runeletErr = err
+			runeletDir, runeletErr = os.MkdirTemp("", "carrier-runelet")
+			if runeletErr != nil {
 				return
 			}
-			runeletPath = filepath.Join(dir, "init-runelet")
+			runeletPath = filepath.Join(runeletDir, "init-runelet")
 			cmd := exec.Command("go", "build", "-o", runeletPath, "github.com/inclavare-containers/inclavare-go/cmd/init-runelet")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				runeletErr = &buildError{err, string(out)}

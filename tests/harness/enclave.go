@@ -68,7 +68,7 @@ func BuildPAL(t testing.TB, o paltest.Options) string {
 	t.Helper()
 	palOnce.Do(func() {
 		var dir string
-		if dir, palErr = os.MkdirTemp("", "harness-pal"); palErr == nil {
+		if dir, palErr = BinaryTempDir("harness-pal"); palErr == nil {
 			palBuilder = paltest.NewBuilder(dir)
 		}
 	})

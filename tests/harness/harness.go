@@ -306,7 +306,7 @@ func BuildGo(t testing.TB, pkg, goos, goarch string) string {
 	if p, ok := buildCache[key]; ok {
 		return p
 	}
-	dir, err := os.MkdirTemp("", "harness-build")
+	dir, err := BinaryTempDir("harness-build")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func ImageCopier(t testing.TB) string {
 	if p, ok := buildCache[key]; ok {
 		return p
 	}
-	dir, err := os.MkdirTemp("", "harness-build")
+	dir, err := BinaryTempDir("harness-build")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/tests/harness"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -20,7 +21,7 @@ var (
 func enclaveProgs(t testing.TB) (wasmPath, nativePath string) {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "enclaveprog")
+		buildDir, buildErr = harness.BinaryTempDir("enclaveprog")
 		if buildErr != nil {
 			return
 		}

@@ -23,7 +23,7 @@ var (
 func buildPAL(t *testing.T, o paltest.Options) string {
 	t.Helper()
 	palOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pal-builds")
+		dir, err := harness.BinaryTempDir("pal-builds")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,6 +103,10 @@ type Cluster struct {
 	containerd *process
 
 	apiPort, kubeletPort int
+	// Recovered names what a killed run of the harness had left on the node and Start put
+	// back (nodelock.go), for the test's log.
+	Recovered []string
+	lock      *nodeLock
 	// supervise restarts containerd when it exits unasked, as systemd would; stopping is set
 	// while the harness itself stops it.
 	supMu    sync.Mutex
@@ -113,11 +117,18 @@ type Cluster struct {
 // Start brings a cluster up on tools with the node's containerd of generation gen and waits
 // until the node is Ready. After an error, Stop still tears down whatever was started.
 func Start(tools Tools, gen Generation) (*Cluster, error) {
+	lock, recovered, err := lockNode()
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "rune-k8s-")
 	if err != nil {
+		lock.release(false)
 		return nil, fmt.Errorf("create cluster dir: %w", err)
 	}
 	c := &Cluster{
+		Recovered:         recovered,
+		lock:              lock,
 		Tools:             tools,
 		Generation:        gen,
 		Dir:               dir,
@@ -133,6 +144,9 @@ func Start(tools Tools, gen Generation) (*Cluster, error) {
 		ShimDir:           tools.Bin,
 	}
 	if c.host, err = saveHostState(); err != nil {
+		return c, err
+	}
+	if err := lock.record(c.host); err != nil {
 		return c, err
 	}
 	if err := createCgroupRoot(); err != nil {
@@ -691,6 +705,9 @@ func (c *Cluster) StartContainerd() error {
 
 // LogTails is the end of every component's log, for failure reports.
 func (c *Cluster) LogTails(n int) string {
+	if c == nil { // Start failed before it had a cluster
+		return ""
+	}
 	var b strings.Builder
 	for _, p := range []*process{c.kubelet, c.containerd, c.apiserver, c.controller, c.scheduler, c.etcd} {
 		if p != nil {
@@ -704,6 +721,9 @@ func (c *Cluster) LogTails(n int) string {
 // etcd), removes what is left of containers (rune's and runc's roots, processes, mounts),
 // restores the node (hostState) and removes Dir. Every problem is reported.
 func (c *Cluster) Stop() error {
+	if c == nil { // Start failed before it had a cluster
+		return nil
+	}
 	var errs []error
 	if c.apiserver != nil && c.apiserver.running() && c.kubelet != nil && c.kubelet.running() {
 		// Namespaces other than the system ones go first (their controllers stop first), then
@@ -772,6 +792,13 @@ func (c *Cluster) Stop() error {
 	if err := os.RemoveAll(c.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", c.Dir, err))
 	}
+	// A teardown that failed keeps its record: the next cluster puts the node back first.
+	if c.lock != nil {
+		if err := c.lock.release(len(errs) > 0); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", lockPath, err))
+		}
+		c.lock = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -799,6 +826,9 @@ func (c *Cluster) removeCRIPods() error {
 
 // Leftovers names what the cluster left on the node after Stop: it must be nothing.
 func (c *Cluster) Leftovers() []string {
+	if c == nil { // Start failed before it had a cluster
+		return nil
+	}
 	var left []string
 	if c.host != nil {
 		left = append(left, c.host.leftovers()...)

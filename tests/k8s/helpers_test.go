@@ -85,6 +85,9 @@ func startCluster(t *testing.T, gen Generation) *env {
 		}
 		t.Logf("cluster down in %v", time.Since(start).Round(100*time.Millisecond))
 	})
+	if c != nil && len(c.Recovered) > 0 {
+		t.Logf("a killed run of this harness had left the node changed; put back:\n  %s", strings.Join(c.Recovered, "\n  "))
+	}
 	if err != nil {
 		t.Fatalf("start the cluster on %s: %v", gen, err)
 	}
