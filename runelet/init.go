@@ -36,6 +36,13 @@ type ResourceHook interface {
 	SetResourceFunc(func(ctx context.Context, id string) ([]byte, error))
 }
 
+// Preloader is implemented by runtimes that can do the entrypoint's costly loading (validating
+// and compiling a wasm module) before start: the runelet begins it as soon as the runtime is
+// initialised, so it runs while create finishes and start is on its way, not after start asks.
+type Preloader interface {
+	Preload(ctx context.Context, p enclave.Process) error
+}
+
 // EvidenceHook is implemented by runtimes that let the workload ask for evidence itself (the wasm
 // host import); the runelet connects it to the enclave's EvidenceSource.
 type EvidenceHook interface {
@@ -234,6 +241,11 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 	if err != nil {
 		rt.Destroy()
 		return err
+	}
+	if pl, ok := rt.(Preloader); ok {
+		// Beside the measurement and while create finishes; whatever it fails on, Spawn meets
+		// again at start and reports. Nothing of the module runs before start.
+		go pl.Preload(context.Background(), entry)
 	}
 	m, err := rt.Measurement(entry)
 	if err != nil {

@@ -354,6 +354,22 @@ func (r *Runtime) prepare(p enclave.Process, unpacked bool) (*launch, error) {
 	}, nil
 }
 
+// Preload compiles the module p would run (validation, and code from the cache entry checked
+// against its manifest) so that a Spawn of the same bytes finds it compiled. Spawn compiles
+// whatever bytes it reads then, so a module changed after Preload is compiled anew and measured
+// as it is. A sealed module or one in an encrypted layer is not preloaded: it has no plaintext yet.
+func (r *Runtime) Preload(ctx context.Context, p enclave.Process) error {
+	l, err := r.prepare(p, false)
+	if err != nil {
+		return err
+	}
+	if l.module == nil || sealed.IsSealed(l.module) {
+		return nil
+	}
+	_, _, err = r.compile(ctx, l.module, false)
+	return err
+}
+
 // Measurement implements enclave.Runtime: Measure over the module at p.Path in the rootfs and the
 // launch configuration Spawn would use.
 func (r *Runtime) Measurement(p enclave.Process) (string, error) {
