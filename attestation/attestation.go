@@ -105,6 +105,10 @@ type Result struct {
 	// Collateral says what the verdict's collateral was, for policies that demand revocation
 	// checks or fresh collateral; nil when no collateral was used.
 	Collateral *CollateralInfo `json:"collateral,omitempty"`
+	// ValidUntil is when the first certificate or collateral the verdict rests on expires, after
+	// which the same evidence would no longer verify. Zero when the verifier does not say: a
+	// caller that reuses a verdict (enclavetls's verdict cache) must then not reuse it.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 }
 
 // Collateral sources.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/internal/memo"
 )
 
 const measurement = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -270,6 +271,54 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
+// TestVerifyRemembersOnlyPureChecks: with the platform certificate check and the endorsement
+// signature remembered (internal/memo) from a verification that passed, what else decides a
+// verdict is still decided every time: which anchors are trusted, their validity at the
+// verification time, and a forged endorsement signature (another memo key) is checked and fails.
+// It also checks Result.ValidUntil, which callers that reuse a verdict rely on.
+func TestVerifyRemembersOnlyPureChecks(t *testing.T) {
+	p, other := testPlatform(t), testPlatform(t)
+	key, _ := p.Endorse(measurement, "wasm")
+	ev, _ := key.Evidence(reportData("memo"))
+	trusted := []*x509.Certificate{p.Certificate()}
+	res, err := (&Verifier{}).Verify(context.Background(), ev, attestation.Options{SimRoots: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ValidUntil.Equal(p.Certificate().NotAfter) {
+		t.Errorf("ValidUntil %s, want the platform certificate's notAfter %s", res.ValidUntil, p.Certificate().NotAfter)
+	}
+	w, err := parseEvidence(ev, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.EndorsementSig = bytes.Clone(w.EndorsementSig)
+	w.EndorsementSig[len(w.EndorsementSig)-1] ^= 1
+	body, _ := encMode.Marshal(w)
+	forged := append([]byte(Magic), body...)
+	for _, tc := range []struct {
+		name     string
+		evidence []byte
+		opts     attestation.Options
+		wantErr  string
+	}{
+		{"another platform trusted", ev, attestation.Options{SimRoots: []*x509.Certificate{other.Certificate()}}, "not among"},
+		{"the platform's key in a CA certificate", ev, attestation.Options{SimRoots: []*x509.Certificate{platformCert(t, p, p, true)}}, "is a CA certificate"},
+		{"platform certificate expired", ev, attestation.Options{SimRoots: trusted, Now: p.Certificate().NotAfter.Add(time.Second)}, "not valid at"},
+		{"forged endorsement signature", forged, attestation.Options{SimRoots: trusted}, "endorsement signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := (&Verifier{}).Verify(context.Background(), tc.evidence, tc.opts)
+			if err == nil {
+				t.Fatalf("verified: %+v", res)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
 // TestByteFlips flips every byte of the evidence (magic, envelope, endorsement, signatures, report).
 func TestByteFlips(t *testing.T) {
 	p := testPlatform(t)
@@ -441,7 +490,17 @@ func mustKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-func BenchmarkVerifySim(b *testing.B) {
+// BenchmarkVerifySim verifies with nothing remembered: platform certificate, endorsement and
+// report signatures (three ECDSA P-256 verifications).
+func BenchmarkVerifySim(b *testing.B) { benchVerify(b, false) }
+
+// BenchmarkVerifySimWarmCache verifies evidence of a known enclave: only the report signature is
+// new (the platform certificate and the endorsement are remembered, internal/memo).
+func BenchmarkVerifySimWarmCache(b *testing.B) { benchVerify(b, true) }
+
+func benchVerify(b *testing.B, warm bool) {
+	memo.SetEnabled(warm)
+	defer memo.SetEnabled(true)
 	p, err := NewPlatform(mustKey(b))
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/internal/memo"
 )
 
 func init() { attestation.RegisterVerifier(&Verifier{}) }
@@ -50,12 +51,18 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 		return nil, err
 	}
 	now := opts.Time()
-	platform, err := v.anchor(e.PlatformKeyID, opts.SimRoots, now)
+	platformCert, platform, err := v.anchor(e.PlatformKeyID, opts.SimRoots, now)
 	if err != nil {
 		return nil, err
 	}
-	if !verifySig(platform, endorsementLabel, w.Endorsement, w.EndorsementSig) {
-		return nil, errors.New("verify sim evidence: endorsement signature does not verify with the platform key")
+	// An enclave's endorsement is the same in all its evidence: its signature check is pure
+	// (platform key, endorsement, signature) and remembered, like dcap's QE report signature.
+	endorsementKey := memo.Key([]byte("sim-endorsement"), e.PlatformKeyID, w.Endorsement, w.EndorsementSig)
+	if _, ok := endorsementSigs.Get(endorsementKey); !ok {
+		if !verifySig(platform, endorsementLabel, w.Endorsement, w.EndorsementSig) {
+			return nil, errors.New("verify sim evidence: endorsement signature does not verify with the platform key")
+		}
+		endorsementSigs.Put(endorsementKey, true)
 	}
 	created := time.Unix(e.Created, 0).UTC()
 	if created.After(now.Add(maxClockSkew)) {
@@ -92,19 +99,35 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 			"endorsed_at":     created.Format(time.RFC3339),
 			"format_version":  strconv.Itoa(formatVersion),
 		},
+		// The endorsement does not expire; the platform certificate does.
+		ValidUntil: platformCert.NotAfter,
 	}, nil
 }
 
+// Pure checks remembered across verifications (internal/memo): only successes are stored.
+var (
+	// platformCerts: CheckPlatformCertificate passed for the certificate (key: its DER).
+	platformCerts = memo.New[bool]()
+	// endorsementSigs: the endorsement's signature verified with the platform key it names.
+	endorsementSigs = memo.New[bool]()
+)
+
 // anchor finds the trusted platform certificate whose key the endorsement names.
-func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time) (*ecdsa.PublicKey, error) {
+func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time) (*x509.Certificate, *ecdsa.PublicKey, error) {
 	candidates := append(append([]*x509.Certificate(nil), v.Anchors...), roots...)
 	trusted := 0
 	for _, c := range candidates {
 		if c == nil {
 			continue
 		}
-		if err := CheckPlatformCertificate(c); err != nil {
-			return nil, fmt.Errorf("verify sim evidence: %w", err)
+		// Every anchor is checked, at every verification, but each certificate's check (with
+		// its self-signature) is done once.
+		certKey := memo.Key([]byte("sim-platform-cert"), c.Raw)
+		if _, ok := platformCerts.Get(certKey); !ok {
+			if err := CheckPlatformCertificate(c); err != nil {
+				return nil, nil, fmt.Errorf("verify sim evidence: %w", err)
+			}
+			platformCerts.Put(certKey, true)
 		}
 		trusted++
 		pub, ok := c.PublicKey.(*ecdsa.PublicKey)
@@ -116,14 +139,14 @@ func (v *Verifier) anchor(keyID []byte, roots []*x509.Certificate, now time.Time
 			continue
 		}
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-			return nil, fmt.Errorf("verify sim evidence: platform certificate not valid at %s", now.UTC().Format(time.RFC3339))
+			return nil, nil, fmt.Errorf("verify sim evidence: platform certificate not valid at %s", now.UTC().Format(time.RFC3339))
 		}
-		return pub, nil
+		return c, pub, nil
 	}
 	if trusted == 0 {
-		return nil, errors.New("verify sim evidence: no trusted sim platform certificate (pass one in Options.SimRoots, shelter --sim-root)")
+		return nil, nil, errors.New("verify sim evidence: no trusted sim platform certificate (pass one in Options.SimRoots, shelter --sim-root)")
 	}
-	return nil, fmt.Errorf("verify sim evidence: platform key %x is not among the %d trusted sim platform certificates", keyID, trusted)
+	return nil, nil, fmt.Errorf("verify sim evidence: platform key %x is not among the %d trusted sim platform certificates", keyID, trusted)
 }
 
 // CheckPlatformCertificate reports whether cert is what a sim platform certificate is: named as
