@@ -169,7 +169,7 @@ func (s *Server) configForClient(hello *tls.ClientHelloInfo, st *connState) (*tl
 			st.challenge = challenge
 			st.mu.Unlock()
 		}
-		cert, err = s.cfg.Identity.FreshCertificate(hello.Context(), nonce, challenge)
+		cert, err = s.cfg.Identity.newCertificate(hello.Context(), nonce, challenge, false)
 	}
 	if err != nil {
 		return nil, err
@@ -181,11 +181,11 @@ func (s *Server) configForClient(hello *tls.ClientHelloInfo, st *connState) (*tl
 		cfg.NextProtos = append(cfg.NextProtos, nonceProtocol(nonce))
 	}
 	if v := s.cfg.Verifier; v != nil {
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			st.mu.Lock()
 			challenge := st.challenge
 			st.mu.Unlock()
-			p, err := verifyRaw(hello.Context(), v, raw, challenge)
+			p, err := verifyPeer(hello.Context(), v, cs.PeerCertificates, challenge)
 			if err != nil {
 				return fmt.Errorf("enclave-tls: client attestation: %w", err)
 			}
@@ -241,8 +241,8 @@ func (c *Client) ClientWithNonce(conn net.Conn, nonce []byte) (*Conn, error) {
 	if st.nonce != nil {
 		cfg.NextProtos = append(cfg.NextProtos, nonceProtocol(st.nonce))
 	}
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		p, err := verifyRaw(context.Background(), c.cfg.Verifier, raw, st.nonce)
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		p, err := verifyPeer(context.Background(), c.cfg.Verifier, cs.PeerCertificates, st.nonce)
 		if err != nil {
 			return fmt.Errorf("enclave-tls: server attestation: %w", err)
 		}
@@ -260,7 +260,7 @@ func (c *Client) ClientWithNonce(conn net.Conn, nonce []byte) (*Conn, error) {
 		challenge := st.challenge
 		st.mu.Unlock()
 		if challenge != nil {
-			return c.cfg.Identity.FreshCertificate(cri.Context(), challenge, nil)
+			return c.cfg.Identity.newCertificate(cri.Context(), challenge, nil, false)
 		}
 		return c.cfg.Identity.Certificate(cri.Context())
 	}
@@ -291,15 +291,13 @@ func (c *Client) DialWithNonce(ctx context.Context, network, addr string, nonce 
 	return conn, nil
 }
 
-func verifyRaw(ctx context.Context, v *Verifier, raw [][]byte, nonce []byte) (*Peer, error) {
-	if len(raw) == 0 {
+// verifyPeer verifies the peer's certificate as crypto/tls parsed it (VerifyConnection: parsed
+// once, by crypto/tls; before the handshake completes, in both directions).
+func verifyPeer(ctx context.Context, v *Verifier, certs []*x509.Certificate, nonce []byte) (*Peer, error) {
+	if len(certs) == 0 {
 		return nil, errors.New("peer presented no certificate")
 	}
-	cert, err := x509.ParseCertificate(raw[0])
-	if err != nil {
-		return nil, fmt.Errorf("peer certificate: %w", err)
-	}
-	return v.VerifyCertificate(ctx, cert, nonce)
+	return v.VerifyCertificate(ctx, certs[0], nonce)
 }
 
 func nonceProtocol(nonce []byte) string {

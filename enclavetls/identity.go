@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"math/big"
@@ -54,6 +53,7 @@ type Identity struct {
 	evidence     EvidenceFunc
 	key          *ecdsa.PrivateKey
 	spki         []byte
+	shape        *certShape
 	claims       map[string][]byte
 	endorsements []byte
 	validity     time.Duration
@@ -117,6 +117,9 @@ func NewIdentity(evidence EvidenceFunc, opts IdentityOptions) (*Identity, error)
 			return nil, fmt.Errorf("enclave-tls identity: %w", err)
 		}
 	}
+	if id.shape, err = newCertShape(key, id.commonName, id.endorsements); err != nil {
+		return nil, fmt.Errorf("enclave-tls identity: %w", err)
+	}
 	return id, nil
 }
 
@@ -131,7 +134,7 @@ func (id *Identity) Certificate(ctx context.Context) (*tls.Certificate, error) {
 	if id.cached != nil && id.now().Before(id.renew) {
 		return id.cached, nil
 	}
-	cert, err := id.newCertificate(ctx, nil, nil)
+	cert, err := id.newCertificate(ctx, nil, nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -144,10 +147,12 @@ func (id *Identity) Certificate(ctx context.Context) (*tls.Certificate, error) {
 // as the "nonce" claim) and challenge (this side's, asking the peer to bind it in return), when
 // given.
 func (id *Identity) FreshCertificate(ctx context.Context, nonce, challenge []byte) (*tls.Certificate, error) {
-	return id.newCertificate(ctx, nonce, challenge)
+	return id.newCertificate(ctx, nonce, challenge, true)
 }
 
-func (id *Identity) newCertificate(ctx context.Context, nonce, challenge []byte) (*tls.Certificate, error) {
+// newCertificate makes a certificate, with its parsed Leaf when leaf is set (a handshake does
+// not need it: crypto/tls sends the DER and signs with the key).
+func (id *Identity) newCertificate(ctx context.Context, nonce, challenge []byte, leaf bool) (*tls.Certificate, error) {
 	spkiHash := sha256.Sum256(id.spki)
 	others := make(map[string][]byte, len(id.claims)+2)
 	for k, v := range id.claims {
@@ -174,36 +179,25 @@ func (id *Identity) newCertificate(ctx context.Context, nonce, challenge []byte)
 	if err != nil {
 		return nil, fmt.Errorf("enclave-tls certificate: %w", err)
 	}
-	// Non-critical, as rats-tls and Gramine do: a critical unknown extension makes ordinary TLS
-	// stacks on the other side refuse the certificate before the RA-TLS verifier sees it.
-	exts := []pkix.Extension{{Id: OIDTaggedEvidence, Value: ext}}
-	if id.endorsements != nil {
-		exts = append(exts, pkix.Extension{Id: OIDEndorsementManifest, Value: id.endorsements})
-	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, fmt.Errorf("enclave-tls certificate: serial: %w", err)
 	}
+	if serial.Sign() == 0 {
+		serial.SetInt64(1)
+	}
 	now := id.now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"Inclavare Containers"}, CommonName: id.commonName},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.Add(id.validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		ExtraExtensions:       exts,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &id.key.PublicKey, id.key)
+	der, err := id.shape.certificate(id.key, serial, now.Add(-clockSkew), now.Add(id.validity), ext)
 	if err != nil {
 		return nil, fmt.Errorf("enclave-tls certificate: %w", err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("enclave-tls certificate: %w", err)
+	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.key}
+	if leaf {
+		if cert.Leaf, err = x509.ParseCertificate(der); err != nil {
+			return nil, fmt.Errorf("enclave-tls certificate: %w", err)
+		}
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.key, Leaf: leaf}, nil
+	return cert, nil
 }
 
 // tagOf names the evidence format, recognised by content the first time and then fixed: an

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
@@ -46,6 +47,9 @@ type Peer struct {
 	Fresh bool
 	// PolicyChecked is true when a policy accepted Result.
 	PolicyChecked bool
+	// VerifiedAt is the verification time at which the evidence was checked: this handshake's,
+	// or an earlier one's when a Verifier reused its verdict (see "Verdict cache").
+	VerifiedAt time.Time
 }
 
 // Challenge returns the peer's enclave-tls-challenge claim, if any.
@@ -66,6 +70,8 @@ func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts attesta
 		return nil, errors.New("no certificate")
 	}
 	now := opts.Time()
+	// One time for every check below, and for the Peer's VerifiedAt.
+	opts.Now = now
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return nil, fmt.Errorf("certificate valid %s to %s, not at %s", cert.NotBefore.UTC().Format(time.RFC3339),
 			cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
@@ -160,7 +166,7 @@ func verifyDICE(ctx context.Context, cert *x509.Certificate, ext, endorsements [
 	if err := checkReportData(res.ReportData, te.ReportData(), "SHA-256 of the claims buffer"); err != nil {
 		return nil, err
 	}
-	p := &Peer{Certificate: cert, Format: FormatDICE, Result: res, Claims: claims.Others}
+	p := &Peer{Certificate: cert, Format: FormatDICE, Result: res, Claims: claims.Others, VerifiedAt: opts.Now}
 	if nonce != nil {
 		got, ok := claims.Others[ClaimNonce]
 		if !ok {
@@ -203,7 +209,7 @@ func verifyLegacy(ctx context.Context, cert *x509.Certificate, tee attestation.T
 	if err := checkReportData(res.ReportData, want, "SHA-256 of the certificate's public key"); err != nil {
 		return nil, err
 	}
-	return &Peer{Certificate: cert, Format: FormatLegacy, Result: res}, nil
+	return &Peer{Certificate: cert, Format: FormatLegacy, Result: res, VerifiedAt: opts.Now}, nil
 }
 
 func verifyEvidence(ctx context.Context, tees []attestation.TEE, evidence []byte, opts attestation.Options) (*attestation.Result, error) {
@@ -247,6 +253,29 @@ type Verifier struct {
 	// RequireFresh makes the peer's evidence bind a nonce of this connection (see the package
 	// documentation).
 	RequireFresh bool
+	// CacheSize bounds how many accepted certificates the verifier remembers, to accept them
+	// again without verifying their evidence while the verdict holds (see the package
+	// documentation, "Verdict cache"): zero means DefaultCacheSize, negative turns the cache
+	// off. It is read once, at the first verification.
+	CacheSize int
+
+	cache struct {
+		once sync.Once
+		c    *verdictCache // nil: off
+	}
+}
+
+// verdicts returns the verifier's cache, nil when it is off.
+func (v *Verifier) verdicts() *verdictCache {
+	v.cache.once.Do(func() {
+		switch {
+		case v.CacheSize == 0:
+			v.cache.c = newVerdictCache(DefaultCacheSize)
+		case v.CacheSize > 0:
+			v.cache.c = newVerdictCache(v.CacheSize)
+		}
+	})
+	return v.cache.c
 }
 
 func (v *Verifier) validate() error {
@@ -265,10 +294,34 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 	if v.RequireFresh && nonce == nil {
 		return nil, errors.New("fresh evidence required but no nonce to check it against")
 	}
-	p, err := VerifyCertificate(ctx, cert, v.Options, nonce)
-	if err != nil {
-		return nil, err
+	if cert == nil {
+		return nil, errors.New("no certificate")
 	}
+	opts := v.Options
+	now := opts.Time()
+	opts.Now = now
+	// A verdict is reused only where no freshness is asked for (a nonce-bound verification
+	// always checks the evidence) and where nothing outside the key decides it (a collateral
+	// source may answer differently next time).
+	cache := v.verdicts()
+	if nonce != nil || opts.Source != nil {
+		cache = nil
+	}
+	var key [32]byte
+	var p *Peer
+	if cache != nil {
+		key = verdictKey(&opts, cert.Raw, nonce)
+		p = cache.get(key, now, cert)
+	}
+	reused := p != nil
+	if !reused {
+		var err error
+		if p, err = VerifyCertificate(ctx, cert, opts, nonce); err != nil {
+			return nil, err
+		}
+	}
+	// The policy and Check run every time, on a reused verdict too: they may have changed, and
+	// they are cheap.
 	if err := v.Policy.Check(p.Result); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -276,6 +329,13 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 	if v.Check != nil {
 		if err := v.Check(p); err != nil {
 			return nil, err
+		}
+	}
+	if cache != nil && !reused {
+		// Only accepted peers are remembered: a refused certificate is checked again every
+		// time.
+		if until, ok := verdictUntil(p, now); ok {
+			cache.put(key, p, now, until)
 		}
 	}
 	return p, nil
