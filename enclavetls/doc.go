@@ -32,14 +32,40 @@
 // verifier (signatures, chain to a pinned or caller-given root, collateral), that the tag and the
 // evidence agree, that the pubkey-hash claim is the certificate key's and that the report data is
 // exactly the claims hash. Verifier adds a policy (attestation/policy) and an optional check of the
-// caller's own. In a connection this runs in VerifyPeerCertificate: a peer with no evidence, bad
-// evidence, evidence for another key, or a policy violation fails the handshake, in both
-// directions. Session resumption is off (a resumed session would present no certificate).
+// caller's own. In a connection this runs in VerifyConnection, on the certificate crypto/tls
+// parsed: a peer with no evidence, bad evidence, evidence for another key, or a policy violation
+// fails the handshake, in both directions. Session resumption is off (a resumed session would
+// present no certificate).
 //
 // With mutual attestation, mind TLS 1.3's order: a client's handshake completes when it has sent
 // its certificate, before the server has checked it. A client learns of its rejection on its
 // first read (a "bad certificate" alert), so a client must see an answer before it treats the
 // server as having accepted it.
+//
+// # Verdict cache
+//
+// A Verifier remembers the certificates it accepted (CacheSize, DefaultCacheSize by default,
+// least recently used out), so that a peer presenting its cached certificate again is not
+// verified again: its evidence, key binding and self-signature were checked once, and crypto/tls
+// still checks in every handshake that the peer holds the certificate's key (CertificateVerify).
+// A remembered verdict is used only when all of these hold:
+//
+//   - the certificate is the same, byte for byte: the key is SHA-256 over its full DER, the TEE
+//     options the verdict was reached with (sim, Intel and AMD roots, the verifier's collateral and
+//     peer collateral, AllowTrailingData) and the nonce. Another certificate with the same key or
+//     the same evidence is verified in full;
+//   - no nonce is asked for: a verification that must bind a nonce (RequireFresh, a caller's
+//     nonce, a mutual challenge) always checks the evidence, and never stores a verdict;
+//   - the verification time (Options.Time) lies between the time the verdict was reached and the
+//     earliest of the certificate's notAfter, the TEE verifier's Result.ValidUntil (for sim, the
+//     platform certificate's notAfter) and MaxVerdictAge (10 minutes) after it;
+//   - the verifier has no collateral Source (which may answer differently next time), and the
+//     TEE verifier said how long its verdict holds (Result.ValidUntil) and used no dated
+//     collateral; SGX, TDX and SNP verdicts are not yet remembered for that reason.
+//
+// Only accepted certificates are stored, after the policy and Check accepted them; the policy
+// and Check run again on every use, so a changed policy applies at once. The cache belongs to its
+// Verifier: verifiers never share verdicts. Peer.VerifiedAt is when the verdict was reached.
 //
 // # Freshness
 //
@@ -60,7 +86,8 @@
 //     client reads it when it verifies the server (TLS 1.3 sends the client certificate after
 //     that) and makes its certificate for this connection with the challenge as "nonce".
 //
-// Fresh certificates cost one evidence and one signature per connection; without RequireFresh the
+// Fresh certificates cost one evidence and one signature per connection (certificates are encoded
+// from a shape crypto/x509 made once per identity; see certShape); without RequireFresh the
 // cached certificate is used and renewed at half its validity (DefaultValidity). Any client can
 // ask for a fresh certificate by sending a nonce, so a server whose evidence is expensive (a
 // hardware quote) should bound its connection rate (inclavared bounds concurrent connections). Post-handshake
