@@ -30,6 +30,7 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/deviceplugin"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	shimconfig "github.com/inclavare-containers/inclavare-go/shim/config"
@@ -668,7 +669,7 @@ func TestDevicePluginDaemonSet(t *testing.T) {
 		t.Errorf("the kubelet's %s is mounted as %+v, want it writable at -plugin-dir %s", kubeletDir, vm, cfg.PluginDir)
 	}
 	checkHostView(t, "rune-device-plugin", mounts, cfg.HostRoot,
-		deviceplugin.SysfsNodeDir, deviceplugin.TSMReportDir, deviceplugin.AESMSocketDir,
+		deviceplugin.SysfsNodeDir, enclave.TSMReportDir, enclave.AESMSocketDir,
 		"/dev/sgx_enclave", "/dev/sgx_provision", "/dev/tdx_guest", "/dev/sev-guest")
 	for host, vm := range mounts {
 		if host != kubeletDir && !vm.ReadOnly {
@@ -706,7 +707,7 @@ func TestPodExample(t *testing.T) {
 	if err != nil || s == nil {
 		t.Fatalf("rune's enclave settings from the pod: %v, %v", s, err)
 	}
-	if s.Type != enclave.TypeSim || s.RuntimePath != "builtin:wasm" {
+	if s.Type != attestation.Sim || s.RuntimePath != "builtin:wasm" {
 		t.Errorf("enclave %s with %s, want sim with builtin:wasm", s.Type, s.RuntimePath)
 	}
 	if len(spec.Process.Env) != 0 {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/sirupsen/logrus"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -69,14 +70,14 @@ var errUnavailable = errors.New("not available on this host")
 func (p *Plugin) probe(resource string) ([]*pb.Device, error) {
 	switch resource {
 	case ResourceEPC:
-		if len(p.host.devicePaths(sgxEnclaveDevices)) == 0 {
-			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(sgxEnclaveDevices, ", "), errUnavailable)
+		if len(p.host.devicePaths(enclave.SGXEnclaveDevices)) == 0 {
+			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(enclave.SGXEnclaveDevices, ", "), errUnavailable)
 		}
 		return p.epcDevices()
 	case ResourceTDX:
-		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(tdxDevices), tdxDevices)
+		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(enclave.TDXDevices), enclave.TDXDevices)
 	case ResourceSNP:
-		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(snpDevices), snpDevices)
+		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(enclave.SNPDevices), enclave.SNPDevices)
 	case ResourceSim:
 		if p.cfg.SimSlots <= 0 {
 			return nil, fmt.Errorf("no simulated slots configured: %w", errUnavailable)
@@ -152,12 +153,12 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 	}
 	switch resource {
 	case ResourceEPC:
-		addDevices(p.host.devicePaths(sgxEnclaveDevices))
+		addDevices(p.host.devicePaths(enclave.SGXEnclaveDevices))
 		if p.cfg.SGXProvision {
-			addDevices(p.host.devicePaths(sgxProvisionDevices))
+			addDevices(p.host.devicePaths(enclave.SGXProvisionDevices))
 		}
-		if host, ok := p.host.dir(AESMSocketDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: AESMSocketDir, HostPath: host, ReadOnly: true})
+		if host, ok := p.host.dir(enclave.AESMSocketDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: enclave.AESMSocketDir, HostPath: host, ReadOnly: true})
 		}
 		mib := strconv.Itoa(len(ids))
 		r.Envs = map[string]string{EnvEPCLimitMiB: mib}
@@ -165,13 +166,13 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 			r.Annotations = map[string]string{AnnotationRuntimeArgs: "memory=" + mib + "M"}
 		}
 	case ResourceTDX, ResourceSNP:
-		cands := tdxDevices
+		cands := enclave.TDXDevices
 		if resource == ResourceSNP {
-			cands = snpDevices
+			cands = enclave.SNPDevices
 		}
 		addDevices(p.host.devicePaths(cands))
-		if host, ok := p.host.dir(TSMReportDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: TSMReportDir, HostPath: host})
+		if host, ok := p.host.dir(enclave.TSMReportDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: enclave.TSMReportDir, HostPath: host})
 		}
 	case ResourceSim:
 		// Nothing to give: the simulated TEE is rune's own.

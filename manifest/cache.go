@@ -52,7 +52,7 @@ type CacheKey struct {
 func (k CacheKey) SettingsHash() string {
 	var e lengthPrefixed
 	e.str("inclavare-enclave-manifest-cache/v1")
-	e.str(k.Enclave.Type).str(k.Enclave.RuntimePath).list(k.Enclave.Args).str(k.Enclave.LogLevel).str(k.Enclave.RAType)
+	e.str(string(k.Enclave.Type)).str(k.Enclave.RuntimePath).list(k.Enclave.Args).str(k.Enclave.LogLevel).str(k.Enclave.RAType)
 	e.str(k.Entrypoint.Path).list(k.Entrypoint.Args).list(k.Entrypoint.Env).str(k.Entrypoint.Cwd)
 	e.str(k.RuntimeDigest)
 	sum := sha256.Sum256(e.buf)
@@ -74,7 +74,7 @@ func (k CacheKey) validate() error {
 	if !isKeyID(k.KeyID) {
 		return fmt.Errorf("cache key: key id %q is not a key id", clip(k.KeyID))
 	}
-	_, builtin := k.Enclave.Settings().Builtin()
+	builtin := !k.Enclave.Settings().Runtime().IsPAL()
 	switch {
 	case builtin && k.RuntimeDigest != "":
 		return fmt.Errorf("cache key: a runtime digest is given for the built-in runtime %s", k.Enclave.RuntimePath)

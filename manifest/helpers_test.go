@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
@@ -105,7 +106,7 @@ func sampleManifest() Manifest {
 	return Manifest{
 		Measurement: "28eb682cb78535163333af841b2e90e4ec720a51d585474cc5dab48567b6fb6e",
 		Enclave: Enclave{
-			Type: enclave.TypeSim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M"}, LogLevel: "info",
+			Type: attestation.Sim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M"}, LogLevel: "info",
 		},
 		Entrypoint: Entrypoint{
 			Path: "/app/hello.wasm", Args: []string{"hello.wasm", "-v"},
@@ -117,7 +118,7 @@ func sampleManifest() Manifest {
 }
 
 func sampleSettings() *enclave.Settings {
-	return &enclave.Settings{Type: enclave.TypeSim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M"}, LogLevel: "info"}
+	return &enclave.Settings{Type: attestation.Sim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M"}, LogLevel: "info"}
 }
 
 func hex64(c byte) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
@@ -74,11 +75,11 @@ type Manifest struct {
 // Enclave holds the enclave settings (ENCLAVE_* / enclave.* annotations) the measurement was
 // made for.
 type Enclave struct {
-	Type        string   `json:"type"`
-	RuntimePath string   `json:"runtime_path"`
-	Args        []string `json:"args"`
-	LogLevel    string   `json:"log_level"`
-	RAType      string   `json:"ra_type"`
+	Type        attestation.TEE `json:"type"`
+	RuntimePath string          `json:"runtime_path"`
+	Args        []string        `json:"args"`
+	LogLevel    string          `json:"log_level"`
+	RAType      string          `json:"ra_type"`
 }
 
 // Entrypoint is the process the measurement covers, as the measurement saw it: the program
@@ -212,7 +213,7 @@ func (s *SignerInfo) validate() error {
 // strings lists every string member with a name for error messages.
 func (m *Manifest) strings() map[string]string {
 	out := map[string]string{
-		"measurement": m.Measurement, "enclave.type": m.Enclave.Type, "enclave.runtime_path": m.Enclave.RuntimePath,
+		"measurement": m.Measurement, "enclave.type": string(m.Enclave.Type), "enclave.runtime_path": m.Enclave.RuntimePath,
 		"enclave.log_level": m.Enclave.LogLevel, "enclave.ra_type": m.Enclave.RAType,
 		"entrypoint.path": m.Entrypoint.Path, "entrypoint.cwd": m.Entrypoint.Cwd,
 		"signer.key_id": m.Signer.KeyID, "signer.algorithm": m.Signer.Algorithm,
@@ -286,7 +287,7 @@ func (e Enclave) diff(o Enclave) []string {
 			d = append(d, fmt.Sprintf("%s: manifest %q, container %q", name, clip(a), clip(b)))
 		}
 	}
-	field("enclave type", e.Type, o.Type)
+	field("enclave type", string(e.Type), string(o.Type))
 	field("enclave runtime path", e.RuntimePath, o.RuntimePath)
 	if !slices.Equal(e.Args, o.Args) {
 		d = append(d, fmt.Sprintf("enclave runtime args: manifest %q, container %q", e.Args, o.Args))

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/native"
 )
@@ -181,13 +182,13 @@ func TestTamperedWorkloadFailsMatch(t *testing.T) {
 	launch := native.Launch{Args: []string{"/bin/app"}, Env: []string{"A=1"}, Dir: "/"}
 	m := sampleManifest()
 	m.Measurement = native.Measure(exe, launch)
-	m.Enclave = Enclave{Type: enclave.TypeSim, RuntimePath: "builtin:native", LogLevel: "info"}
+	m.Enclave = Enclave{Type: attestation.Sim, RuntimePath: "builtin:native", LogLevel: "info"}
 	key := ed25519TestKey()
 	got, err := Verify(mustSign(t, m, mustKeySigner(t, key)), trustFor(t, key.Public()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	settings := &enclave.Settings{Type: enclave.TypeSim, RuntimePath: "builtin:native", LogLevel: "info"}
+	settings := &enclave.Settings{Type: attestation.Sim, RuntimePath: "builtin:native", LogLevel: "info"}
 	if err := got.Matches(settings, native.Measure(exe, launch)); err != nil {
 		t.Fatalf("untampered: %v", err)
 	}
@@ -212,9 +213,9 @@ func TestMatchesNamesEveryMismatch(t *testing.T) {
 		want        []string
 	}{
 		{"equal", sampleSettings(), m.Measurement, nil},
-		{"everything", &enclave.Settings{Type: enclave.TypeSGX, RuntimePath: "/usr/lib/libpal.so", Args: []string{"memory=32M"}, LogLevel: "debug", RAType: "dcap"},
+		{"everything", &enclave.Settings{Type: attestation.SGX, RuntimePath: "/usr/lib/libpal.so", Args: []string{"memory=32M"}, LogLevel: "debug", RAType: "dcap"},
 			hex64('0'), []string{"measurement:", "enclave type:", "enclave runtime path:", "enclave runtime args:", "enclave log level:", "remote attestation type:"}},
-		{"args split differently", &enclave.Settings{Type: enclave.TypeSim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M", ""}, LogLevel: "info"},
+		{"args split differently", &enclave.Settings{Type: attestation.Sim, RuntimePath: "builtin:wasm", Args: []string{"memory=64M", ""}, LogLevel: "info"},
 			m.Measurement, []string{"enclave runtime args:"}},
 		{"no enclave", nil, m.Measurement, []string{"no enclave settings"}},
 		{"upper-case measurement", sampleSettings(), strings.ToUpper(m.Measurement), []string{"measurement:"}},

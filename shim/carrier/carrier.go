@@ -159,7 +159,7 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	}
 	if data == nil {
 		start := time.Now()
-		measurement, err := measure(req.RunePath, plan)
+		measurement, err := measure(ctx, req.RunePath, plan)
 		if err != nil {
 			return nil, fmt.Errorf("carrier %s: measure %s: %w", c.Name, plan.entrypoint.Path, err)
 		}

@@ -15,9 +15,9 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/runelet"
 )
 
 // maxSpecSize bounds config.json: containerd writes a few kilobytes.
@@ -99,7 +99,7 @@ func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 		cp.Annotations = map[string]string{}
 	}
 	if _, ok := setting(&cp, enclave.EnvType, enclave.AnnotationType); !ok {
-		cp.Annotations[enclave.AnnotationType] = c.DefaultType
+		cp.Annotations[enclave.AnnotationType] = string(c.DefaultType)
 	}
 	if rt, ok := setting(&cp, enclave.EnvPath, enclave.AnnotationPath); !ok {
 		cp.Annotations[enclave.AnnotationPath] = c.RuntimePath
@@ -121,12 +121,12 @@ func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 	if len(proc.Args) == 0 {
 		return nil, errors.New("process.args must not be empty")
 	}
-	path, err := runelet.LookPathInRootfs(rootfs, proc.Args[0], proc.Env, proc.Cwd)
+	path, err := enclavehost.LookPathInRootfs(rootfs, proc.Args[0], proc.Env, proc.Cwd)
 	if err != nil {
 		return nil, err
 	}
 	anns := cp.Annotations
-	anns[enclave.AnnotationType] = s.Type
+	anns[enclave.AnnotationType] = string(s.Type)
 	anns[enclave.AnnotationPath] = s.RuntimePath
 	anns[enclave.AnnotationArgs] = strings.Join(s.Args, ",")
 	anns[enclave.AnnotationLogLevel] = s.LogLevel

@@ -1,4 +1,4 @@
-package pal
+package palcrash
 
 import (
 	"regexp"
@@ -21,7 +21,7 @@ goroutine 1 gp=0xc000002380 m=nil [chan receive]:
 github.com/inclavare-containers/inclavare-go/pal._Cfunc_palcall_pal_exec(0x1, 0x2, 0x3)
 `
 
-func TestParseCrash(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		output string
@@ -52,15 +52,15 @@ func TestParseCrash(t *testing.T) {
 		{"empty", "", false, Crash{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, ok := ParseCrash([]byte(tc.output))
+			c, ok := Parse([]byte(tc.output))
 			if ok != tc.ok {
-				t.Fatalf("ParseCrash ok = %v, want %v", ok, tc.ok)
+				t.Fatalf("Parse ok = %v, want %v", ok, tc.ok)
 			}
 			if !ok {
 				return
 			}
 			if *c != tc.want {
-				t.Errorf("ParseCrash = %+v, want %+v", *c, tc.want)
+				t.Errorf("Parse = %+v, want %+v", *c, tc.want)
 			}
 			if c.Error() != tc.text {
 				t.Errorf("Error() = %q, want %q", c.Error(), tc.text)
@@ -71,13 +71,13 @@ func TestParseCrash(t *testing.T) {
 
 var signalName = regexp.MustCompile(`^SIG[A-Z0-9]+$`)
 
-func FuzzParseCrash(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Add([]byte(cgoCrash))
 	f.Add([]byte("SIGSEGV: x\n\ngoroutine 1 [syscall]:\n._Cfunc_palcall_pal_\n"))
 	f.Add([]byte("SIGSEGV: \xff\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, output []byte) {
-		c, ok := ParseCrash(output)
+		c, ok := Parse(output)
 		if !ok {
 			if c != nil {
 				t.Fatal("not ok but a crash returned")

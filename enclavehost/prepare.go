@@ -1,4 +1,4 @@
-package runelet
+package enclavehost
 
 import (
 	"bufio"
@@ -10,73 +10,26 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
+	"github.com/inclavare-containers/inclavare-go/internal/bytesize"
 	"golang.org/x/sys/unix"
-)
-
-// PrepareRequest asks `init-runelet prepare`, on the host, to do what needs the enclave runtimes'
-// code at create: measure the entrypoint as the runtime will (and, for wasm, validate and precompile
-// the module), and for sim endorse a per-enclave key. rune delegates it so that rune itself stays as
-// small and quick to start as runc: every container command pays for rune's start-up.
-type PrepareRequest struct {
-	Settings enclave.Settings `json:"settings"`
-	// Rootfs is the host path of the container's root file system.
-	Rootfs string `json:"rootfs"`
-	// Path is the entrypoint's program, resolved inside the rootfs.
-	Path   string `json:"path"`
-	Launch Launch `json:"launch"`
-	// CacheDir is the root of the host's compiled-module cache ("" for none); the response names the
-	// module's own entry in it.
-	CacheDir string `json:"cache_dir,omitempty"`
-	// SimPlatformKey is the sim platform key file ("" means the default path).
-	SimPlatformKey string `json:"sim_platform_key,omitempty"`
-	// MaxModuleSize caps the size of a wasm module, in bytes (0: no cap). HostPrepare sets it from
-	// the limits when it is 0.
-	MaxModuleSize int64 `json:"max_module_size,omitempty"`
-	// PhaseFD is the descriptor on which prepare names each phase it enters, one per line; set by
-	// HostPrepare.
-	PhaseFD int `json:"phase_fd,omitempty"`
-}
-
-// PrepareResponse is what `init-runelet prepare` found.
-type PrepareResponse struct {
-	Measurement string `json:"measurement"`
-	EnclaveKey  []byte `json:"enclave_key,omitempty"`
-	// CacheEntry is the host directory holding this module's compiled code and nothing else: what
-	// rune mounts read-only for the runelet (PrepareOptions.CacheDir).
-	CacheEntry string `json:"cache_entry,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
-
-// MaxPrepareRequest bounds the request prepare reads; rune refuses larger launch configurations
-// before (CheckLaunchSize).
-const MaxPrepareRequest = 4 << 20
-
-// Phases of `init-runelet prepare`, named in its errors.
-const (
-	PhaseStart      = "starting init-runelet prepare"
-	PhaseReadModule = "reading the wasm module"
-	PhaseValidate   = "validating the wasm module"
-	PhaseCompile    = "compiling the wasm module"
-	PhaseMeasure    = "measuring the entrypoint"
-	PhaseMeasurePAL = "measuring the PAL"
-	PhaseEndorse    = "endorsing the sim enclave key"
 )
 
 // Environment variables that set PrepareLimits (rune reads its own environment; the shim's passes
 // through).
 const (
-	EnvPrepareTimeout = "RUNE_PREPARE_TIMEOUT"      // Go duration, e.g. "3m"
-	EnvPrepareMemory  = "RUNE_PREPARE_MEMORY"       // bytes, with an optional K, M or G suffix (binary)
-	EnvPrepareCPU     = "RUNE_PREPARE_CPU_SECONDS"  // seconds of CPU time
-	EnvPreparePids    = "RUNE_PREPARE_PIDS"         // tasks (threads count)
-	EnvMaxModuleSize  = "RUNE_WASM_MAX_MODULE_SIZE" // bytes, suffixes as for the memory
+	EnvPrepareTimeout = "RUNE_PREPARE_TIMEOUT"     // Go duration, e.g. "3m"
+	EnvPrepareMemory  = "RUNE_PREPARE_MEMORY"      // bytes, with an optional K, M or G suffix (binary)
+	EnvPrepareCPU     = "RUNE_PREPARE_CPU_SECONDS" // seconds of CPU time
+	EnvPreparePids    = "RUNE_PREPARE_PIDS"        // tasks (threads count)
+	EnvMaxModuleSize  = agent.EnvMaxModuleSize     // bytes, suffixes as for the memory
 )
 
 // PrepareLimits bound `init-runelet prepare`, which runs as rune's user on the host, outside any
@@ -127,7 +80,7 @@ func PrepareLimitsFromEnv() (PrepareLimits, error) {
 		dst *int64
 	}{{EnvPrepareMemory, &l.Memory}, {EnvMaxModuleSize, &l.MaxModuleSize}} {
 		if v := os.Getenv(b.env); v != "" {
-			n, err := ParseBytes(v)
+			n, err := bytesize.Parse(v)
 			if err != nil || n <= 0 {
 				return l, fmt.Errorf("%s=%q: want a positive size such as 64M", b.env, v)
 			}
@@ -151,58 +104,21 @@ func PrepareLimitsFromEnv() (PrepareLimits, error) {
 	return l, nil
 }
 
-// ParseBytes parses a byte count with an optional binary suffix: "65536", "64K", "64M", "4G".
-func ParseBytes(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
-		mult = 1 << 10
-	case strings.HasSuffix(s, "M"):
-		mult = 1 << 20
-	case strings.HasSuffix(s, "G"):
-		mult = 1 << 30
-	}
-	if mult != 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%s out of range", s)
-	}
-	return n * mult, nil
-}
-
-// FormatBytes renders a byte count for a message: "64 MiB", "1536 KiB", "100 bytes".
-func FormatBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// HostPrepare runs `runelet prepare` with req under the limits the environment sets
+// Prepare runs `init-runelet prepare` with req under the limits the environment sets
 // (PrepareLimitsFromEnv) and returns its answer. A prepare stopped by a limit fails with an error
-// naming the phase it was in and the limit.
-func HostPrepare(runelet string, req *PrepareRequest) (*PrepareResponse, error) {
+// naming the phase it was in and the limit; one stopped because ctx ended, with ctx's error.
+func Prepare(ctx context.Context, runelet string, req *agent.PrepareRequest) (*agent.PrepareResponse, error) {
 	lim, err := PrepareLimitsFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckLaunchSize(req.Launch); err != nil {
+	if err := agent.CheckLaunchSize(req.Launch); err != nil {
 		return nil, err
 	}
 	if req.MaxModuleSize == 0 {
 		req.MaxModuleSize = lim.MaxModuleSize
 	}
-	resp, clean, err := runPrepare(runelet, req, lim)
+	resp, clean, err := runPrepare(ctx, runelet, req, lim)
 	if !clean && req.CacheDir != "" {
 		// A prepare that was killed may have left a half-filled cache entry; no one holds it now.
 		codecache.Sweep(req.CacheDir)
@@ -210,10 +126,32 @@ func HostPrepare(runelet string, req *PrepareRequest) (*PrepareResponse, error) 
 	return resp, err
 }
 
+// FindRunelet locates init-runelet: $RUNE_RUNELET, beside the running rune, then the libexec dir.
+func FindRunelet() (string, error) {
+	if p := os.Getenv("RUNE_RUNELET"); p != "" {
+		return p, nil
+	}
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "init-runelet")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	for _, p := range []string{"/usr/local/libexec/rune/init-runelet", "/usr/libexec/rune/init-runelet"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	return "", fmt.Errorf("init-runelet not found (tried %v; set RUNE_RUNELET)", tried)
+}
+
 // SimPlatformCertificate returns the PEM certificate of the sim platform key at keyPath ("" means
 // the default), creating the key on first use.
-func SimPlatformCertificate(runelet, keyPath string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+func SimPlatformCertificate(ctx context.Context, runelet, keyPath string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, runelet, "sim-platform-cert", keyPath)
 	var stderr bytes.Buffer
@@ -231,7 +169,7 @@ const maxPrepareOutput = 1 << 20
 // runPrepare runs prepare under lim: its own cgroup (memory, pids) when the host lets rune make
 // one, rlimits (address space, CPU time) in any case, a deadline, and death with rune. clean is
 // false when prepare did not end by itself with an answer.
-func runPrepare(runelet string, req *PrepareRequest, lim PrepareLimits) (resp *PrepareResponse, clean bool, err error) {
+func runPrepare(ctx context.Context, runelet string, req *agent.PrepareRequest, lim PrepareLimits) (resp *agent.PrepareResponse, clean bool, err error) {
 	phaseR, phaseW, err := os.Pipe()
 	if err != nil {
 		return nil, true, err
@@ -291,24 +229,31 @@ func runPrepare(runelet string, req *PrepareRequest, lim PrepareLimits) (resp *P
 	timer := time.NewTimer(lim.Timeout)
 	defer timer.Stop()
 	var runErr error
-	timedOut := false
+	timedOut, cancelled := false, false
 	select {
 	case runErr = <-waitC:
 	case <-timer.C:
 		timedOut = true
+	case <-ctx.Done():
+		cancelled = true
+	}
+	if timedOut || cancelled {
 		// The whole process group: prepare starts no children, but nothing of it may outlive this.
 		_ = unix.Kill(-pid, unix.SIGKILL)
 		runErr = <-waitC
 	}
 	phase := <-phasesC
 	if phase == "" {
-		phase = PhaseStart
+		phase = agent.PhaseStart
 	}
 	what := fmt.Sprintf("init-runelet prepare (%s)", phase)
 	if timedOut {
 		return nil, false, fmt.Errorf("%s did not finish within %s (%s)", what, lim.Timeout, EnvPrepareTimeout)
 	}
-	var out PrepareResponse
+	if cancelled {
+		return nil, false, fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	var out agent.PrepareResponse
 	if jerr := json.Unmarshal(stdout.Bytes(), &out); jerr == nil && runErr == nil {
 		if out.Error != "" {
 			return nil, true, errors.New(out.Error)
@@ -337,11 +282,11 @@ func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stde
 	ws, _ := st.Sys().(syscall.WaitStatus)
 	switch {
 	case cg.oomKilled():
-		return fmt.Sprintf("ran out of its %s memory limit (%s)", FormatBytes(lim.Memory), EnvPrepareMemory)
+		return fmt.Sprintf("ran out of its %s memory limit (%s)", bytesize.Format(lim.Memory), EnvPrepareMemory)
 	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && used >= limit:
 		return fmt.Sprintf("used up its %d s of CPU time (%s)", lim.CPUSeconds, EnvPrepareCPU)
 	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
-		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", FormatBytes(lim.Memory+addressSpaceSlack), EnvPrepareMemory, FormatBytes(addressSpaceSlack))
+		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", bytesize.Format(lim.Memory+addressSpaceSlack), EnvPrepareMemory, bytesize.Format(addressSpaceSlack))
 	case strings.Contains(stderr, "pthread_create failed") || strings.Contains(stderr, "newosproc"):
 		return fmt.Sprintf("hit its limit of %d tasks (%s)", lim.Pids, EnvPreparePids)
 	case ws.Signaled():

@@ -1,4 +1,4 @@
-package enclave
+package enclavehost
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"golang.org/x/sys/unix"
 )
 
@@ -180,7 +181,7 @@ func expandDirs(dirs []string, origin string, trusted []string) []string {
 			continue
 		}
 		for _, t := range trusted {
-			if t != "/" && within(t, r) {
+			if t != "/" && enclave.PathWithin(t, r) {
 				out = append(out, r)
 				break
 			}

@@ -1,4 +1,4 @@
-package runelet
+package agent
 
 import (
 	"encoding/json"
@@ -22,7 +22,9 @@ const (
 	Binary      = ReadOnlyDir + "/init-runelet"
 	PALDir      = ReadOnlyDir + "/pal"
 	CacheDir    = Dir + "/cache"
-	AgentSocket = Dir + "/agent.sock"
+	// ContainerSocket is the agent socket inside the container, through which its processes ask
+	// for evidence and broker resources.
+	ContainerSocket = Dir + "/agent.sock"
 )
 
 // EnvConfigFD names the descriptor from which PID 1 reads its Config. It is removed from the
@@ -84,8 +86,8 @@ func ConfigFile(cfg *Config) (*os.File, error) {
 	return f, nil
 }
 
-// readConfig reads the Config from the descriptor named in the environment.
-func readConfig() (*Config, error) {
+// ReadConfig reads the Config from the descriptor named in the environment (PID 1).
+func ReadConfig() (*Config, error) {
 	v := os.Getenv(EnvConfigFD)
 	os.Unsetenv(EnvConfigFD)
 	fd, err := strconv.Atoi(v)
@@ -96,8 +98,29 @@ func readConfig() (*Config, error) {
 	defer f.Close()
 	var cfg Config
 	// pread from 0: the descriptor's offset is shared with rune's copy.
-	if err := json.NewDecoder(io.NewSectionReader(f, 0, maxMessage)).Decode(&cfg); err != nil {
+	if err := json.NewDecoder(io.NewSectionReader(f, 0, MaxMessage)).Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("read runelet config: %w", err)
 	}
 	return &cfg, nil
+}
+
+// InitArgs are PID 1's args: the runelet run by the host's dynamic loader that rune injected,
+// with only the libraries injected for it. --argv0 keeps `ps` readable.
+func InitArgs() []string {
+	return []string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "init"}
+}
+
+// ExecArgs are the args of an exec'd runelet that runs args in the enclave.
+func ExecArgs(args []string) []string {
+	return append([]string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "exec", "--"}, args...)
+}
+
+// Runtime is the enclave runtime PID 1 opens: the settings' own, with a PAL at its path inside
+// the container (RuntimePath) once rune injected it.
+func (c *Config) Runtime() enclave.RuntimeRef {
+	r := c.Settings.Runtime()
+	if r.IsPAL() && c.RuntimePath != "" {
+		r.PAL = c.RuntimePath
+	}
+	return r
 }

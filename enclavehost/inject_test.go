@@ -1,4 +1,4 @@
-package runelet
+package enclavehost
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -33,7 +35,7 @@ func rootDir(t *testing.T) string {
 	return d
 }
 
-// mountOverlay mounts m (an overlay from Prepare) at a fresh directory, as libcontainer would.
+// mountOverlay mounts m (an overlay from Inject) at a fresh directory, as libcontainer would.
 func mountOverlay(t *testing.T, m specs.Mount) string {
 	t.Helper()
 	target := t.TempDir()
@@ -69,9 +71,9 @@ func mountAt(t *testing.T, spec *specs.Spec, dest string) specs.Mount {
 	return specs.Mount{}
 }
 
-// TestPrepare: the container gets private copies of the runelet, the loader, the libraries and the
+// TestInject: the container gets private copies of the runelet, the loader, the libraries and the
 // PAL through a read-only overlay, never a bind mount of a host file.
-func TestPrepare(t *testing.T) {
+func TestInject(t *testing.T) {
 	copies := rootDir(t)
 	pals := rootDir(t)
 	pal, err := paltest.Copy("/usr/lib/x86_64-linux-gnu/libc.so.6", pals, "libpal.so")
@@ -81,10 +83,14 @@ func TestPrepare(t *testing.T) {
 	cache := t.TempDir()
 	os.WriteFile(filepath.Join(cache, "module"), []byte("compiled"), 0o644)
 	// /bin/ls stands in for the runelet: a dynamically linked executable owned by root.
-	o := PrepareOptions{Runelet: "/bin/ls", CacheDir: cache, PALDirs: []string{pals}, CopyDir: copies}
-	s := &enclave.Settings{Type: enclave.TypeSim, RuntimePath: pal, LogLevel: "info"}
+	s := &enclave.Settings{Type: attestation.Sim, RuntimePath: pal, LogLevel: "info"}
+	resolved, err := ResolvePAL(s, []string{pals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := InjectOptions{Runelet: "/bin/ls", PAL: resolved, CacheDir: cache, PALDirs: []string{pals}, CopyDir: copies}
 	spec := &specs.Spec{Process: &specs.Process{Args: []string{"/app/x", "a"}}}
-	p, err := Prepare(spec, s, o)
+	p, err := Inject(spec, s, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,15 +99,15 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("bind mount of a host file: %+v", m)
 		}
 	}
-	if want := []string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "init"}; !slices.Equal(spec.Process.Args, want) {
+	if want := []string{agent.Loader, "--argv0", "init-runelet", "--library-path", agent.LibDir, agent.Binary, "init"}; !slices.Equal(spec.Process.Args, want) {
 		t.Errorf("args %q, want %q", spec.Process.Args, want)
 	}
-	if p.Config.RuntimePath != PALDir+"/libpal.so" || p.Config.CacheDir != CacheDir {
+	if p.Config.RuntimePath != agent.PALDir+"/libpal.so" || p.Config.CacheDir != agent.CacheDir {
 		t.Errorf("config %+v", p.Config)
 	}
-	ro := mountAt(t, spec, ReadOnlyDir)
+	ro := mountAt(t, spec, agent.ReadOnlyDir)
 	if ro.Type != "overlay" || !slices.Contains(ro.Options, "ro") {
-		t.Errorf("%s: %+v", ReadOnlyDir, ro)
+		t.Errorf("%s: %+v", agent.ReadOnlyDir, ro)
 	}
 	dir := mountOverlay(t, ro)
 	ls, _ := filepath.EvalSymlinks("/bin/ls")
@@ -129,24 +135,29 @@ func TestPrepare(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lib", "libc.so.6"), []byte("x"), 0o755); !errors.Is(err, unix.EROFS) {
 		t.Errorf("write after bind remount: %v, want EROFS", err)
 	}
-	cacheDir := mountOverlay(t, mountAt(t, spec, CacheDir))
+	cacheDir := mountOverlay(t, mountAt(t, spec, agent.CacheDir))
 	if b, err := os.ReadFile(filepath.Join(cacheDir, "module")); err != nil || string(b) != "compiled" {
 		t.Errorf("cache: %q %v", b, err)
 	}
 
 	// Another container reuses the same copies.
 	spec2 := &specs.Spec{Process: &specs.Process{Args: []string{"/app/x"}}}
-	if _, err := Prepare(spec2, s, o); err != nil {
+	if _, err := Inject(spec2, s, o); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := mountAt(t, spec, ReadOnlyDir), mountAt(t, spec2, ReadOnlyDir); !slices.Equal(a.Options, b.Options) {
+	if a, b := mountAt(t, spec, agent.ReadOnlyDir), mountAt(t, spec2, agent.ReadOnlyDir); !slices.Equal(a.Options, b.Options) {
 		t.Errorf("second container: %q, first %q", b.Options, a.Options)
 	}
-	// A PAL outside the PAL directories is refused here too.
+	// A PAL outside the PAL directories is refused by the one PAL check, and Inject injects no PAL
+	// that check did not return.
 	s.RuntimePath = "/lib/x86_64-linux-gnu/libc.so.6"
-	var na *enclave.NotAllowedPALError
-	if _, err := Prepare(&specs.Spec{Process: &specs.Process{Args: []string{"/x"}}}, s, o); !errors.As(err, &na) {
+	var na *NotAllowedPALError
+	if _, err := ResolvePAL(s, o.PALDirs); !errors.As(err, &na) {
 		t.Errorf("PAL outside the PAL directories: %v", err)
+	}
+	o.PAL = ""
+	if _, err := Inject(&specs.Spec{Process: &specs.Process{Args: []string{"/x"}}}, s, o); err == nil || !strings.Contains(err.Error(), "not checked") {
+		t.Errorf("PAL that ResolvePAL did not return: %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package runelet
+package agent
 
 import (
 	"fmt"
@@ -31,7 +31,8 @@ func Listen(path string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
-func dial(path string) (*net.UnixConn, error) {
+// Dial connects to the unix socket at path, however long the path (see Listen).
+func Dial(path string) (*net.UnixConn, error) {
 	var c *net.UnixConn
 	err := viaDir(path, func(addr string) error {
 		var err error

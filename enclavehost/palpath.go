@@ -1,4 +1,4 @@
-package enclave
+package enclavehost
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,16 @@ func (e *NotAllowedPALError) Error() string {
 	}
 	return fmt.Sprintf("enclave runtime %q is not an allowed PAL: a PAL must be an ELF shared library owned by root and "+
 		"writable only by root, in one of the PAL directories ([enclave] pal_dirs: %s)", e.Path, dirs)
+}
+
+// ResolvePAL is the one check of a PAL file: for settings that name a PAL it returns the PAL's
+// resolved host path once AllowedPAL accepts it, and "" for a built-in runtime, which needs no
+// file. Every refusal is the same *NotAllowedPALError, whatever the host holds at the path.
+func ResolvePAL(s *enclave.Settings, palDirs []string) (string, error) {
+	if !s.Runtime().IsPAL() {
+		return "", nil
+	}
+	return AllowedPAL(s.RuntimePath, palDirs)
 }
 
 // AllowedPAL checks that path names a PAL the host may load: after resolving symbolic links it lies
@@ -48,7 +59,7 @@ func AllowedPAL(path string, dirs []string) (string, error) {
 	for _, d := range dirs {
 		rd, err := filepath.EvalSymlinks(d)
 		// "/" as a PAL directory would allow every root-owned library on the host.
-		if err == nil && rd != "/" && within(rd, resolved) && rd != resolved {
+		if err == nil && rd != "/" && enclave.PathWithin(rd, resolved) && rd != resolved {
 			inside = true
 			break
 		}
@@ -63,11 +74,6 @@ func AllowedPAL(path string, dirs []string) (string, error) {
 		return "", deny
 	}
 	return resolved, nil
-}
-
-// within reports whether p is dir or lies beneath it; both are clean absolute paths.
-func within(dir, p string) bool {
-	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
 // CheckRootOwned checks the resolved absolute path of a regular file that the host will inject into

@@ -1,6 +1,7 @@
-package runelet
+package enclavehost
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/agent"
 )
 
-// The bounds of HostPrepare are tested with this test binary standing in for init-runelet: a
+// The bounds of Prepare are tested with this test binary standing in for init-runelet: a
 // script runs it as TestFakePrepare with $FAKE_PREPARE saying how to misbehave.
 const fakeEnv = "FAKE_PREPARE"
 
@@ -21,17 +24,17 @@ func TestFakePrepare(t *testing.T) {
 	if mode == "" {
 		t.Skip("helper process for TestHostPrepareBounds")
 	}
-	var req PrepareRequest
+	var req agent.PrepareRequest
 	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		os.Exit(3)
 	}
 	phases := os.NewFile(uintptr(req.PhaseFD), "phases")
-	fmt.Fprintln(phases, PhaseCompile)
+	fmt.Fprintln(phases, agent.PhaseCompile)
 	// The pid, for the test to check that nothing of it survives.
 	os.WriteFile(os.Getenv("FAKE_PREPARE_PID"), []byte(strconv.Itoa(os.Getpid())), 0o600)
 	switch mode {
 	case "ok":
-		json.NewEncoder(os.Stdout).Encode(&PrepareResponse{Measurement: fmt.Sprintf("max=%d phasefd=%d", req.MaxModuleSize, req.PhaseFD)})
+		json.NewEncoder(os.Stdout).Encode(&agent.PrepareResponse{Measurement: fmt.Sprintf("max=%d phasefd=%d", req.MaxModuleSize, req.PhaseFD)})
 	case "hang":
 		time.Sleep(time.Hour)
 	case "memory":
@@ -96,7 +99,7 @@ func TestHostPrepareBounds(t *testing.T) {
 			if k, v, ok := strings.Cut(tc.env, "="); ok {
 				t.Setenv(k, v)
 			}
-			resp, err := HostPrepare(runelet, &PrepareRequest{})
+			resp, err := Prepare(context.Background(), runelet, &agent.PrepareRequest{})
 			got := ""
 			if err != nil {
 				got = err.Error()
@@ -104,7 +107,7 @@ func TestHostPrepareBounds(t *testing.T) {
 				got = resp.Measurement
 			}
 			if got != tc.want {
-				t.Errorf("HostPrepare: %q\nwant %q", got, tc.want)
+				t.Errorf("Prepare: %q\nwant %q", got, tc.want)
 			}
 			if b, err := os.ReadFile(pidFile); err == nil {
 				pid, _ := strconv.Atoi(string(b))
@@ -137,59 +140,5 @@ func TestPrepareLimitsFromEnv(t *testing.T) {
 				t.Errorf("%s=%s: %v, want an error naming it", env, bad, err)
 			}
 		})
-	}
-}
-
-func TestFormatAndParseBytes(t *testing.T) {
-	for s, n := range map[string]int64{"100": 100, "64K": 64 << 10, "128M": 128 << 20, "4G": 4 << 30} {
-		if got, err := ParseBytes(s); err != nil || got != n {
-			t.Errorf("ParseBytes(%q) = %d, %v", s, got, err)
-		}
-	}
-	for n, s := range map[int64]string{100: "100 bytes", 64 << 10: "64 KiB", 128 << 20: "128 MiB", 4 << 30: "4 GiB", 1536: "1536 bytes"} {
-		if got := FormatBytes(n); got != s {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, s)
-		}
-	}
-}
-
-func TestCheckLaunchSize(t *testing.T) {
-	many := make([]string, MaxLaunchStrings)
-	for i := range many {
-		many[i] = "V=1"
-	}
-	for _, tc := range []struct {
-		name string
-		l    Launch
-		want string // "" means accepted
-	}{
-		{"ordinary", Launch{Args: []string{"/app/x.wasm", "a"}, Env: []string{"PATH=/bin"}}, ""},
-		{"too many variables", Launch{Args: []string{"x"}, Env: many}, "argument list too long: the entrypoint has 1 arguments and 65536 environment variables"},
-		{"one huge value", Launch{Args: []string{"x"}, Env: []string{"BIG=" + strings.Repeat("x", 10<<20)}}, "argument list too long: environment variable BIG is 10485764 bytes"},
-		{"one huge argument", Launch{Args: []string{"x", strings.Repeat("a", MaxArgStrlen)}}, "argument list too long: argument 1 is 131072 bytes"},
-		{"too much in all", Launch{Args: []string{"x"}, Env: repeat("V=", 100<<10, 10)}, "argument list too long: the entrypoint's arguments and environment take"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckLaunchSize(tc.l)
-			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)) {
-				t.Errorf("CheckLaunchSize: %v; want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-func repeat(prefix string, size, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = prefix + strings.Repeat("v", size)
-	}
-	return out
-}
-
-func TestInitOutput(t *testing.T) {
-	out := "pal: loading\n" + InitPhasePrefix + InitPhaseLoadPAL + "\nPAL log line\n" + InitPhasePrefix + InitPhasePALInit + "\n"
-	phase, last := InitOutput([]byte(out))
-	if phase != "pal_init" || last != "PAL log line" {
-		t.Errorf("InitOutput = %q, %q", phase, last)
 	}
 }

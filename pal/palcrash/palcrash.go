@@ -1,4 +1,8 @@
-package pal
+// Package palcrash reads the Go runtime's crash report of a process that died inside a PAL (or the
+// line pal.ReportCrashes writes instead) and says which PAL call crashed. It is a parser of a
+// process's stderr and nothing else: it imports no cgo, so that rune reads the runelet's crash
+// report without linking the PAL loader.
+package palcrash
 
 import (
 	"bufio"
@@ -18,7 +22,7 @@ import (
 // violation ... signal arrived during cgo execution" with the crashing
 // goroutine's stack, and exits with status 2 (with GOTRACEBACK=crash it
 // aborts instead). rune therefore loads PALs only in the runelet, a separate
-// process, and reads its crash report with ParseCrash.
+// process, and reads its crash report with Parse.
 type Crash struct {
 	// Signal is the signal's name, e.g. "SIGSEGV".
 	Signal string
@@ -63,10 +67,10 @@ var (
 // goroutine's frames come first.
 const maxCrashReport = 1 << 20
 
-// ParseCrash finds a fatal-signal crash report in output: the Go runtime's,
-// or the line ReportCrashes writes. It returns false when output holds none
+// Parse finds a fatal-signal crash report in output: the Go runtime's,
+// or the line pal.ReportCrashes writes. It returns false when output holds none
 // (a clean exit, a Go panic without a signal, or unrelated text).
-func ParseCrash(output []byte) (*Crash, bool) {
+func Parse(output []byte) (*Crash, bool) {
 	if len(output) > maxCrashReport {
 		output = output[:maxCrashReport]
 	}

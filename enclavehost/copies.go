@@ -1,4 +1,4 @@
-package runelet
+package enclavehost
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +49,7 @@ func openCopyStore(dir string) (*copyStore, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("copies of the injected files: %w", err)
 	}
-	if err := enclave.CheckRootOwnedDir(dir); err != nil {
+	if err := CheckRootOwnedDir(dir); err != nil {
 		return nil, fmt.Errorf("copies of the injected files: %w", err)
 	}
 	s := &copyStore{dir: dir, empty: filepath.Join(dir, "empty")}

@@ -1,4 +1,4 @@
-package runelet
+package agent
 
 import (
 	"net"
@@ -9,13 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func socketPair(t testing.TB) (*conn, *conn) {
+func socketPair(t testing.TB) (*Conn, *Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(fd int) *conn {
+	mk := func(fd int) *Conn {
 		f := os.NewFile(uintptr(fd), "sp")
 		c, err := net.FileConn(f)
 		f.Close()
@@ -23,7 +23,7 @@ func socketPair(t testing.TB) (*conn, *conn) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		return newConn(c.(*net.UnixConn))
+		return NewConn(c.(*net.UnixConn))
 	}
 	return mk(fds[0]), mk(fds[1])
 }
@@ -37,11 +37,11 @@ func TestRoundTripWithFiles(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	req := &Request{Op: OpExec, Args: []string{"a b", "", "ü"}, Env: []string{"X=1"}, Cwd: "/"}
-	if err := a.send(req, w); err != nil {
+	if err := a.Send(req, w); err != nil {
 		t.Fatal(err)
 	}
 	var got Request
-	files, err := b.recv(&got)
+	files, err := b.Recv(&got)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestRecvRejects(t *testing.T) {
 			}
 			a.c.CloseWrite()
 			var req Request
-			if _, err := b.recv(&req); err == nil {
+			if _, err := b.Recv(&req); err == nil {
 				t.Fatalf("accepted %q as %+v", frame, req)
 			}
 		})
@@ -95,8 +95,15 @@ func FuzzRecv(f *testing.F) {
 			a.c.CloseWrite()
 		}()
 		var req Request
-		files, _ := b.recv(&req)
-		closeAll(files)
+		files, _ := b.Recv(&req)
+		CloseFiles(files)
+	})
+}
+
+func lookPath(name string, env []string, cwd string) (string, error) {
+	return LookPath(name, env, cwd, func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.Mode().IsRegular()
 	})
 }
 
@@ -109,5 +116,51 @@ func TestLookPath(t *testing.T) {
 	}
 	if p, err := lookPath("./sh", nil, "/bin"); err != nil || p != "/bin/sh" {
 		t.Errorf("relative path: %q %v", p, err)
+	}
+}
+
+// TestSenderCredentials: with SO_PASSCRED on the receiving end, recv reports the process that
+// sent a message, whether or not it attached its credentials itself; without it, nobody.
+func TestSenderCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		passCred, asSelf bool
+		want             bool
+	}{
+		{"explicit credentials", true, true, true},
+		{"credentials the kernel adds", true, false, true},
+		{"receiver without SO_PASSCRED", false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := socketPair(t)
+			if tc.passCred {
+				if err := PassCred(b.c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send := a.Send
+			if tc.asSelf {
+				send = a.SendAsSelf
+			}
+			big := &Request{Op: OpExec, Env: []string{strings.Repeat("x", 200<<10)}}
+			if err := send(big, os.Stdin, os.Stdout, os.Stderr); err != nil {
+				t.Fatal(err)
+			}
+			var got Request
+			files, err := b.Recv(&got)
+			CloseFiles(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want {
+				if b.cred != nil {
+					t.Fatalf("sender reported without SO_PASSCRED: %+v", b.cred)
+				}
+				return
+			}
+			if b.cred == nil || int(b.cred.Pid) != os.Getpid() || int(b.cred.Uid) != os.Getuid() {
+				t.Fatalf("sender %+v, want pid %d uid %d", b.cred, os.Getpid(), os.Getuid())
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package runelet
+package enclavehost
 
 import (
 	"crypto/rand"

@@ -1,4 +1,4 @@
-package runelet
+package enclavehost
 
 import (
 	"errors"
@@ -9,85 +9,59 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
-// HostSocket is the name of the runelet's host socket in rune's state directory for the container.
-const HostSocket = "runelet.sock"
-
-// StateFile records an enclave container's settings and phase beside libcontainer's state.
-const StateFile = "enclave.json"
-
-// Prepared is an enclave container whose spec was rewritten to run the runelet as PID 1.
-type Prepared struct {
-	Config Config
+// Injected is an enclave container whose spec was rewritten to run the runelet as PID 1, and the
+// Config that PID 1 is to get.
+type Injected struct {
+	Config agent.Config
 }
 
 // SecretsDirSize bounds each in-memory directory of broker secrets (bytes).
 const SecretsDirSize = 16 << 20
 
-// PrepareOptions are the host facts Prepare needs.
-type PrepareOptions struct {
+// InjectOptions are the host facts Inject needs.
+type InjectOptions struct {
 	// Runelet is the host path of the init-runelet binary.
 	Runelet string
+	// PAL is the resolved host path of the PAL that ResolvePAL accepted; "" for a built-in runtime.
+	PAL string
 	// CacheDir, when set, is a host directory of runtime artefacts to expose, read-only and
-	// immutable, at CacheDir.
+	// immutable, at agent.CacheDir.
 	CacheDir string
 	// PALDirs are the host's allowed PAL directories ([enclave] pal_dirs): the PAL must lie in
-	// one, and a PAL's DT_RUNPATH is honoured inside them (see enclave.ResolveClosure).
+	// one, and a PAL's DT_RUNPATH is honoured inside them (see ResolveClosure).
 	PALDirs []string
 	// CopyDir is where the private copies of the injected files are kept; "" is DefaultCopyDir.
 	CopyDir string
 }
 
-// FindRunelet locates init-runelet: $RUNE_RUNELET, beside the running rune, then the libexec dir.
-func FindRunelet() (string, error) {
-	if p := os.Getenv("RUNE_RUNELET"); p != "" {
-		return p, nil
-	}
-	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "init-runelet")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	for _, p := range []string{"/usr/local/libexec/rune/init-runelet", "/usr/libexec/rune/init-runelet"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	return "", fmt.Errorf("init-runelet not found (tried %v; set RUNE_RUNELET)", tried)
-}
-
-// Prepare rewrites spec so that PID 1 is the runelet: it gives the container, at ReadOnlyDir, the
+// Inject rewrites spec so that PID 1 is the runelet: it gives the container, at agent.ReadOnlyDir, the
 // runelet, the host's dynamic loader, their libraries and the PAL, adds the TEE's devices, and
 // moves the original process into the runelet's Config. The spec's confinement (namespaces,
 // cgroups, capabilities, seccomp, user, no-new-privileges) is left exactly as the user wrote it.
 //
 // No host file is bind-mounted: a container with CAP_SYS_ADMIN could remount a bind read-write and
-// write the host's file. The files are private copies (copyStore), and ReadOnlyDir (like CacheDir)
+// write the host's file. The files are private copies (copyStore), and agent.ReadOnlyDir (like agent.CacheDir)
 // is an overlayfs mount with lower layers only: the kernel refuses to make such a mount writable,
 // whatever the container's privileges.
-func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared, error) {
+func Inject(spec *specs.Spec, s *enclave.Settings, o InjectOptions) (*Injected, error) {
 	if spec.Process == nil {
 		return nil, errors.New("enclave container without a process")
 	}
 	bins := []string{o.Runelet}
-	_, builtin := s.Builtin()
-	pal := ""
-	if !builtin {
-		var err error
-		if pal, err = enclave.AllowedPAL(s.RuntimePath, o.PALDirs); err != nil {
-			return nil, err
-		}
-		bins = append(bins, pal)
+	if (o.PAL != "") != s.Runtime().IsPAL() {
+		return nil, fmt.Errorf("enclave runtime %s: the PAL was not checked (ResolvePAL)", s.RuntimePath)
 	}
-	closure, err := enclave.ResolveClosure(o.PALDirs, bins...)
+	if o.PAL != "" {
+		bins = append(bins, o.PAL)
+	}
+	closure, err := ResolveClosure(o.PALDirs, bins...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +73,8 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 		return nil, fmt.Errorf("init-runelet: %w", err)
 	}
 	files := []struct{ src, rel string }{
-		{closure.Interpreter, filepath.Base(Loader)},
-		{runelet, filepath.Base(Binary)},
+		{closure.Interpreter, filepath.Base(agent.Loader)},
+		{runelet, filepath.Base(agent.Binary)},
 	}
 	names := make([]string, 0, len(closure.Libraries))
 	for n := range closure.Libraries {
@@ -108,16 +82,16 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		files = append(files, struct{ src, rel string }{closure.Libraries[n], filepath.Join(filepath.Base(LibDir), n)})
+		files = append(files, struct{ src, rel string }{closure.Libraries[n], filepath.Join(filepath.Base(agent.LibDir), n)})
 	}
-	p := &Prepared{Config: Config{
+	p := &Injected{Config: agent.Config{
 		Settings:   *s,
-		Entrypoint: Launch{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd},
+		Entrypoint: agent.Launch{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: spec.Process.Cwd},
 	}}
-	if !builtin {
+	if o.PAL != "" {
 		base := filepath.Base(s.RuntimePath)
-		p.Config.RuntimePath = filepath.Join(PALDir, base)
-		files = append(files, struct{ src, rel string }{pal, filepath.Join(filepath.Base(PALDir), base)})
+		p.Config.RuntimePath = filepath.Join(agent.PALDir, base)
+		files = append(files, struct{ src, rel string }{o.PAL, filepath.Join(filepath.Base(agent.PALDir), base)})
 	}
 	copyDir := o.CopyDir
 	if copyDir == "" {
@@ -136,7 +110,7 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 		}
 		layers = append(layers, l)
 	}
-	ro, err := readOnlyOverlay(ReadOnlyDir, layers)
+	ro, err := readOnlyOverlay(agent.ReadOnlyDir, layers)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +123,7 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 		return opts
 	}
 	mounts := []specs.Mount{
-		{Destination: Dir, Type: "tmpfs", Source: "tmpfs", Options: owner("nosuid", "nodev", "noexec", "mode=755", "size=1m")},
+		{Destination: agent.Dir, Type: "tmpfs", Source: "tmpfs", Options: owner("nosuid", "nodev", "noexec", "mode=755", "size=1m")},
 		ro,
 	}
 	// Each directory that receives broker secrets is a private, in-memory file system of the
@@ -169,25 +143,24 @@ func Prepare(spec *specs.Spec, s *enclave.Settings, o PrepareOptions) (*Prepared
 		}
 	}
 	if o.CacheDir != "" {
-		p.Config.CacheDir = CacheDir
-		cache, err := readOnlyOverlay(CacheDir, []string{o.CacheDir, store.empty})
+		p.Config.CacheDir = agent.CacheDir
+		cache, err := readOnlyOverlay(agent.CacheDir, []string{o.CacheDir, store.empty})
 		if err != nil {
 			return nil, err
 		}
 		mounts = append(mounts, cache)
 	}
 	// The aesmd socket lets an SGX PAL reach the quoting enclave, as in the original rune.
-	if s.Type == enclave.TypeSGX {
-		if fi, err := os.Stat("/var/run/aesmd"); err == nil && fi.IsDir() {
-			mounts = append(mounts, specs.Mount{Destination: "/var/run/aesmd", Type: "bind", Source: "/var/run/aesmd", Options: []string{"rbind", "rprivate"}})
+	if s.Type == attestation.SGX {
+		if fi, err := os.Stat(enclave.AESMSocketDir); err == nil && fi.IsDir() {
+			mounts = append(mounts, specs.Mount{Destination: enclave.AESMSocketDir, Type: "bind", Source: enclave.AESMSocketDir, Options: []string{"rbind", "rprivate"}})
 		}
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
 	if err := addTEEDevices(spec, s.Type); err != nil {
 		return nil, err
 	}
-	// --argv0 keeps `ps` readable; the loader runs the runelet with only the libraries mounted for it.
-	spec.Process.Args = []string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "init"}
+	spec.Process.Args = agent.InitArgs()
 	return p, nil
 }
 
@@ -211,16 +184,11 @@ func readOnlyOverlay(dest string, layers []string) (specs.Mount, error) {
 	return specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{"ro", "nosuid", "nodev", lower}}, nil
 }
 
-// ExecArgs are the args of an exec'd runelet that runs args in the enclave.
-func ExecArgs(args []string) []string {
-	return append([]string{Loader, "--argv0", "init-runelet", "--library-path", LibDir, Binary, "exec", "--"}, args...)
-}
-
-func addTEEDevices(spec *specs.Spec, tee string) error {
+func addTEEDevices(spec *specs.Spec, tee attestation.TEE) error {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
-	for _, path := range enclave.TEEDevices[tee] {
+	for _, path := range enclave.TEEDevices(tee) {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
 			continue

@@ -1,4 +1,4 @@
-package runelet
+package agent
 
 import (
 	"encoding/json"
@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 
 	"golang.org/x/sys/unix"
@@ -54,24 +56,24 @@ type Request struct {
 // Response is the runelet's answer. An exec connection gets one response when the process started and
 // one carrying ExitCode when it ended.
 type Response struct {
-	Error       string `json:"error,omitempty"`
-	Started     bool   `json:"started,omitempty"`
-	ExitCode    *int   `json:"exit_code,omitempty"`
-	TEE         string `json:"tee,omitempty"`
-	Runtime     string `json:"runtime,omitempty"`
-	Measurement string `json:"measurement,omitempty"`
-	Evidence    []byte `json:"evidence,omitempty"`
-	ReportData  []byte `json:"report_data,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Started     bool            `json:"started,omitempty"`
+	ExitCode    *int            `json:"exit_code,omitempty"`
+	TEE         attestation.TEE `json:"tee,omitempty"`
+	Runtime     string          `json:"runtime,omitempty"`
+	Measurement string          `json:"measurement,omitempty"`
+	Evidence    []byte          `json:"evidence,omitempty"`
+	ReportData  []byte          `json:"report_data,omitempty"`
 	// Resource is the plaintext of an OpResource request.
 	Resource []byte `json:"resource,omitempty"`
 }
 
-// maxMessage bounds a message so a confused or hostile peer cannot make the runelet allocate without
-// limit. Evidence with certificate chains fits well within it.
-const maxMessage = 1 << 20
+// MaxMessage bounds a message so a confused or hostile peer cannot make the runelet allocate
+// without limit. Evidence with certificate chains fits well within it.
+const MaxMessage = 1 << 20
 
-// conn frames JSON messages over a unix stream socket, carrying file descriptors alongside.
-type conn struct {
+// Conn frames JSON messages over a unix stream socket, carrying file descriptors alongside.
+type Conn struct {
 	c   *net.UnixConn
 	buf []byte
 	// cred is the sender of the last message received, when the kernel reported one
@@ -79,26 +81,37 @@ type conn struct {
 	cred *unix.Ucred
 }
 
-func newConn(c *net.UnixConn) *conn { return &conn{c: c} }
+// NewConn frames messages over c.
+func NewConn(c *net.UnixConn) *Conn { return &Conn{c: c} }
 
-// send writes v as one message; files go with it as SCM_RIGHTS.
-func (c *conn) send(v any, files ...*os.File) error {
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// SetDeadline sets the read and write deadline of the connection.
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// Sender is the process that sent the last message received, as the kernel reported it
+// (SO_PASSCRED on the receiving socket, see PassCred); nil when it is not known.
+func (c *Conn) Sender() *unix.Ucred { return c.cred }
+
+// Send writes v as one message; files go with it as SCM_RIGHTS.
+func (c *Conn) Send(v any, files ...*os.File) error {
 	return c.sendMsg(v, false, files...)
 }
 
-// sendAsSelf is send with this process's credentials attached (SCM_CREDENTIALS), which the kernel
-// checks, so that the receiver learns which process asks.
-func (c *conn) sendAsSelf(v any, files ...*os.File) error {
+// SendAsSelf is Send with this process's credentials attached (SCM_CREDENTIALS), which the
+// kernel checks, so that the receiver learns which process asks.
+func (c *Conn) SendAsSelf(v any, files ...*os.File) error {
 	return c.sendMsg(v, true, files...)
 }
 
-func (c *conn) sendMsg(v any, withCred bool, files ...*os.File) error {
+func (c *Conn) sendMsg(v any, withCred bool, files ...*os.File) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if len(data) > maxMessage {
-		return fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(data), maxMessage)
+	if len(data) > MaxMessage {
+		return fmt.Errorf("message of %d bytes exceeds the %d byte limit", len(data), MaxMessage)
 	}
 	frame := make([]byte, 4+len(data))
 	frame[0], frame[1], frame[2], frame[3] = byte(len(data)>>24), byte(len(data)>>16), byte(len(data)>>8), byte(len(data))
@@ -124,8 +137,8 @@ func (c *conn) sendMsg(v any, withCred bool, files ...*os.File) error {
 	return err
 }
 
-// recv reads one message into v and returns the files that came with it.
-func (c *conn) recv(v any) ([]*os.File, error) {
+// Recv reads one message into v and returns the files that came with it.
+func (c *Conn) Recv(v any) ([]*os.File, error) {
 	var files []*os.File
 	oob := make([]byte, unix.CmsgSpace(4*8)+unix.CmsgSpace(unix.SizeofUcred))
 	c.cred = nil
@@ -134,9 +147,9 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 	credKnown := len(c.buf) == 0
 	first := true
 	for len(c.buf) < 4 || len(c.buf) < 4+frameLen(c.buf) {
-		if len(c.buf) >= 4 && frameLen(c.buf) > maxMessage {
-			closeAll(files)
-			return nil, fmt.Errorf("message of %d bytes exceeds the %d byte limit", frameLen(c.buf), maxMessage)
+		if len(c.buf) >= 4 && frameLen(c.buf) > MaxMessage {
+			CloseFiles(files)
+			return nil, fmt.Errorf("message of %d bytes exceeds the %d byte limit", frameLen(c.buf), MaxMessage)
 		}
 		b := make([]byte, 64<<10)
 		n, oobn, _, _, err := c.c.ReadMsgUnix(b, oob)
@@ -145,7 +158,7 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 			fs, cr, perr := parseControl(oob[:oobn])
 			files = append(files, fs...)
 			if perr != nil {
-				closeAll(files)
+				CloseFiles(files)
 				return nil, perr
 			}
 			cred = cr
@@ -163,7 +176,7 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 			err = errors.New("connection closed")
 		}
 		if err != nil {
-			closeAll(files)
+			CloseFiles(files)
 			return nil, err
 		}
 		c.buf = append(c.buf, b[:n]...)
@@ -176,7 +189,7 @@ func (c *conn) recv(v any) ([]*os.File, error) {
 	c.buf = append([]byte(nil), c.buf[4+n:]...)
 	// Messages come from processes of the container too: one reading only (internal/strictjson).
 	if err := strictjson.Decode(data, v); err != nil {
-		closeAll(files)
+		CloseFiles(files)
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
 	return files, nil
@@ -214,33 +227,28 @@ func parseControl(oob []byte) ([]*os.File, *unix.Ucred, error) {
 	return files, cred, nil
 }
 
-func closeAll(files []*os.File) {
+// CloseFiles closes the files a message brought.
+func CloseFiles(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
 }
 
-// call sends req on a fresh connection to socket and reads one response.
-func call(socket string, req *Request, deadline time.Time, files ...*os.File) (*Response, *conn, error) {
-	c, err := dial(socket)
+// PassCred makes the kernel attach the sender's credentials to what s receives (SO_PASSCRED);
+// sockets accepted from a listener inherit it.
+func PassCred(s syscall.Conn) error {
+	raw, err := s.SyscallConn()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	if !deadline.IsZero() {
-		_ = c.SetDeadline(deadline)
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
 	}
-	cc := newConn(c)
-	if err := cc.send(req, files...); err != nil {
-		c.Close()
-		return nil, nil, err
+	if serr != nil {
+		return fmt.Errorf("SO_PASSCRED: %w", serr)
 	}
-	var resp Response
-	extra, err := cc.recv(&resp)
-	closeAll(extra)
-	if err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	_ = c.SetDeadline(time.Time{})
-	return &resp, cc, nil
+	return nil
 }

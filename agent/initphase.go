@@ -1,4 +1,4 @@
-package runelet
+package agent
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/internal/bytesize"
 )
 
 // InitPhasePrefix opens the lines in which PID 1, while it initialises the enclave runtime, names
@@ -64,7 +66,7 @@ func InitOutput(out []byte) (phase, last string) {
 }
 
 // Bounds on an enclave container's entrypoint, so that what rune hands the runelet (its Config,
-// at most maxMessage bytes, and its environment, through execve) always fits.
+// at most MaxMessage bytes, and its environment, through execve) always fits.
 const (
 	// MaxArgStrlen is the kernel's limit for one argument or environment string (MAX_ARG_STRLEN).
 	MaxArgStrlen = 32 * 4096
@@ -103,7 +105,7 @@ func CheckLaunchSize(l Launch) error {
 	}
 	if len(data) > MaxLaunchSize {
 		return fmt.Errorf("argument list too long: the entrypoint's arguments and environment take %s; an enclave container takes at most %s",
-			FormatBytes(int64(len(data))), FormatBytes(MaxLaunchSize))
+			bytesize.Format(int64(len(data))), bytesize.Format(MaxLaunchSize))
 	}
 	return nil
 }
