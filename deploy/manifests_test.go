@@ -834,7 +834,7 @@ func TestImages(t *testing.T) {
 			t.Errorf("image/Dockerfile puts nothing at %s", w)
 		}
 	}
-	for _, cmd := range []string{"./cmd/rune", "./cmd/init-runelet", "./cmd/containerd-shim-rune-v2", "./cmd/rune-carrier", "./cmd/rune-device-plugin"} {
+	for _, cmd := range []string{"./cmd/rune", "./cmd/init-runelet", "./cmd/containerd-shim-rune-v2", "./cmd/rune-carrier-helper", "./cmd/rune-device-plugin"} {
 		if !regexp.MustCompile(`(?m)go build .* ` + regexp.QuoteMeta(cmd) + `( |$)`).Match(dockerfile) {
 			t.Errorf("image/Dockerfile does not build %s", cmd)
 		}
@@ -856,7 +856,7 @@ func installerBinaries(t *testing.T) string {
 	}
 	got := strings.Fields(string(m[1]))
 	sort.Strings(got)
-	if want := []string{"containerd-shim-rune-v2", "init-runelet", "rune", "rune-carrier"}; !slices.Equal(got, want) {
+	if want := []string{"containerd-shim-rune-v2", "init-runelet", "rune", "rune-carrier-helper"}; !slices.Equal(got, want) {
 		t.Errorf("install.sh installs %v, want %v", got, want)
 	}
 	return string(m[1])

@@ -17,7 +17,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
 	"github.com/inclavare-containers/inclavare-go/pal/palcrash"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
@@ -107,7 +107,7 @@ func Create(ctx context.Context, spec *specs.Spec, o CreateOptions) (*Launch, er
 	if err != nil {
 		return nil, err
 	}
-	if err := MatchManifest(o.Bundle, m, s, host.Measurement, manifest.Entrypoint{Path: path, Args: launch.Args, Env: launch.Env, Cwd: launch.Cwd}); err != nil {
+	if err := MatchManifest(o.Bundle, m, s, host.Measurement, enclavemanifest.Entrypoint{Path: path, Args: launch.Args, Env: launch.Env, Cwd: launch.Cwd}); err != nil {
 		return nil, err
 	}
 	// Only this module's entry of the cache is mounted: no other module's code or digest.

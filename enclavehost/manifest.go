@@ -9,12 +9,12 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
 )
 
 // ManifestPolicy is how create treats <bundle>/enclave-manifest.json: always verified when
 // present; required when Require is set or the spec's annotations say so
-// (manifest.AnnotationRequired, which the shim sets on what its carriers converted).
+// (enclavemanifest.AnnotationRequired, which the shim sets on what its carriers converted).
 type ManifestPolicy struct {
 	// TrustFile is the PEM file of the keys and certificates whose manifests are accepted.
 	TrustFile string
@@ -29,22 +29,22 @@ type ManifestPolicy struct {
 // Verify reads and verifies the bundle's manifest before anything is measured or created. s
 // is the container's enclave settings (nil: an ordinary container). It returns nil, nil when
 // the bundle has no manifest and none is required.
-func (p ManifestPolicy) Verify(bundle string, spec *specs.Spec, s *enclave.Settings) (*manifest.Manifest, error) {
+func (p ManifestPolicy) Verify(bundle string, spec *specs.Spec, s *enclave.Settings) (*enclavemanifest.Manifest, error) {
 	requiredBy := ""
 	if p.Require {
 		requiredBy = "--require-manifest"
 	}
-	switch v := spec.Annotations[manifest.AnnotationRequired]; v {
+	switch v := spec.Annotations[enclavemanifest.AnnotationRequired]; v {
 	case "", "false":
 	case "true":
 		if requiredBy == "" {
-			requiredBy = "annotation " + manifest.AnnotationRequired
+			requiredBy = "annotation " + enclavemanifest.AnnotationRequired
 		}
 	default:
-		return nil, fmt.Errorf("annotation %s=%q: want true or false", manifest.AnnotationRequired, v)
+		return nil, fmt.Errorf("annotation %s=%q: want true or false", enclavemanifest.AnnotationRequired, v)
 	}
-	path := manifest.BundlePath(bundle)
-	data, err := manifest.ReadFromBundle(bundle)
+	path := enclavemanifest.BundlePath(bundle)
+	data, err := enclavemanifest.ReadFromBundle(bundle)
 	if errors.Is(err, os.ErrNotExist) {
 		if requiredBy != "" {
 			return nil, fmt.Errorf("an enclave manifest is required (%s), but %s does not exist", requiredBy, path)
@@ -58,7 +58,7 @@ func (p ManifestPolicy) Verify(bundle string, spec *specs.Spec, s *enclave.Setti
 	if err != nil {
 		return nil, err
 	}
-	m, err := manifest.Verify(data, trust)
+	m, err := enclavemanifest.Verify(data, trust)
 	if err != nil {
 		return nil, fmt.Errorf("enclave manifest %s: %w%s", path, err, trustNote)
 	}
@@ -71,14 +71,14 @@ func (p ManifestPolicy) Verify(bundle string, spec *specs.Spec, s *enclave.Setti
 
 // loadTrust reads the trust file. A missing default file is an empty trust set (every
 // manifest signed by a key is then refused, with a note saying why); a named one must exist.
-func (p ManifestPolicy) loadTrust() (*manifest.Trust, string, error) {
-	trust, err := manifest.LoadTrust(p.TrustFile)
+func (p ManifestPolicy) loadTrust() (*enclavemanifest.Trust, string, error) {
+	trust, err := enclavemanifest.LoadTrust(p.TrustFile)
 	note := ""
 	if err != nil {
 		if p.TrustNamed || !errors.Is(err, os.ErrNotExist) {
 			return nil, "", fmt.Errorf("--manifest-trust: %w", err)
 		}
-		trust = manifest.NewTrust()
+		trust = enclavemanifest.NewTrust()
 		note = fmt.Sprintf(" (no trust file: %s does not exist; name one with --manifest-trust)", p.TrustFile)
 	}
 	trust.AllowEphemeral = p.AllowEphemeral
@@ -87,22 +87,22 @@ func (p ManifestPolicy) loadTrust() (*manifest.Trust, string, error) {
 
 // MatchManifest compares a verified manifest (nil: none) with what create is about to run: rune's
 // own measurement of the workload, the enclave settings and the entrypoint.
-func MatchManifest(bundle string, m *manifest.Manifest, s *enclave.Settings, measurement string, ep manifest.Entrypoint) error {
+func MatchManifest(bundle string, m *enclavemanifest.Manifest, s *enclave.Settings, measurement string, ep enclavemanifest.Entrypoint) error {
 	if m == nil {
 		return nil
 	}
 	errs := []error{m.Matches(s, measurement), m.MatchesEntrypoint(ep)}
 	var diffs []string
 	for _, err := range errs {
-		var mm *manifest.MismatchError
+		var mm *enclavemanifest.MismatchError
 		if errors.As(err, &mm) {
 			diffs = append(diffs, mm.Mismatches...)
 		} else if err != nil {
-			return fmt.Errorf("enclave manifest %s: %w", manifest.BundlePath(bundle), err)
+			return fmt.Errorf("enclave manifest %s: %w", enclavemanifest.BundlePath(bundle), err)
 		}
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("enclave manifest %s: %w", manifest.BundlePath(bundle), &manifest.MismatchError{Mismatches: diffs})
+		return fmt.Errorf("enclave manifest %s: %w", enclavemanifest.BundlePath(bundle), &enclavemanifest.MismatchError{Mismatches: diffs})
 	}
 	logrus.WithFields(logrus.Fields{"measurement": measurement, "key_id": m.Signer.KeyID}).Debug("enclave manifest matches the workload")
 	return nil

@@ -6,7 +6,7 @@ import (
 	"github.com/urfave/cli"
 
 	"github.com/inclavare-containers/inclavare-go/enclavehost"
-	"github.com/inclavare-containers/inclavare-go/manifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
 )
 
 // Environment variables for the manifest flags: containerd-shim-rune-v2 runs rune through
@@ -20,7 +20,7 @@ const (
 // manifestFlags are rune's global flags for enclave manifests (docs/enclave-manifest.md).
 var manifestFlags = []cli.Flag{
 	cli.StringFlag{
-		Name: "manifest-trust", Value: manifest.DefaultTrustFile, EnvVar: envManifestTrust,
+		Name: "manifest-trust", Value: enclavemanifest.DefaultTrustFile, EnvVar: envManifestTrust,
 		Usage: "PEM file of the public keys and certificates whose enclave manifests create accepts (a missing default file trusts no key)",
 	},
 	cli.BoolFlag{
