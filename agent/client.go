@@ -110,8 +110,8 @@ func Ready(ctx context.Context, socket string) (*Response, error) {
 		resp, c, err := call(ctx, socket, &Request{Op: OpReady})
 		if err == nil {
 			c.Close()
-			if resp.Error != "" {
-				return nil, errors.New(resp.Error)
+			if err := resp.Err(); err != nil {
+				return nil, err
 			}
 			return resp, nil
 		}
@@ -164,8 +164,8 @@ func oneShot(ctx context.Context, socket string, req *Request) (*Response, error
 		return nil, fmt.Errorf("reach the enclave at %s: %w", socket, err)
 	}
 	c.Close()
-	if resp.Error != "" {
-		return resp, errors.New(resp.Error)
+	if err := resp.Err(); err != nil {
+		return resp, err
 	}
 	return resp, nil
 }

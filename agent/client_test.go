@@ -2,12 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // serve answers each connection to a fresh socket with respond's response; respond nil never
@@ -92,5 +96,35 @@ func TestClientContext(t *testing.T) {
 	defer cancel()
 	if _, err := Ready(ctx, filepath.Join(t.TempDir(), "later.sock")); err == nil {
 		t.Error("Ready on a socket that never appears succeeded")
+	}
+}
+
+// TestErrorKindsCrossTheSocket: a failure PID 1 sends keeps its kind (and phase) on the client's
+// side, so that the client branches with errors.Is, not on the words.
+func TestErrorKindsCrossTheSocket(t *testing.T) {
+	sock := serve(t, func(r *Request) *Response {
+		switch r.Op {
+		case OpStart:
+			return ErrorResponse(fmt.Errorf("start: %w", enclave.WithKind(enclave.KindNotFound, errors.New(`entrypoint "x": executable file not found in $PATH`))))
+		case OpAttest:
+			return ErrorResponse(enclave.WithKind(enclave.KindHardwareAbsent, errors.New("no attester")))
+		}
+		return ErrorResponse(enclave.TimeoutIn(InitPhasePALInit, errors.New("slow")))
+	})
+	ctx := context.Background()
+	if _, err := Start(ctx, sock); !errors.Is(err, enclave.ErrNotFound) || !strings.Contains(err.Error(), "executable file not found") {
+		t.Errorf("Start: %v", err)
+	}
+	if _, err := Attest(ctx, sock, nil); !errors.Is(err, enclave.ErrHardwareAbsent) || errors.Is(err, enclave.ErrNotFound) {
+		t.Errorf("Attest: %v", err)
+	}
+	if _, err := Ready(ctx, sock); !errors.Is(err, &enclave.Error{Kind: enclave.KindTimeout, Phase: InitPhasePALInit}) {
+		t.Errorf("Ready: %v", err)
+	}
+	// The prepare boundary carries kinds the same way.
+	data, _ := json.Marshal(PrepareError(enclave.WithKind(enclave.KindLimit, errors.New("too large"))))
+	var resp PrepareResponse
+	if err := json.Unmarshal(data, &resp); err != nil || !errors.Is(resp.Err(), enclave.ErrLimit) {
+		t.Errorf("prepare response %s: %v", data, resp.Err())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // defaultPath is the search path when the process environment has no PATH (runc's choice too).
@@ -19,7 +21,7 @@ func LookPath(name string, env []string, cwd string, exists func(path string) bo
 			p = filepath.Join(cwd, p)
 		}
 		if !exists(p) {
-			return "", fmt.Errorf("entrypoint %s: no such file", name)
+			return "", enclave.WithKind(enclave.KindNotFound, fmt.Errorf("entrypoint %s: no such file", name))
 		}
 		return p, nil
 	}
@@ -38,5 +40,5 @@ func LookPath(name string, env []string, cwd string, exists func(path string) bo
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)
+	return "", enclave.WithKind(enclave.KindNotFound, fmt.Errorf("entrypoint %q: executable file not found in $PATH", name))
 }

@@ -34,7 +34,21 @@ type PrepareResponse struct {
 	// CacheEntry is the host directory holding this module's compiled code and nothing else: what
 	// rune mounts read-only for the runelet.
 	CacheEntry string `json:"cache_entry,omitempty"`
-	Error      string `json:"error,omitempty"`
+	// Error, Kind and Phase are a failure, as in Response.
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	Phase string `json:"phase,omitempty"`
+}
+
+// PrepareError is the response that carries err across, kind and all.
+func PrepareError(err error) *PrepareResponse {
+	k, phase := enclave.KindOf(err)
+	return &PrepareResponse{Error: err.Error(), Kind: string(k), Phase: phase}
+}
+
+// Err is the error r carries, nil when none, with its kind.
+func (r *PrepareResponse) Err() error {
+	return enclave.RemoteError(enclave.Kind(r.Kind), r.Phase, r.Error)
 }
 
 // MaxPrepareRequest bounds the request prepare reads; rune refuses larger launch configurations

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 
 	"golang.org/x/sys/unix"
@@ -56,7 +57,11 @@ type Request struct {
 // Response is the runelet's answer. An exec connection gets one response when the process started and
 // one carrying ExitCode when it ended.
 type Response struct {
+	// Error, Kind and Phase are a failure: its message, its kind (enclave.Kind) and, for a
+	// timeout, its phase. Err makes them an error again.
 	Error       string          `json:"error,omitempty"`
+	Kind        string          `json:"kind,omitempty"`
+	Phase       string          `json:"phase,omitempty"`
 	Started     bool            `json:"started,omitempty"`
 	ExitCode    *int            `json:"exit_code,omitempty"`
 	TEE         attestation.TEE `json:"tee,omitempty"`
@@ -66,6 +71,29 @@ type Response struct {
 	ReportData  []byte          `json:"report_data,omitempty"`
 	// Resource is the plaintext of an OpResource request.
 	Resource []byte `json:"resource,omitempty"`
+}
+
+// ErrorResponse is the response that carries err across, kind and all.
+func ErrorResponse(err error) *Response {
+	r := &Response{}
+	r.SetError(err)
+	return r
+}
+
+// SetError makes r carry err (nil: no error).
+func (r *Response) SetError(err error) {
+	if err == nil {
+		r.Error, r.Kind, r.Phase = "", "", ""
+		return
+	}
+	k, phase := enclave.KindOf(err)
+	r.Error, r.Kind, r.Phase = err.Error(), string(k), phase
+}
+
+// Err is the error r carries, nil when none: errors.Is(err, enclave.ErrNotFound) and the other
+// kinds hold as they did on the side that sent it.
+func (r *Response) Err() error {
+	return enclave.RemoteError(enclave.Kind(r.Kind), r.Phase, r.Error)
 }
 
 // MaxMessage bounds a message so a confused or hostile peer cannot make the runelet allocate

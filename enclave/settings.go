@@ -102,7 +102,10 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 		return nil, err
 	}
 	s.KBS = kbs
-	return s, s.Validate()
+	if err := s.Validate(); err != nil {
+		return nil, WithKind(KindInvalid, err)
+	}
+	return s, nil
 }
 
 // Validate checks the settings on their own, without the host: type, runtime, log level.
@@ -154,6 +157,6 @@ func (s *Settings) CheckHost() error {
 		}
 		devs = append(devs, TSMReportDir)
 	}
-	return fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
-		s.Type, strings.Join(devs, ", "), EnvType, attestation.Sim)
+	return WithKind(KindHardwareAbsent, fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
+		s.Type, strings.Join(devs, ", "), EnvType, attestation.Sim))
 }

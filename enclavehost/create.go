@@ -83,7 +83,7 @@ func Create(ctx context.Context, spec *specs.Spec, o CreateOptions) (*Launch, er
 	}
 	// Bounded before the host does any work on them (and before they would fail to reach PID 1).
 	if err := agent.CheckLaunchSize(launch); err != nil {
-		return nil, err
+		return nil, enclave.WithKind(enclave.KindLimit, err)
 	}
 	initTimeout, err := agent.InitTimeoutFromEnv()
 	if err != nil {
@@ -242,12 +242,12 @@ func (l *Launch) AwaitReady(ctx context.Context, p Init, pidFiles []*os.File, st
 			if phase == "" {
 				phase = "init-runelet's start"
 			}
-			return fmt.Errorf("enclave runtime %s: %s did not finish within %s (%s)", rtPath, phase, l.initTimeout, agent.EnvInitTimeout)
+			return enclave.TimeoutIn(phase, fmt.Errorf("enclave runtime %s: %s did not finish within %s (%s)", rtPath, phase, l.initTimeout, agent.EnvInitTimeout))
 		}
 		note := exitNote(p)
 		out := crash.output()
 		if c, ok := palcrash.Parse(out); ok {
-			return fmt.Errorf("%s: %w%s", rtPath, c, note)
+			return enclave.WithKind(enclave.KindPAL, fmt.Errorf("%s: %w%s", rtPath, c, note))
 		}
 		// PID 1 ended without an answer: what it said last explains it better than the socket.
 		var opErr *net.OpError

@@ -36,7 +36,8 @@ func ResolvePAL(s *enclave.Settings, palDirs []string) (string, error) {
 	if !s.Runtime().IsPAL() {
 		return "", nil
 	}
-	return AllowedPAL(s.RuntimePath, palDirs)
+	p, err := AllowedPAL(s.RuntimePath, palDirs)
+	return p, enclave.WithKind(enclave.KindInvalid, err)
 }
 
 // AllowedPAL checks that path names a PAL the host may load: after resolving symbolic links it lies

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/agent"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
 	"github.com/inclavare-containers/inclavare-go/internal/bytesize"
 	"golang.org/x/sys/unix"
@@ -248,20 +249,24 @@ func runPrepare(ctx context.Context, runelet string, req *agent.PrepareRequest, 
 	}
 	what := fmt.Sprintf("init-runelet prepare (%s)", phase)
 	if timedOut {
-		return nil, false, fmt.Errorf("%s did not finish within %s (%s)", what, lim.Timeout, EnvPrepareTimeout)
+		return nil, false, enclave.TimeoutIn(phase, fmt.Errorf("%s did not finish within %s (%s)", what, lim.Timeout, EnvPrepareTimeout))
 	}
 	if cancelled {
 		return nil, false, fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 	var out agent.PrepareResponse
 	if jerr := json.Unmarshal(stdout.Bytes(), &out); jerr == nil && runErr == nil {
-		if out.Error != "" {
-			return nil, true, errors.New(out.Error)
+		if err := out.Err(); err != nil {
+			return nil, true, err
 		}
 		return &out, true, nil
 	}
-	if reason := boundReason(cmd.ProcessState, cg, lim, stderr.String()); reason != "" {
-		return nil, false, fmt.Errorf("%s %s", what, reason)
+	if reason, limit := boundReason(cmd.ProcessState, cg, lim, stderr.String()); reason != "" {
+		err := fmt.Errorf("%s %s", what, reason)
+		if limit {
+			err = enclave.WithKind(enclave.KindLimit, err)
+		}
+		return nil, false, err
 	}
 	if runErr != nil {
 		return nil, false, fmt.Errorf("%s: %v: %s", what, runErr, firstLine(stderr.String()))
@@ -269,10 +274,11 @@ func runPrepare(ctx context.Context, runelet string, req *agent.PrepareRequest, 
 	return nil, false, fmt.Errorf("%s: bad answer: %s", what, firstLine(stdout.String()))
 }
 
-// boundReason says which limit ended prepare, or "".
-func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stderr string) string {
+// boundReason says which limit ended prepare (limit true), or what else killed it; "" when
+// neither.
+func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stderr string) (reason string, byLimit bool) {
 	if st == nil {
-		return ""
+		return "", false
 	}
 	// rusage's user and system times are sampled: they can read a little under what the kernel
 	// counted against RLIMIT_CPU.
@@ -282,17 +288,17 @@ func boundReason(st *os.ProcessState, cg *prepareCgroup, lim PrepareLimits, stde
 	ws, _ := st.Sys().(syscall.WaitStatus)
 	switch {
 	case cg.oomKilled():
-		return fmt.Sprintf("ran out of its %s memory limit (%s)", bytesize.Format(lim.Memory), EnvPrepareMemory)
+		return fmt.Sprintf("ran out of its %s memory limit (%s)", bytesize.Format(lim.Memory), EnvPrepareMemory), true
 	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && used >= limit:
-		return fmt.Sprintf("used up its %d s of CPU time (%s)", lim.CPUSeconds, EnvPrepareCPU)
+		return fmt.Sprintf("used up its %d s of CPU time (%s)", lim.CPUSeconds, EnvPrepareCPU), true
 	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
-		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", bytesize.Format(lim.Memory+addressSpaceSlack), EnvPrepareMemory, bytesize.Format(addressSpaceSlack))
+		return fmt.Sprintf("ran out of its %s address space limit (%s plus %s)", bytesize.Format(lim.Memory+addressSpaceSlack), EnvPrepareMemory, bytesize.Format(addressSpaceSlack)), true
 	case strings.Contains(stderr, "pthread_create failed") || strings.Contains(stderr, "newosproc"):
-		return fmt.Sprintf("hit its limit of %d tasks (%s)", lim.Pids, EnvPreparePids)
+		return fmt.Sprintf("hit its limit of %d tasks (%s)", lim.Pids, EnvPreparePids), true
 	case ws.Signaled():
-		return fmt.Sprintf("was killed by %s", unix.SignalName(ws.Signal()))
+		return fmt.Sprintf("was killed by %s", unix.SignalName(ws.Signal())), false
 	}
-	return ""
+	return "", false
 }
 
 // lastLine reads r to its end and returns the last complete non-empty line.

@@ -3,6 +3,7 @@ package enclavehost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/agent"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // The bounds of Prepare are tested with this test binary standing in for init-runelet: a
@@ -79,15 +81,17 @@ func prepareCgroups() []string {
 
 func TestHostPrepareBounds(t *testing.T) {
 	runelet := fakeRunelet(t)
+	timeoutInCompile := &enclave.Error{Kind: enclave.KindTimeout, Phase: agent.PhaseCompile}
 	for _, tc := range []struct {
 		mode, env, want string
-		root            bool // needs root's cgroups
+		root            bool  // needs root's cgroups
+		kind            error // the kind the error keeps (nil: none)
 	}{
-		{"ok", "", "max=134217728 phasefd=3", false},
-		{"hang", EnvPrepareTimeout + "=1s", "init-runelet prepare (compiling the wasm module) did not finish within 1s (RUNE_PREPARE_TIMEOUT)", false},
-		{"memory", EnvPrepareMemory + "=64M", "init-runelet prepare (compiling the wasm module) ran out of its 64 MiB memory limit (RUNE_PREPARE_MEMORY)", true},
-		{"cpu", EnvPrepareCPU + "=1", "init-runelet prepare (compiling the wasm module) used up its 1 s of CPU time (RUNE_PREPARE_CPU_SECONDS)", false},
-		{"crash", "", "init-runelet prepare (compiling the wasm module): exit status 2: fatal error: something broke", false},
+		{"ok", "", "max=134217728 phasefd=3", false, nil},
+		{"hang", EnvPrepareTimeout + "=1s", "init-runelet prepare (compiling the wasm module) did not finish within 1s (RUNE_PREPARE_TIMEOUT)", false, timeoutInCompile},
+		{"memory", EnvPrepareMemory + "=64M", "init-runelet prepare (compiling the wasm module) ran out of its 64 MiB memory limit (RUNE_PREPARE_MEMORY)", true, enclave.ErrLimit},
+		{"cpu", EnvPrepareCPU + "=1", "init-runelet prepare (compiling the wasm module) used up its 1 s of CPU time (RUNE_PREPARE_CPU_SECONDS)", false, enclave.ErrLimit},
+		{"crash", "", "init-runelet prepare (compiling the wasm module): exit status 2: fatal error: something broke", false, nil},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			if tc.root && os.Geteuid() != 0 {
@@ -108,6 +112,9 @@ func TestHostPrepareBounds(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Errorf("Prepare: %q\nwant %q", got, tc.want)
+			}
+			if tc.kind != nil && !errors.Is(err, tc.kind) {
+				t.Errorf("Prepare: %v is not %v", err, tc.kind)
 			}
 			if b, err := os.ReadFile(pidFile); err == nil {
 				pid, _ := strconv.Atoi(string(b))

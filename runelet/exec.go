@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -49,9 +48,10 @@ func Exec(open RuntimeOpener, args []string) int {
 }
 
 // execFailure is the exit status for an exec that could not start its process: 127 when the
-// program does not exist, as a shell reports it, else 126.
-func execFailure(msg string) int {
-	if strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
+// program does not exist (enclave.KindNotFound, as PID 1 reports it across the agent protocol
+// too), as a shell reports it, else 126.
+func execFailure(err error) int {
+	if k, _ := enclave.KindOf(err); k == enclave.KindNotFound {
 		return 127
 	}
 	return 126
@@ -61,7 +61,7 @@ func execFailure(msg string) int {
 func execBuiltin(open RuntimeOpener, cfg *agent.ExecConfig, args, env []string, cwd string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "init-runelet exec:", err)
-		return execFailure(err.Error())
+		return execFailure(err)
 	}
 	s := cfg.Settings
 	rtName := s.Runtime()
@@ -171,9 +171,9 @@ func execInPID1(fd int, args, env []string, cwd string) int {
 		return 126
 	}
 	_ = c.SetDeadline(time.Time{})
-	if resp.Error != "" {
-		fmt.Fprintln(os.Stderr, "init-runelet exec:", resp.Error)
-		return execFailure(resp.Error)
+	if err := resp.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "init-runelet exec:", err)
+		return execFailure(err)
 	}
 	done := make(chan *agent.Response, 1)
 	go func() {

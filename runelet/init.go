@@ -255,7 +255,7 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 	}
 	if p.cfg.Measurement != "" && m != p.cfg.Measurement {
 		rt.Destroy()
-		return fmt.Errorf("measurement mismatch: rune measured %s at create, the enclave runtime loaded %s (%s changed?)", p.cfg.Measurement, m, entry.Path)
+		return enclave.WithKind(enclave.KindInvalid, fmt.Errorf("measurement mismatch: rune measured %s at create, the enclave runtime loaded %s (%s changed?)", p.cfg.Measurement, m, entry.Path))
 	}
 	p.measurement = m
 	if openEvidence != nil {
@@ -346,7 +346,7 @@ func (p *pid1) serveReadyError(ln *net.UnixListener) {
 	if err != nil {
 		return
 	}
-	_ = cc.Send(&agent.Response{Error: p.initErr.Error()})
+	_ = cc.Send(agent.ErrorResponse(p.initErr))
 }
 
 func (p *pid1) serve(ln *net.UnixListener, host bool) {
@@ -381,7 +381,7 @@ func (p *pid1) handle(c *agent.Conn, host bool) {
 		allowed = map[string]bool{agent.OpReady: true, agent.OpStart: true, agent.OpExec: true, agent.OpAttest: true, agent.OpEvidence: true}
 	}
 	if !allowed[req.Op] {
-		_ = c.Send(&agent.Response{Error: fmt.Sprintf("operation %q is not served on this socket", req.Op)})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("operation %q is not served on this socket", req.Op))))
 		return
 	}
 	switch req.Op {
@@ -399,7 +399,7 @@ func (p *pid1) handle(c *agent.Conn, host bool) {
 		p.exec(c, &req, files)
 	case agent.OpAttest:
 		if len(req.Nonce) > attestation.ReportDataSize {
-			_ = c.Send(&agent.Response{Error: fmt.Sprintf("nonce of %d bytes: at most %d", len(req.Nonce), attestation.ReportDataSize)})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("nonce of %d bytes: at most %d", len(req.Nonce), attestation.ReportDataSize))))
 			return
 		}
 		var rd [attestation.ReportDataSize]byte
@@ -407,7 +407,7 @@ func (p *pid1) handle(c *agent.Conn, host bool) {
 		_ = c.Send(p.evidenceResponse(rd))
 	case agent.OpEvidence:
 		if len(req.ReportData) != attestation.ReportDataSize {
-			_ = c.Send(&agent.Response{Error: fmt.Sprintf("report data must be exactly %d bytes, got %d", attestation.ReportDataSize, len(req.ReportData))})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("report data must be exactly %d bytes, got %d", attestation.ReportDataSize, len(req.ReportData)))))
 			return
 		}
 		var rd [attestation.ReportDataSize]byte
@@ -415,7 +415,7 @@ func (p *pid1) handle(c *agent.Conn, host bool) {
 		_ = c.Send(p.evidenceResponse(rd))
 	case agent.OpResource:
 		if err := kbs.CheckResourcePath(req.Resource); err != nil {
-			_ = c.Send(&agent.Response{Error: err.Error()})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, err)))
 			return
 		}
 		_ = c.Send(p.resourceResponse(req.Resource))
@@ -430,22 +430,22 @@ func (p *pid1) start() *agent.Response {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
-		return &agent.Response{Error: "the enclave's entrypoint was already started"}
+		return agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, errors.New("the enclave's entrypoint was already started")))
 	}
 	proc, err := p.entrypoint()
 	if err != nil {
-		return &agent.Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	// The workload's secrets and encrypted layers are in place before it runs, or it does not run.
 	if err := p.placeSecrets(); err != nil {
-		return &agent.Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	if err := p.unpackLayers(); err != nil {
-		return &agent.Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	entry, err := p.spawn(proc)
 	if err != nil {
-		return &agent.Response{Error: fmt.Sprintf("start %s in the enclave: %v", proc.Path, err)}
+		return agent.ErrorResponse(fmt.Errorf("start %s in the enclave: %w", proc.Path, err))
 	}
 	p.started, p.entry = true, entry
 	r := p.info()
@@ -456,12 +456,12 @@ func (p *pid1) start() *agent.Response {
 func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *agent.Response {
 	r := p.info()
 	if p.evidence == nil {
-		r.Error = fmt.Sprintf("no attester for enclave type %q on this host", p.cfg.Settings.Type)
+		r.SetError(enclave.WithKind(enclave.KindHardwareAbsent, fmt.Errorf("no attester for enclave type %q on this host", p.cfg.Settings.Type)))
 		return r
 	}
 	ev, err := p.evidence(context.Background(), rd)
 	if err != nil {
-		r.Error = fmt.Sprintf("evidence: %v", err)
+		r.SetError(fmt.Errorf("evidence: %w", err))
 		return r
 	}
 	r.Evidence, r.ReportData = ev, rd[:]
@@ -475,26 +475,26 @@ func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *agent.Resp
 // runelet runs the process itself.
 func (p *pid1) exec(c *agent.Conn, req *agent.Request, files []*os.File) {
 	if r := p.cfg.Settings.Runtime(); !r.IsPAL() {
-		_ = c.Send(&agent.Response{Error: fmt.Sprintf("%s runs exec'd processes in the exec'd runelet, not in PID 1", r)})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("%s runs exec'd processes in the exec'd runelet, not in PID 1", r))))
 		return
 	}
 	if len(files) != 3 {
-		_ = c.Send(&agent.Response{Error: fmt.Sprintf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files))})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files)))))
 		return
 	}
 	if err := p.checkCaller(c.Sender()); err != nil {
-		_ = c.Send(&agent.Response{Error: err.Error()})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, err)))
 		return
 	}
 	proc, err := p.process(req.Args, req.Env, req.Cwd)
 	if err != nil {
-		_ = c.Send(&agent.Response{Error: err.Error()})
+		_ = c.Send(agent.ErrorResponse(err))
 		return
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
 	running, err := p.spawn(proc)
 	if err != nil {
-		_ = c.Send(&agent.Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})
+		_ = c.Send(agent.ErrorResponse(fmt.Errorf("exec %s in the enclave: %w", proc.Path, err)))
 		return
 	}
 	if err := c.Send(&agent.Response{Started: true}); err != nil {

@@ -121,7 +121,7 @@ func (p *pid1) resourceResponse(id string) *agent.Response {
 	r := p.info()
 	data, err := p.resource(context.Background(), id)
 	if err != nil {
-		r.Error = err.Error()
+		r.SetError(err)
 		return r
 	}
 	r.Resource = data

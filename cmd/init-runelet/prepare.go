@@ -10,6 +10,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
+	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/runtimes"
 )
 
@@ -20,11 +21,11 @@ func prepareMain() int {
 	var req agent.PrepareRequest
 	var resp *agent.PrepareResponse
 	if err := json.NewDecoder(io.LimitReader(os.Stdin, agent.MaxPrepareRequest)).Decode(&req); err != nil {
-		resp = &agent.PrepareResponse{Error: fmt.Sprintf("prepare: read request: %v", err)}
+		resp = agent.PrepareError(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("prepare: read request: %w", err)))
 	} else {
 		var err error
 		if resp, err = runtimes.Prepare(context.Background(), &req, openPhases(req.PhaseFD).enter); err != nil {
-			resp = &agent.PrepareResponse{Error: err.Error()}
+			resp = agent.PrepareError(err)
 		}
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(resp); err != nil {

@@ -99,14 +99,14 @@ func prepareWasm(ctx context.Context, req *agent.PrepareRequest, phase func(stri
 		// Its plaintext is for the enclave only: checked and compiled there, after attestation.
 		f, err := sealed.Parse(data)
 		if err != nil {
-			return "", fmt.Errorf("wasm module %s: %w", req.Path, err)
+			return "", enclave.WithKind(enclave.KindInvalid, fmt.Errorf("wasm module %s: %w", req.Path, err))
 		}
 		return "", needBroker(req, f.KeyID)
 	}
 	if req.CacheDir == "" {
 		phase(agent.PhaseValidate)
 		if err := wasm.Validate(data); err != nil {
-			return "", fmt.Errorf("wasm module %s: %w", req.Path, err)
+			return "", enclave.WithKind(enclave.KindInvalid, fmt.Errorf("wasm module %s: %w", req.Path, err))
 		}
 		return "", nil
 	}
@@ -154,8 +154,8 @@ func needBroker(req *agent.PrepareRequest, keyID string) error {
 	if req.Settings.KBS != nil {
 		return nil
 	}
-	return fmt.Errorf("%s is sealed with key %s: the enclave fetches that key from the tenant's key broker after attesting, "+
-		"and this container names none (set %s and %s or %s)", req.Path, keyID, enclave.EnvKBSURL, enclave.EnvKBSPin, enclave.EnvKBSCA)
+	return enclave.WithKind(enclave.KindInvalid, fmt.Errorf("%s is sealed with key %s: the enclave fetches that key from the tenant's key broker after attesting, "+
+		"and this container names none (set %s and %s or %s)", req.Path, keyID, enclave.EnvKBSURL, enclave.EnvKBSPin, enclave.EnvKBSCA))
 }
 
 // openInRoot opens the file p inside rootfs, resolved by the kernel as if rootfs were "/", so
@@ -214,8 +214,8 @@ func readModule(rootfs, module string, max int64) ([]byte, error) {
 }
 
 func tooLarge(module, what string, max int64) error {
-	return fmt.Errorf("wasm module %s %s, more than the %s limit for a module (%s)",
-		module, what, bytesize.Format(max), agent.EnvMaxModuleSize)
+	return enclave.WithKind(enclave.KindLimit, fmt.Errorf("wasm module %s %s, more than the %s limit for a module (%s)",
+		module, what, bytesize.Format(max), agent.EnvMaxModuleSize))
 }
 
 // measuredLayers is enclave.MeasuredLayers for the rootfs at rootfs.

@@ -3,6 +3,7 @@ package runtimes
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,6 +52,10 @@ func TestPrepareRefusesOversizedModule(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is 100 bytes, more than the 64 bytes limit for a module ("+agent.EnvMaxModuleSize+")") {
 		t.Fatalf("oversized module: %v", err)
 	}
+	// rune reads the kind across the process boundary.
+	if !errors.Is(agent.PrepareError(err).Err(), enclave.ErrLimit) {
+		t.Errorf("oversized module: %v is not a limit", err)
+	}
 	if !slices.Equal(r.phases, []string{agent.PhaseReadModule}) {
 		t.Errorf("phases %q", r.phases)
 	}
@@ -60,7 +65,7 @@ func TestPrepareRefusesOversizedModule(t *testing.T) {
 func TestPrepareRefusesInvalidModule(t *testing.T) {
 	req := request(rootfsWith(t, "/app/x.wasm", []byte("not wasm at all"), 0o644), "builtin:wasm", "/app/x.wasm")
 	var r record
-	if _, err := Prepare(context.Background(), req, r.phase); err == nil || !strings.Contains(err.Error(), "wasm module /app/x.wasm") {
+	if _, err := Prepare(context.Background(), req, r.phase); err == nil || !strings.Contains(err.Error(), "wasm module /app/x.wasm") || !errors.Is(err, enclave.ErrInvalid) {
 		t.Fatalf("invalid module: %v", err)
 	}
 	if !slices.Equal(r.phases, []string{agent.PhaseReadModule, agent.PhaseValidate}) {
@@ -128,7 +133,15 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(enclave.RuntimeRef{Builtin: "other"}, nil); err == nil {
 		t.Error("unknown built-in runtime opened")
 	}
-	if _, err := Open(enclave.RuntimeRef{PAL: "/nonexistent/libpal.so"}, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := Open(enclave.RuntimeRef{PAL: "/nonexistent/libpal.so"}, nil); err == nil || !strings.Contains(err.Error(), "no such file") || !errors.Is(err, enclave.ErrNotFound) {
 		t.Errorf("missing PAL: %v", err)
+	}
+	if _, err := Open(enclave.RuntimeRef{PAL: "/etc/hostname"}, nil); !errors.Is(err, enclave.ErrPAL) {
+		t.Errorf("PAL that is no library: %v", err)
+	}
+	// A missing entrypoint is not found, in the container and in prepare alike.
+	req := request(t.TempDir(), "builtin:wasm", "/app/none.wasm")
+	if _, err := Prepare(context.Background(), req, nil); !errors.Is(agent.PrepareError(err).Err(), enclave.ErrNotFound) {
+		t.Errorf("missing module: %v", err)
 	}
 }
