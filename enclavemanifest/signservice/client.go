@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
-	"github.com/inclavare-containers/inclavare-go/enclavemanifest/internal/boundedread"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
@@ -64,7 +63,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	var roots *x509.CertPool
 	if opts.CACertFile != "" {
-		if roots, err = LoadCertPool(opts.CACertFile); err != nil {
+		if roots, err = attestation.LoadCertPool(opts.CACertFile); err != nil {
 			return nil, fmt.Errorf("signing service CA: %w", err)
 		}
 	}
@@ -121,37 +120,6 @@ func checkServiceURL(raw string) error {
 		return fmt.Errorf("signing service URL %q must not have a query or fragment", raw)
 	}
 	return nil
-}
-
-// LoadCertPool reads PEM certificates; a file without any is an error, so that an empty pool
-// never means "trust nothing" by accident.
-func LoadCertPool(path string) (*x509.CertPool, error) {
-	data, err := boundedread.File(path, maxCertFileSize)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: PEM block %q is not a CERTIFICATE", path, block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n+1, err)
-		}
-		pool.AddCert(cert)
-		n++
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // Identity asks the service which key it signs with (once; the answer is kept).

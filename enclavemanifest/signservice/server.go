@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
@@ -62,7 +63,7 @@ func ServerTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error
 	if clientCAFile == "" {
 		return nil, errors.New("signing service: a client CA file is required (clients must be authenticated)")
 	}
-	pool, err := LoadCertPool(clientCAFile)
+	pool, err := attestation.LoadCertPool(clientCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("signing service client CA: %w", err)
 	}

@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
-	"github.com/inclavare-containers/inclavare-go/enclavemanifest/signservice"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
 
@@ -36,7 +36,7 @@ func CheckFiles(c *config.Config) error {
 			errs = append(errs, fmt.Errorf("signing.service.client_cert/client_key: %w", err))
 		}
 		if svc.CACert != "" {
-			if _, err := signservice.LoadCertPool(svc.CACert); err != nil {
+			if _, err := attestation.LoadCertPool(svc.CACert); err != nil {
 				errs = append(errs, fmt.Errorf("signing.service.ca_cert: %w", err))
 			}
 		}
