@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 
@@ -59,16 +59,16 @@ type Request struct {
 type Response struct {
 	// Error, Kind and Phase are a failure: its message, its kind (enclave.Kind) and, for a
 	// timeout, its phase. Err makes them an error again.
-	Error       string          `json:"error,omitempty"`
-	Kind        string          `json:"kind,omitempty"`
-	Phase       string          `json:"phase,omitempty"`
-	Started     bool            `json:"started,omitempty"`
-	ExitCode    *int            `json:"exit_code,omitempty"`
-	TEE         attestation.TEE `json:"tee,omitempty"`
-	Runtime     string          `json:"runtime,omitempty"`
-	Measurement string          `json:"measurement,omitempty"`
-	Evidence    []byte          `json:"evidence,omitempty"`
-	ReportData  []byte          `json:"report_data,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	Kind        string  `json:"kind,omitempty"`
+	Phase       string  `json:"phase,omitempty"`
+	Started     bool    `json:"started,omitempty"`
+	ExitCode    *int    `json:"exit_code,omitempty"`
+	TEE         tee.TEE `json:"tee,omitempty"`
+	Runtime     string  `json:"runtime,omitempty"`
+	Measurement string  `json:"measurement,omitempty"`
+	Evidence    []byte  `json:"evidence,omitempty"`
+	ReportData  []byte  `json:"report_data,omitempty"`
 	// Resource is the plaintext of an OpResource request.
 	Resource []byte `json:"resource,omitempty"`
 }

@@ -1,6 +1,6 @@
 package enclave
 
-import "github.com/inclavare-containers/inclavare-go/attestation"
+import "github.com/inclavare-containers/inclavare-go/attestation/tee"
 
 // The host paths through which hardware TEEs are reached: rune adds the devices of a container's
 // TEE to it, and the Kubernetes device plugin advertises and hands them out. This is their one list.
@@ -27,13 +27,13 @@ const (
 
 // TEEDevices are the device nodes through which an enclave of TEE type t reaches its hardware, in
 // order of preference; nil for a TEE without hardware (sim).
-func TEEDevices(t attestation.TEE) []string {
+func TEEDevices(t tee.TEE) []string {
 	switch t {
-	case attestation.SGX:
+	case tee.SGX:
 		return SGXEnclaveDevices
-	case attestation.TDX:
+	case tee.TDX:
 		return TDXDevices
-	case attestation.SNP:
+	case tee.SNP:
 		return SNPDevices
 	}
 	return nil

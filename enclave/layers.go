@@ -2,11 +2,8 @@ package enclave
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"strings"
-
-	"github.com/inclavare-containers/inclavare-go/imagelayer"
 )
 
 // Encrypted image layers, unpacked inside the enclave after attestation (docs/encrypted-layers.md):
@@ -128,22 +125,4 @@ func (s *Settings) InLayer(name string) (string, bool) {
 		return path.Clean(name), true
 	}
 	return "", false
-}
-
-// MeasuredLayers is what the measurement covers of the encrypted layers in the file system at
-// root (LayerMeasured of each blob's digest): PID 1 measures them in the container, prepare in the
-// rootfs on the host, with this one function.
-func MeasuredLayers(root *os.File, layers []Layer) ([]string, error) {
-	dirs := make([]string, len(layers))
-	for i, l := range layers {
-		dirs[i] = l.Dir
-	}
-	sums, err := imagelayer.BlobDigests(root, dirs)
-	if err != nil {
-		return nil, err
-	}
-	for i, l := range layers {
-		sums[i] = LayerMeasured(sums[i], l.Target)
-	}
-	return sums, nil
 }

@@ -10,13 +10,13 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 )
 
 // Config is what pal_init receives, plus what a built-in runtime needs to find its workload.
 type Config struct {
 	// Type is the TEE type (ENCLAVE_TYPE).
-	Type attestation.TEE
+	Type tee.TEE
 	// RuntimePath is ENCLAVE_RUNTIME_PATH: a PAL library path, or "builtin:wasm" / "builtin:native".
 	RuntimePath string
 	// Args are ENCLAVE_RUNTIME_ARGS split at commas.

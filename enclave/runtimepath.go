@@ -6,7 +6,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 )
 
 // BuiltinPrefix marks ENCLAVE_RUNTIME_PATH values that name a runtime built into the runelet.
@@ -31,10 +31,10 @@ var (
 // builtinTEEs are the built-in runtimes and the TEE types each may run on (nil: any). rune knows
 // them from here without linking their code; the runelet links the code, and RegisterBuiltin
 // accepts no other name.
-var builtinTEEs = map[string][]attestation.TEE{
+var builtinTEEs = map[string][]tee.TEE{
 	WasmRuntime.Builtin: nil,
 	// builtin:native isolates nothing: it is a stand-in for an enclave on the sim TEE only.
-	NativeRuntime.Builtin: {attestation.Sim},
+	NativeRuntime.Builtin: {tee.Sim},
 }
 
 // String is the ENCLAVE_RUNTIME_PATH value of r.
@@ -74,7 +74,7 @@ func splitRuntimePath(p string) RuntimeRef {
 }
 
 // checkTEE refuses a built-in runtime on a TEE type it does not run on.
-func (r RuntimeRef) checkTEE(t attestation.TEE) error {
+func (r RuntimeRef) checkTEE(t tee.TEE) error {
 	allowed := builtinTEEs[r.Builtin]
 	if r.IsPAL() || allowed == nil {
 		return nil
@@ -84,7 +84,7 @@ func (r RuntimeRef) checkTEE(t attestation.TEE) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s provides no isolation; it is only available with %s=%s, not %q", r, EnvType, attestation.Sim, t)
+	return fmt.Errorf("%s provides no isolation; it is only available with %s=%s, not %q", r, EnvType, tee.Sim, t)
 }
 
 // builtinNames are the known built-in runtimes, as ENCLAVE_RUNTIME_PATH values, sorted.

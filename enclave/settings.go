@@ -5,7 +5,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -29,11 +29,11 @@ var LogLevels = []string{"off", "panic", "fatal", "error", "warning", "info", "d
 
 // Settings are an enclave container's enclave configuration.
 type Settings struct {
-	Type        attestation.TEE `json:"type"`
-	RuntimePath string          `json:"runtime_path"`
-	Args        []string        `json:"args,omitempty"`
-	LogLevel    string          `json:"log_level"`
-	RAType      string          `json:"ra_type,omitempty"`
+	Type        tee.TEE  `json:"type"`
+	RuntimePath string   `json:"runtime_path"`
+	Args        []string `json:"args,omitempty"`
+	LogLevel    string   `json:"log_level"`
+	RAType      string   `json:"ra_type,omitempty"`
 	// KBS, when set, is the key broker the enclave's secrets come from.
 	KBS *KBS `json:"kbs,omitempty"`
 }
@@ -86,7 +86,7 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 		return nil, nil
 	}
 	s := &Settings{
-		Type:        attestation.TEE(vals[EnvType]),
+		Type:        tee.TEE(vals[EnvType]),
 		RuntimePath: vals[EnvPath],
 		LogLevel:    vals[EnvLogLevel],
 		RAType:      vals[EnvRAType],
@@ -111,11 +111,11 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 // Validate checks the settings on their own, without the host: type, runtime, log level.
 func (s *Settings) Validate() error {
 	switch s.Type {
-	case attestation.SGX, attestation.TDX, attestation.SNP, attestation.Sim:
+	case tee.SGX, tee.TDX, tee.SNP, tee.Sim:
 	case "":
 		return fmt.Errorf("%s is empty", EnvType)
 	default:
-		return fmt.Errorf("unknown enclave type %q in %s (known: %s, %s, %s, %s)", s.Type, EnvType, attestation.SGX, attestation.TDX, attestation.SNP, attestation.Sim)
+		return fmt.Errorf("unknown enclave type %q in %s (known: %s, %s, %s, %s)", s.Type, EnvType, tee.SGX, tee.TDX, tee.SNP, tee.Sim)
 	}
 	r, err := ParseRuntimePath(s.RuntimePath)
 	if err != nil {
@@ -151,12 +151,12 @@ func (s *Settings) CheckHost() error {
 			return nil
 		}
 	}
-	if s.Type != attestation.SGX {
+	if s.Type != tee.SGX {
 		if _, err := os.Stat(TSMReportDir); err == nil {
 			return nil
 		}
 		devs = append(devs, TSMReportDir)
 	}
 	return WithKind(KindHardwareAbsent, fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
-		s.Type, strings.Join(devs, ", "), EnvType, attestation.Sim))
+		s.Type, strings.Join(devs, ", "), EnvType, tee.Sim))
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/inclavare-containers/inclavare-go/agent"
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -151,7 +151,7 @@ func Inject(spec *specs.Spec, s *enclave.Settings, o InjectOptions) (*Injected, 
 		mounts = append(mounts, cache)
 	}
 	// The aesmd socket lets an SGX PAL reach the quoting enclave, as in the original rune.
-	if s.Type == attestation.SGX {
+	if s.Type == tee.SGX {
 		if fi, err := os.Stat(enclave.AESMSocketDir); err == nil && fi.IsDir() {
 			mounts = append(mounts, specs.Mount{Destination: enclave.AESMSocketDir, Type: "bind", Source: enclave.AESMSocketDir, Options: []string{"rbind", "rprivate"}})
 		}
@@ -184,7 +184,7 @@ func readOnlyOverlay(dest string, layers []string) (specs.Mount, error) {
 	return specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{"ro", "nosuid", "nodev", lower}}, nil
 }
 
-func addTEEDevices(spec *specs.Spec, tee attestation.TEE) error {
+func addTEEDevices(spec *specs.Spec, tee tee.TEE) error {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
@@ -75,11 +75,11 @@ type Manifest struct {
 // Enclave holds the enclave settings (ENCLAVE_* / enclave.* annotations) the measurement was
 // made for.
 type Enclave struct {
-	Type        attestation.TEE `json:"type"`
-	RuntimePath string          `json:"runtime_path"`
-	Args        []string        `json:"args"`
-	LogLevel    string          `json:"log_level"`
-	RAType      string          `json:"ra_type"`
+	Type        tee.TEE  `json:"type"`
+	RuntimePath string   `json:"runtime_path"`
+	Args        []string `json:"args"`
+	LogLevel    string   `json:"log_level"`
+	RAType      string   `json:"ra_type"`
 }
 
 // Entrypoint is the process the measurement covers, as the measurement saw it: the program

@@ -135,7 +135,7 @@ func measureLayers(layers []enclave.Layer) ([]string, error) {
 		return nil, err
 	}
 	defer root.Close()
-	return enclave.MeasuredLayers(root, layers)
+	return imagelayer.MeasuredLayers(root, layers)
 }
 
 // unpackLayers decrypts each encrypted layer with the key-encryption key the broker releases

@@ -11,6 +11,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
+	"github.com/inclavare-containers/inclavare-go/imagelayer"
 	"github.com/inclavare-containers/inclavare-go/internal/bytesize"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 	"golang.org/x/sys/unix"
@@ -218,12 +219,12 @@ func tooLarge(module, what string, max int64) error {
 		module, what, bytesize.Format(max), agent.EnvMaxModuleSize))
 }
 
-// measuredLayers is enclave.MeasuredLayers for the rootfs at rootfs.
+// measuredLayers is imagelayer.MeasuredLayers for the rootfs at rootfs.
 func measuredLayers(rootfs string, layers []enclave.Layer) ([]string, error) {
 	root, err := os.Open(rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs: %w", err)
 	}
 	defer root.Close()
-	return enclave.MeasuredLayers(root, layers)
+	return imagelayer.MeasuredLayers(root, layers)
 }

@@ -28,7 +28,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
@@ -49,15 +49,15 @@ type Carrier struct {
 	// another runtime itself is refused.
 	RuntimePath string
 	// DefaultType is the ENCLAVE_TYPE when the container names none.
-	DefaultType attestation.TEE
+	DefaultType tee.TEE
 }
 
 // carriers are those this build provides, by name. The built-in runtimes run on the sim TEE
 // by default (docs/enclave-containers.md); builtin:wasm also runs in a TD or an SNP guest
 // when the container says ENCLAVE_TYPE=tdx or snp.
 var carriers = map[string]Carrier{
-	"wasm":   {Name: "wasm", RuntimePath: enclave.WasmRuntime.String(), DefaultType: attestation.Sim},
-	"native": {Name: "native", RuntimePath: enclave.NativeRuntime.String(), DefaultType: attestation.Sim},
+	"wasm":   {Name: "wasm", RuntimePath: enclave.WasmRuntime.String(), DefaultType: tee.Sim},
+	"native": {Name: "native", RuntimePath: enclave.NativeRuntime.String(), DefaultType: tee.Sim},
 }
 
 // Names lists the carriers this build provides, sorted.
@@ -161,16 +161,16 @@ type Request struct {
 
 // Result is rune-carrier-helper's answer (JSON on its stdout): what it did, or why it failed.
 type Result struct {
-	Error          string          `json:"error,omitempty"`
-	Carrier        string          `json:"carrier,omitempty"`
-	Measurement    string          `json:"measurement,omitempty"`
-	RuntimePath    string          `json:"runtime_path,omitempty"`
-	TEE            attestation.TEE `json:"tee,omitempty"`
-	Entrypoint     string          `json:"entrypoint,omitempty"`
-	KeyID          string          `json:"key_id,omitempty"`
-	Ephemeral      bool            `json:"ephemeral,omitempty"`
-	ImageReference string          `json:"image_reference,omitempty"`
-	ImageDigest    string          `json:"image_digest,omitempty"`
+	Error          string  `json:"error,omitempty"`
+	Carrier        string  `json:"carrier,omitempty"`
+	Measurement    string  `json:"measurement,omitempty"`
+	RuntimePath    string  `json:"runtime_path,omitempty"`
+	TEE            tee.TEE `json:"tee,omitempty"`
+	Entrypoint     string  `json:"entrypoint,omitempty"`
+	KeyID          string  `json:"key_id,omitempty"`
+	Ephemeral      bool    `json:"ephemeral,omitempty"`
+	ImageReference string  `json:"image_reference,omitempty"`
+	ImageDigest    string  `json:"image_digest,omitempty"`
 	// Cache is "hit" (nothing was measured), "miss" (measured, signed and stored) or "off"
 	// (not cacheable; CacheNote says why).
 	Cache     string `json:"cache,omitempty"`
