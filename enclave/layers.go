@@ -126,3 +126,25 @@ func (s *Settings) InLayer(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// MeasureLayers is what the measurement covers of the encrypted layers (LayerMeasured of each
+// blob's digest), with digests giving the hex SHA-256 of each layer directory's blob
+// (imagelayer.BlobDigests in a root): PID 1 measures in the container, prepare in the rootfs on
+// the host, with this one function.
+func MeasureLayers(layers []Layer, digests func(dirs []string) ([]string, error)) ([]string, error) {
+	dirs := make([]string, len(layers))
+	for i, l := range layers {
+		dirs[i] = l.Dir
+	}
+	sums, err := digests(dirs)
+	if err != nil {
+		return nil, err
+	}
+	if len(sums) != len(layers) {
+		return nil, fmt.Errorf("%d digests for %d encrypted layers", len(sums), len(layers))
+	}
+	for i, l := range layers {
+		sums[i] = LayerMeasured(sums[i], l.Target)
+	}
+	return sums, nil
+}

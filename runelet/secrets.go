@@ -135,7 +135,7 @@ func measureLayers(layers []enclave.Layer) ([]string, error) {
 		return nil, err
 	}
 	defer root.Close()
-	return imagelayer.MeasuredLayers(root, layers)
+	return enclave.MeasureLayers(layers, func(dirs []string) ([]string, error) { return imagelayer.BlobDigests(root, dirs) })
 }
 
 // unpackLayers decrypts each encrypted layer with the key-encryption key the broker releases

@@ -219,12 +219,12 @@ func tooLarge(module, what string, max int64) error {
 		module, what, bytesize.Format(max), agent.EnvMaxModuleSize))
 }
 
-// measuredLayers is imagelayer.MeasuredLayers for the rootfs at rootfs.
+// measuredLayers is enclave.MeasureLayers for the rootfs at rootfs.
 func measuredLayers(rootfs string, layers []enclave.Layer) ([]string, error) {
 	root, err := os.Open(rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs: %w", err)
 	}
 	defer root.Close()
-	return imagelayer.MeasuredLayers(root, layers)
+	return enclave.MeasureLayers(layers, func(dirs []string) ([]string, error) { return imagelayer.BlobDigests(root, dirs) })
 }
