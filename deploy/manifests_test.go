@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/pelletier/go-toml/v2"
@@ -669,7 +671,7 @@ func TestDevicePluginDaemonSet(t *testing.T) {
 		t.Errorf("the kubelet's %s is mounted as %+v, want it writable at -plugin-dir %s", kubeletDir, vm, cfg.PluginDir)
 	}
 	checkHostView(t, "rune-device-plugin", mounts, cfg.HostRoot,
-		deviceplugin.SysfsNodeDir, enclave.TSMReportDir, enclave.AESMSocketDir,
+		deviceplugin.SysfsNodeDir, tee.TSMReportDir, tee.AESMSocketDir,
 		"/dev/sgx_enclave", "/dev/sgx_provision", "/dev/tdx_guest", "/dev/sev-guest")
 	for host, vm := range mounts {
 		if host != kubeletDir && !vm.ReadOnly {

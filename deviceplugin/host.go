@@ -15,8 +15,8 @@ import (
 
 // SysfsNodeDir holds one directory per NUMA node; on Linux ≥ 5.17 each has
 // x86/sgx_total_bytes, the SGX memory (EPC) of that node in bytes. Like the TEE's device nodes
-// (enclave.SGXEnclaveDevices and the others, and enclave.TSMReportDir and
-// enclave.AESMSocketDir), it is an absolute path on the node: the plugin looks at it under
+// (tee.SGXEnclaveDevices and the others, and tee.TSMReportDir and
+// tee.AESMSocketDir), it is an absolute path on the node: the plugin looks at it under
 // Config.HostRoot, and hands such paths to the kubelet as they are.
 const SysfsNodeDir = "/sys/devices/system/node"
 

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	"github.com/sirupsen/logrus"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -70,14 +71,14 @@ var errUnavailable = errors.New("not available on this host")
 func (p *Plugin) probe(resource string) ([]*pb.Device, error) {
 	switch resource {
 	case ResourceEPC:
-		if len(p.host.devicePaths(enclave.SGXEnclaveDevices)) == 0 {
-			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(enclave.SGXEnclaveDevices, ", "), errUnavailable)
+		if len(p.host.devicePaths(tee.SGXEnclaveDevices)) == 0 {
+			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(tee.SGXEnclaveDevices, ", "), errUnavailable)
 		}
 		return p.epcDevices()
 	case ResourceTDX:
-		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(enclave.TDXDevices), enclave.TDXDevices)
+		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(tee.TDXDevices), tee.TDXDevices)
 	case ResourceSNP:
-		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(enclave.SNPDevices), enclave.SNPDevices)
+		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(tee.SNPDevices), tee.SNPDevices)
 	case ResourceSim:
 		if p.cfg.SimSlots <= 0 {
 			return nil, fmt.Errorf("no simulated slots configured: %w", errUnavailable)
@@ -153,12 +154,12 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 	}
 	switch resource {
 	case ResourceEPC:
-		addDevices(p.host.devicePaths(enclave.SGXEnclaveDevices))
+		addDevices(p.host.devicePaths(tee.SGXEnclaveDevices))
 		if p.cfg.SGXProvision {
-			addDevices(p.host.devicePaths(enclave.SGXProvisionDevices))
+			addDevices(p.host.devicePaths(tee.SGXProvisionDevices))
 		}
-		if host, ok := p.host.dir(enclave.AESMSocketDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: enclave.AESMSocketDir, HostPath: host, ReadOnly: true})
+		if host, ok := p.host.dir(tee.AESMSocketDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: tee.AESMSocketDir, HostPath: host, ReadOnly: true})
 		}
 		mib := strconv.Itoa(len(ids))
 		r.Envs = map[string]string{EnvEPCLimitMiB: mib}
@@ -166,13 +167,13 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 			r.Annotations = map[string]string{AnnotationRuntimeArgs: "memory=" + mib + "M"}
 		}
 	case ResourceTDX, ResourceSNP:
-		cands := enclave.TDXDevices
+		cands := tee.TDXDevices
 		if resource == ResourceSNP {
-			cands = enclave.SNPDevices
+			cands = tee.SNPDevices
 		}
 		addDevices(p.host.devicePaths(cands))
-		if host, ok := p.host.dir(enclave.TSMReportDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: enclave.TSMReportDir, HostPath: host})
+		if host, ok := p.host.dir(tee.TSMReportDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: tee.TSMReportDir, HostPath: host})
 		}
 	case ResourceSim:
 		// Nothing to give: the simulated TEE is rune's own.

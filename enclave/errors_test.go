@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -62,9 +62,9 @@ func TestSettingsErrorKinds(t *testing.T) {
 	if _, err := FromSpec(spec); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unknown type: %v", err)
 	}
-	for _, tee := range []attestation.TEE{attestation.SGX, attestation.TDX, attestation.SNP} {
+	for _, t0 := range []tee.TEE{tee.SGX, tee.TDX, tee.SNP} {
 		present := false
-		for _, d := range append(TEEDevices(tee), TSMReportDir) {
+		for _, d := range append(tee.Devices(t0), tee.TSMReportDir) {
 			if _, err := os.Stat(d); err == nil {
 				present = true
 			}
@@ -72,8 +72,8 @@ func TestSettingsErrorKinds(t *testing.T) {
 		if present {
 			continue
 		}
-		if err := (&Settings{Type: tee}).CheckHost(); !errors.Is(err, ErrHardwareAbsent) {
-			t.Errorf("%s on a host without it: %v", tee, err)
+		if err := (&Settings{Type: t0}).CheckHost(); !errors.Is(err, ErrHardwareAbsent) {
+			t.Errorf("%s on a host without it: %v", t0, err)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func (s *Settings) Validate() error {
 
 // CheckHost verifies that the TEE the settings ask for is present on this machine.
 func (s *Settings) CheckHost() error {
-	devs := TEEDevices(s.Type)
+	devs := tee.Devices(s.Type)
 	if devs == nil {
 		return nil
 	}
@@ -152,10 +152,10 @@ func (s *Settings) CheckHost() error {
 		}
 	}
 	if s.Type != tee.SGX {
-		if _, err := os.Stat(TSMReportDir); err == nil {
+		if _, err := os.Stat(tee.TSMReportDir); err == nil {
 			return nil
 		}
-		devs = append(devs, TSMReportDir)
+		devs = append(devs, tee.TSMReportDir)
 	}
 	return WithKind(KindHardwareAbsent, fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
 		s.Type, strings.Join(devs, ", "), EnvType, tee.Sim))

@@ -152,8 +152,8 @@ func Inject(spec *specs.Spec, s *enclave.Settings, o InjectOptions) (*Injected, 
 	}
 	// The aesmd socket lets an SGX PAL reach the quoting enclave, as in the original rune.
 	if s.Type == tee.SGX {
-		if fi, err := os.Stat(enclave.AESMSocketDir); err == nil && fi.IsDir() {
-			mounts = append(mounts, specs.Mount{Destination: enclave.AESMSocketDir, Type: "bind", Source: enclave.AESMSocketDir, Options: []string{"rbind", "rprivate"}})
+		if fi, err := os.Stat(tee.AESMSocketDir); err == nil && fi.IsDir() {
+			mounts = append(mounts, specs.Mount{Destination: tee.AESMSocketDir, Type: "bind", Source: tee.AESMSocketDir, Options: []string{"rbind", "rprivate"}})
 		}
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
@@ -184,11 +184,11 @@ func readOnlyOverlay(dest string, layers []string) (specs.Mount, error) {
 	return specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{"ro", "nosuid", "nodev", lower}}, nil
 }
 
-func addTEEDevices(spec *specs.Spec, tee tee.TEE) error {
+func addTEEDevices(spec *specs.Spec, t tee.TEE) error {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
-	for _, path := range enclave.TEEDevices(tee) {
+	for _, path := range tee.Devices(t) {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
 			continue
