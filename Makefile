@@ -15,7 +15,7 @@ all: build
 # The shim and its helper are built without cgo: statically linked by Go's own linker, the
 # shim's binary (most of its memory: a shim lives as long as its pod) is about half as large
 # (bench/cri/README.md).
-STATIC_CMDS := ./cmd/containerd-shim-rune-v2 ./cmd/rune-carrier
+STATIC_CMDS := ./cmd/containerd-shim-rune-v2 ./cmd/rune-carrier-helper
 
 build:
 	mkdir -p $(BIN)

@@ -15,18 +15,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 )
 
-// TEE names a kind of trusted execution environment, spelled as in ENCLAVE_TYPE.
-type TEE string
+// TEE names a kind of trusted execution environment, spelled as in ENCLAVE_TYPE. It is package
+// tee's type, which the runtime side names without linking this package.
+type TEE = tee.TEE
 
+// The TEEs (package tee's).
 const (
-	SGX TEE = "intelSgx"
-	TDX TEE = "tdx"
-	SNP TEE = "snp"
+	SGX = tee.SGX
+	TDX = tee.TDX
+	SNP = tee.SNP
 	// Sim is the software TEE: evidence signed by a simulated platform key. It proves nothing about
 	// confidentiality and is accepted only where a policy allows it.
-	Sim TEE = "sim"
+	Sim = tee.Sim
 )
 
 // ReportDataSize is the size of the caller-chosen data every TEE binds into its evidence.

@@ -64,7 +64,7 @@ const debianContainerdConfig = `version = 2
     path = "/var/lib/containerd/opt"
 `
 
-var installedBinaries = []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier"}
+var installedBinaries = []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier-helper"}
 
 // testNode is a node's file tree, the installer image's artifacts and the installer's
 // environment.

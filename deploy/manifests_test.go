@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/pelletier/go-toml/v2"
@@ -30,6 +32,7 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/deviceplugin"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	shimconfig "github.com/inclavare-containers/inclavare-go/shim/config"
@@ -668,7 +671,7 @@ func TestDevicePluginDaemonSet(t *testing.T) {
 		t.Errorf("the kubelet's %s is mounted as %+v, want it writable at -plugin-dir %s", kubeletDir, vm, cfg.PluginDir)
 	}
 	checkHostView(t, "rune-device-plugin", mounts, cfg.HostRoot,
-		deviceplugin.SysfsNodeDir, deviceplugin.TSMReportDir, deviceplugin.AESMSocketDir,
+		deviceplugin.SysfsNodeDir, tee.TSMReportDir, tee.AESMSocketDir,
 		"/dev/sgx_enclave", "/dev/sgx_provision", "/dev/tdx_guest", "/dev/sev-guest")
 	for host, vm := range mounts {
 		if host != kubeletDir && !vm.ReadOnly {
@@ -706,7 +709,7 @@ func TestPodExample(t *testing.T) {
 	if err != nil || s == nil {
 		t.Fatalf("rune's enclave settings from the pod: %v, %v", s, err)
 	}
-	if s.Type != enclave.TypeSim || s.RuntimePath != "builtin:wasm" {
+	if s.Type != attestation.Sim || s.RuntimePath != "builtin:wasm" {
 		t.Errorf("enclave %s with %s, want sim with builtin:wasm", s.Type, s.RuntimePath)
 	}
 	if len(spec.Process.Env) != 0 {
@@ -833,7 +836,7 @@ func TestImages(t *testing.T) {
 			t.Errorf("image/Dockerfile puts nothing at %s", w)
 		}
 	}
-	for _, cmd := range []string{"./cmd/rune", "./cmd/init-runelet", "./cmd/containerd-shim-rune-v2", "./cmd/rune-carrier", "./cmd/rune-device-plugin"} {
+	for _, cmd := range []string{"./cmd/rune", "./cmd/init-runelet", "./cmd/containerd-shim-rune-v2", "./cmd/rune-carrier-helper", "./cmd/rune-device-plugin"} {
 		if !regexp.MustCompile(`(?m)go build .* ` + regexp.QuoteMeta(cmd) + `( |$)`).Match(dockerfile) {
 			t.Errorf("image/Dockerfile does not build %s", cmd)
 		}
@@ -855,7 +858,7 @@ func installerBinaries(t *testing.T) string {
 	}
 	got := strings.Fields(string(m[1]))
 	sort.Strings(got)
-	if want := []string{"containerd-shim-rune-v2", "init-runelet", "rune", "rune-carrier"}; !slices.Equal(got, want) {
+	if want := []string{"containerd-shim-rune-v2", "init-runelet", "rune", "rune-carrier-helper"}; !slices.Equal(got, want) {
 		t.Errorf("install.sh installs %v, want %v", got, want)
 	}
 	return string(m[1])

@@ -13,28 +13,12 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
-// Host paths the plugin probes. They are absolute paths on the node; the plugin looks at them
-// under Config.HostRoot, and hands them to the kubelet as they are.
-const (
-	// SysfsNodeDir holds one directory per NUMA node; on Linux ≥ 5.17 each has
-	// x86/sgx_total_bytes, the SGX memory (EPC) of that node in bytes.
-	SysfsNodeDir = "/sys/devices/system/node"
-	// AESMSocketDir is where the SGX architectural enclave service (aesmd) keeps its socket;
-	// PALs that quote through aesmd need it in the container.
-	AESMSocketDir = "/var/run/aesmd"
-	// TSMReportDir is Linux's configfs-tsm report interface (TDX and SNP evidence).
-	TSMReportDir = "/sys/kernel/config/tsm/report"
-)
-
-// Device nodes of each TEE, in the order they are looked for. The first SGX names are the
-// upstream driver's (Linux ≥ 5.11); /dev/sgx/* are its udev links and the out-of-tree DCAP
-// driver's names; /dev/isgx is the legacy driver's.
-var (
-	sgxEnclaveDevices   = []string{"/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx"}
-	sgxProvisionDevices = []string{"/dev/sgx_provision", "/dev/sgx/provision"}
-	tdxDevices          = []string{"/dev/tdx_guest", "/dev/tdx-guest"}
-	snpDevices          = []string{"/dev/sev-guest"}
-)
+// SysfsNodeDir holds one directory per NUMA node; on Linux ≥ 5.17 each has
+// x86/sgx_total_bytes, the SGX memory (EPC) of that node in bytes. Like the TEE's device nodes
+// (tee.SGXEnclaveDevices and the others, and tee.TSMReportDir and
+// tee.AESMSocketDir), it is an absolute path on the node: the plugin looks at it under
+// Config.HostRoot, and hands such paths to the kubelet as they are.
+const SysfsNodeDir = "/sys/devices/system/node"
 
 // hostFS looks at the node's files under a root directory (the host's / mounted into the
 // plugin's container, or a test tree). Symbolic links resolve inside the root, as they would

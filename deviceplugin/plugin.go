@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -276,7 +278,7 @@ func socketIdentity(path string) (fileIdentity, bool) {
 // defaults, writing into c. The deployment manifests are checked against these flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PluginDir, "plugin-dir", filepath.Clean(pb.DevicePluginPath), "the kubelet's device-plugin directory (kubelet.sock and the plugin's sockets)")
-	fs.StringVar(&c.HostRoot, "host-root", "/", "where the node's / is seen (sysfs, /dev and "+AESMSocketDir+" are looked at under it)")
+	fs.StringVar(&c.HostRoot, "host-root", "/", "where the node's / is seen (sysfs, /dev and "+tee.AESMSocketDir+" are looked at under it)")
 	fs.Int64Var(&c.EPCMiB, "epc-mib", 0, "EPC size in MiB to advertise instead of reading "+SysfsNodeDir+"/node*/x86/sgx_total_bytes (kernels before 5.17)")
 	fs.Int64Var(&c.MaxEPCMiB, "max-epc-mib", DefaultMaxEPCMiB, "advertise at most this many MiB of EPC")
 	fs.BoolVar(&c.SGXProvision, "sgx-provision", true, "give EPC containers the SGX provisioning device too (access to the provisioning key, for quoting without aesmd)")

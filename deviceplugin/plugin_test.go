@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -430,8 +432,8 @@ func TestAllocate(t *testing.T) {
 	}
 	// /var/run is a link to /run on the node; the kubelet gets the node path as asked for,
 	// resolved on the node, never in the plugin's container.
-	if len(c.Mounts) != 1 || c.Mounts[0].ContainerPath != AESMSocketDir || c.Mounts[0].HostPath != "/run/aesmd" || !c.Mounts[0].ReadOnly {
-		t.Errorf("EPC mounts %v, want %s read-only from /run/aesmd", c.Mounts, AESMSocketDir)
+	if len(c.Mounts) != 1 || c.Mounts[0].ContainerPath != tee.AESMSocketDir || c.Mounts[0].HostPath != "/run/aesmd" || !c.Mounts[0].ReadOnly {
+		t.Errorf("EPC mounts %v, want %s read-only from /run/aesmd", c.Mounts, tee.AESMSocketDir)
 	}
 	if c.Envs[EnvEPCLimitMiB] != "4" || resp.ContainerResponses[1].Envs[EnvEPCLimitMiB] != "1" {
 		t.Errorf("EPC envs %v and %v, want %s=4 and 1", c.Envs, resp.ContainerResponses[1].Envs, EnvEPCLimitMiB)
@@ -466,8 +468,8 @@ func TestAllocate(t *testing.T) {
 	if got := deviceSpecs(c.Devices); fmt.Sprint(got) != "[/dev/tdx_guest <- /dev/tdx_guest rw]" {
 		t.Errorf("TDX devices %v", got)
 	}
-	if len(c.Mounts) != 1 || c.Mounts[0].HostPath != TSMReportDir || c.Mounts[0].ContainerPath != TSMReportDir || c.Mounts[0].ReadOnly {
-		t.Errorf("TDX mounts %v, want %s read-write", c.Mounts, TSMReportDir)
+	if len(c.Mounts) != 1 || c.Mounts[0].HostPath != tee.TSMReportDir || c.Mounts[0].ContainerPath != tee.TSMReportDir || c.Mounts[0].ReadOnly {
+		t.Errorf("TDX mounts %v, want %s read-write", c.Mounts, tee.TSMReportDir)
 	}
 
 	resp, err = clients[ResourceSim].Allocate(context.Background(), &pb.AllocateRequest{ContainerRequests: []*pb.ContainerAllocateRequest{{DevicesIds: ids[ResourceSim]}}})

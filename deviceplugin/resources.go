@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	"github.com/sirupsen/logrus"
 	pb "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -69,14 +71,14 @@ var errUnavailable = errors.New("not available on this host")
 func (p *Plugin) probe(resource string) ([]*pb.Device, error) {
 	switch resource {
 	case ResourceEPC:
-		if len(p.host.devicePaths(sgxEnclaveDevices)) == 0 {
-			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(sgxEnclaveDevices, ", "), errUnavailable)
+		if len(p.host.devicePaths(tee.SGXEnclaveDevices)) == 0 {
+			return nil, fmt.Errorf("no SGX enclave device (%s): %w", strings.Join(tee.SGXEnclaveDevices, ", "), errUnavailable)
 		}
 		return p.epcDevices()
 	case ResourceTDX:
-		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(tdxDevices), tdxDevices)
+		return slots(resource, p.cfg.TDXSlots, p.host.devicePaths(tee.TDXDevices), tee.TDXDevices)
 	case ResourceSNP:
-		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(snpDevices), snpDevices)
+		return slots(resource, p.cfg.SNPSlots, p.host.devicePaths(tee.SNPDevices), tee.SNPDevices)
 	case ResourceSim:
 		if p.cfg.SimSlots <= 0 {
 			return nil, fmt.Errorf("no simulated slots configured: %w", errUnavailable)
@@ -152,12 +154,12 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 	}
 	switch resource {
 	case ResourceEPC:
-		addDevices(p.host.devicePaths(sgxEnclaveDevices))
+		addDevices(p.host.devicePaths(tee.SGXEnclaveDevices))
 		if p.cfg.SGXProvision {
-			addDevices(p.host.devicePaths(sgxProvisionDevices))
+			addDevices(p.host.devicePaths(tee.SGXProvisionDevices))
 		}
-		if host, ok := p.host.dir(AESMSocketDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: AESMSocketDir, HostPath: host, ReadOnly: true})
+		if host, ok := p.host.dir(tee.AESMSocketDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: tee.AESMSocketDir, HostPath: host, ReadOnly: true})
 		}
 		mib := strconv.Itoa(len(ids))
 		r.Envs = map[string]string{EnvEPCLimitMiB: mib}
@@ -165,13 +167,13 @@ func (p *Plugin) containerResponse(resource string, ids []string) *pb.ContainerA
 			r.Annotations = map[string]string{AnnotationRuntimeArgs: "memory=" + mib + "M"}
 		}
 	case ResourceTDX, ResourceSNP:
-		cands := tdxDevices
+		cands := tee.TDXDevices
 		if resource == ResourceSNP {
-			cands = snpDevices
+			cands = tee.SNPDevices
 		}
 		addDevices(p.host.devicePaths(cands))
-		if host, ok := p.host.dir(TSMReportDir); ok {
-			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: TSMReportDir, HostPath: host})
+		if host, ok := p.host.dir(tee.TSMReportDir); ok {
+			r.Mounts = append(r.Mounts, &pb.Mount{ContainerPath: tee.TSMReportDir, HostPath: host})
 		}
 	case ResourceSim:
 		// Nothing to give: the simulated TEE is rune's own.

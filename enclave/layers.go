@@ -53,12 +53,12 @@ func (k *KBS) validateLayers() error {
 			return fmt.Errorf("%s: target %w", EnvLayers, err)
 		}
 		for _, d := range k.SecretDirs() {
-			if within(d, l.Target) || within(l.Target, d) {
+			if PathWithin(d, l.Target) || PathWithin(l.Target, d) {
 				return fmt.Errorf("%s: target %s and the secrets directory %s overlap", EnvLayers, l.Target, d)
 			}
 		}
 		for _, t := range targets {
-			if within(t, l.Target) || within(l.Target, t) {
+			if PathWithin(t, l.Target) || PathWithin(l.Target, t) {
 				return fmt.Errorf("%s: targets %s and %s overlap", EnvLayers, t, l.Target)
 			}
 		}
@@ -66,12 +66,12 @@ func (k *KBS) validateLayers() error {
 	}
 	for _, l := range k.Layers {
 		for _, t := range targets {
-			if within(t, l.Dir) {
+			if PathWithin(t, l.Dir) {
 				return fmt.Errorf("%s: layer directory %s is under the target %s, whose in-memory file system would hide it", EnvLayers, l.Dir, t)
 			}
 		}
 		for d := range secretDirs {
-			if within(d, l.Dir) {
+			if PathWithin(d, l.Dir) {
 				return fmt.Errorf("%s: layer directory %s is under the secrets directory %s", EnvLayers, l.Dir, d)
 			}
 		}
@@ -82,7 +82,7 @@ func (k *KBS) validateLayers() error {
 // LayerTarget returns the target of the layer whose files include p (absolute, clean), if any.
 func LayerTarget(targets []string, p string) (string, bool) {
 	for _, t := range targets {
-		if within(t, p) {
+		if PathWithin(t, p) {
 			return t, true
 		}
 	}
@@ -98,9 +98,53 @@ func LayerMeasured(blobSHA256, target string) string { return blobSHA256 + ":" +
 // only once the enclave unpacked the layer.
 func (p *Process) CodeInLayer() (string, bool) {
 	for _, l := range p.Layers {
-		if _, target, ok := strings.Cut(l, ":"); ok && within(target, path.Clean(p.Path)) && path.IsAbs(p.Path) {
+		if _, target, ok := strings.Cut(l, ":"); ok && PathWithin(target, path.Clean(p.Path)) && path.IsAbs(p.Path) {
 			return path.Clean(p.Path), true
 		}
 	}
 	return "", false
+}
+
+// PathWithin reports whether p is dir or lies beneath it; both are clean absolute paths.
+func PathWithin(dir, p string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// InLayer returns name, cleaned, when it is an absolute path under the target of one of the
+// enclave's encrypted layers: a program that exists only once the enclave unpacked the layer, so
+// it is neither looked up in PATH nor looked for before (it must be named by its absolute path).
+func (s *Settings) InLayer(name string) (string, bool) {
+	if s == nil || s.KBS == nil || !path.IsAbs(name) {
+		return "", false
+	}
+	var targets []string
+	for _, l := range s.KBS.Layers {
+		targets = append(targets, l.Target)
+	}
+	if _, ok := LayerTarget(targets, path.Clean(name)); ok {
+		return path.Clean(name), true
+	}
+	return "", false
+}
+
+// MeasureLayers is what the measurement covers of the encrypted layers (LayerMeasured of each
+// blob's digest), with digests giving the hex SHA-256 of each layer directory's blob
+// (imagelayer.BlobDigests in a root): PID 1 measures in the container, prepare in the rootfs on
+// the host, with this one function.
+func MeasureLayers(layers []Layer, digests func(dirs []string) ([]string, error)) ([]string, error) {
+	dirs := make([]string, len(layers))
+	for i, l := range layers {
+		dirs[i] = l.Dir
+	}
+	sums, err := digests(dirs)
+	if err != nil {
+		return nil, err
+	}
+	if len(sums) != len(layers) {
+		return nil, fmt.Errorf("%d digests for %d encrypted layers", len(sums), len(layers))
+	}
+	for i, l := range layers {
+		sums[i] = LayerMeasured(sums[i], l.Target)
+	}
+	return sums, nil
 }

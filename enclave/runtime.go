@@ -7,17 +7,16 @@ package enclave
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"sort"
-	"sync"
 	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 )
 
 // Config is what pal_init receives, plus what a built-in runtime needs to find its workload.
 type Config struct {
-	// Type is the TEE type (ENCLAVE_TYPE): "intelSgx", "tdx", "snp" or "sim".
-	Type string
+	// Type is the TEE type (ENCLAVE_TYPE).
+	Type tee.TEE
 	// RuntimePath is ENCLAVE_RUNTIME_PATH: a PAL library path, or "builtin:wasm" / "builtin:native".
 	RuntimePath string
 	// Args are ENCLAVE_RUNTIME_ARGS split at commas.
@@ -77,35 +76,4 @@ type Runtime interface {
 	Measurement(p Process) (string, error)
 	// Destroy tears the enclave down (pal_destroy).
 	Destroy() error
-}
-
-// Factory makes a fresh Runtime.
-type Factory func() Runtime
-
-var (
-	mu       sync.RWMutex
-	builtins = map[string]Factory{}
-)
-
-// RegisterBuiltin makes a Go runtime available as ENCLAVE_RUNTIME_PATH "builtin:<name>".
-func RegisterBuiltin(name string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	builtins[name] = f
-}
-
-// Builtin returns a new instance of the built-in runtime name.
-func Builtin(name string) (Runtime, error) {
-	mu.RLock()
-	defer mu.RUnlock()
-	f, ok := builtins[name]
-	if !ok {
-		known := make([]string, 0, len(builtins))
-		for k := range builtins {
-			known = append(known, "builtin:"+k)
-		}
-		sort.Strings(known)
-		return nil, fmt.Errorf("unknown built-in enclave runtime %q (known: %v)", "builtin:"+name, known)
-	}
-	return f(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -23,34 +24,18 @@ const (
 	AnnotationRAType   = "enclave.attestation.ra_type"
 )
 
-// Known TEE types (ENCLAVE_TYPE values).
-const (
-	TypeSGX = "intelSgx"
-	TypeTDX = "tdx"
-	TypeSNP = "snp"
-	TypeSim = "sim"
-)
-
-// BuiltinPrefix marks ENCLAVE_RUNTIME_PATH values that name a runtime built into the runelet.
-const BuiltinPrefix = "builtin:"
-
 // LogLevels are the accepted ENCLAVE_RUNTIME_LOGLEVEL values, as the original PAL API defines them.
 var LogLevels = []string{"off", "panic", "fatal", "error", "warning", "info", "debug", "trace"}
 
 // Settings are an enclave container's enclave configuration.
 type Settings struct {
-	Type        string   `json:"type"`
+	Type        tee.TEE  `json:"type"`
 	RuntimePath string   `json:"runtime_path"`
 	Args        []string `json:"args,omitempty"`
 	LogLevel    string   `json:"log_level"`
 	RAType      string   `json:"ra_type,omitempty"`
 	// KBS, when set, is the key broker the enclave's secrets come from.
 	KBS *KBS `json:"kbs,omitempty"`
-}
-
-// Builtin returns the built-in runtime name when RuntimePath is "builtin:<name>".
-func (s *Settings) Builtin() (string, bool) {
-	return strings.CutPrefix(s.RuntimePath, BuiltinPrefix)
 }
 
 // IsSettingsEnv reports whether kv ("KEY=VALUE") is one of the enclave settings, which the workload
@@ -101,7 +86,7 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 		return nil, nil
 	}
 	s := &Settings{
-		Type:        vals[EnvType],
+		Type:        tee.TEE(vals[EnvType]),
 		RuntimePath: vals[EnvPath],
 		LogLevel:    vals[EnvLogLevel],
 		RAType:      vals[EnvRAType],
@@ -117,36 +102,30 @@ func FromSpec(spec *specs.Spec) (*Settings, error) {
 		return nil, err
 	}
 	s.KBS = kbs
-	return s, s.Validate()
+	if err := s.Validate(); err != nil {
+		return nil, WithKind(KindInvalid, err)
+	}
+	return s, nil
 }
 
 // Validate checks the settings on their own, without the host: type, runtime, log level.
 func (s *Settings) Validate() error {
 	switch s.Type {
-	case TypeSGX, TypeTDX, TypeSNP, TypeSim:
+	case tee.SGX, tee.TDX, tee.SNP, tee.Sim:
 	case "":
 		return fmt.Errorf("%s is empty", EnvType)
 	default:
-		return fmt.Errorf("unknown enclave type %q in %s (known: %s, %s, %s, %s)", s.Type, EnvType, TypeSGX, TypeTDX, TypeSNP, TypeSim)
+		return fmt.Errorf("unknown enclave type %q in %s (known: %s, %s, %s, %s)", s.Type, EnvType, tee.SGX, tee.TDX, tee.SNP, tee.Sim)
 	}
-	if s.RuntimePath == "" {
-		return fmt.Errorf("%s is required for an enclave container (a PAL library path, or %swasm / %snative)", EnvPath, BuiltinPrefix, BuiltinPrefix)
+	r, err := ParseRuntimePath(s.RuntimePath)
+	if err != nil {
+		return err
 	}
-	if name, ok := s.Builtin(); ok {
-		switch name {
-		case "wasm":
-		case "native":
-			if s.Type != TypeSim {
-				return fmt.Errorf("%snative provides no isolation; it is only available with %s=%s, not %q", BuiltinPrefix, EnvType, TypeSim, s.Type)
-			}
-		default:
-			return fmt.Errorf("unknown built-in enclave runtime %q in %s (known: %swasm, %snative)", s.RuntimePath, EnvPath, BuiltinPrefix, BuiltinPrefix)
-		}
-	} else if !strings.HasPrefix(s.RuntimePath, "/") {
-		return fmt.Errorf("%s %q must be an absolute host path of a PAL library", EnvPath, s.RuntimePath)
+	if err := r.checkTEE(s.Type); err != nil {
+		return err
 	}
 	if s.KBS != nil {
-		if _, builtin := s.Builtin(); !builtin {
+		if r.IsPAL() {
 			return errKBSNeedsBuiltin
 		}
 		if err := s.KBS.Validate(); err != nil {
@@ -161,20 +140,10 @@ func (s *Settings) Validate() error {
 	return fmt.Errorf("invalid %s %q (one of %s)", EnvLogLevel, s.LogLevel, strings.Join(LogLevels, ", "))
 }
 
-// TEEDevices are the device nodes through which each hardware TEE is reached, in order of preference.
-var TEEDevices = map[string][]string{
-	TypeSGX: {"/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx"},
-	TypeTDX: {"/dev/tdx_guest", "/dev/tdx-guest"},
-	TypeSNP: {"/dev/sev-guest"},
-}
-
-// tsmReport is the Linux configfs-tsm interface that also serves TDX and SNP guests.
-const tsmReport = "/sys/kernel/config/tsm/report"
-
 // CheckHost verifies that the TEE the settings ask for is present on this machine.
 func (s *Settings) CheckHost() error {
-	devs, hw := TEEDevices[s.Type]
-	if !hw {
+	devs := tee.Devices(s.Type)
+	if devs == nil {
 		return nil
 	}
 	for _, d := range devs {
@@ -182,24 +151,12 @@ func (s *Settings) CheckHost() error {
 			return nil
 		}
 	}
-	if s.Type != TypeSGX {
-		if _, err := os.Stat(tsmReport); err == nil {
+	if s.Type != tee.SGX {
+		if _, err := os.Stat(tee.TSMReportDir); err == nil {
 			return nil
 		}
-		devs = append(devs, tsmReport)
+		devs = append(devs, tee.TSMReportDir)
 	}
-	return fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
-		s.Type, strings.Join(devs, ", "), EnvType, TypeSim)
-}
-
-// CheckRuntimePath verifies that a PAL path names a PAL the host may load (AllowedPAL): an ELF
-// shared library inside one of palDirs, the host's allowed PAL directories, owned by root and
-// writable only by root, like every directory above it. Every refusal is the same
-// *NotAllowedPALError, whatever the host holds at the path. Built-in runtimes need no file.
-func (s *Settings) CheckRuntimePath(palDirs []string) error {
-	if _, ok := s.Builtin(); ok {
-		return nil
-	}
-	_, err := AllowedPAL(s.RuntimePath, palDirs)
-	return err
+	return WithKind(KindHardwareAbsent, fmt.Errorf("enclave type %q needs TEE hardware that this host does not have (none of %s exists); use %s=%s to run without hardware",
+		s.Type, strings.Join(devs, ", "), EnvType, tee.Sim))
 }

@@ -9,10 +9,10 @@ import (
 	"io"
 	"os"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
-	"github.com/inclavare-containers/inclavare-go/runelet"
 )
 
 // Attester kinds for EvidenceConfig.Kind.
@@ -34,7 +34,7 @@ type EvidenceConfig struct {
 	SimPlatformKey string
 	// SimEnclaveKey is an endorsed sim enclave key file (sim.EnclaveKey.MarshalBinary).
 	SimEnclaveKey string
-	// AgentSocket is the runelet agent socket; "" means runelet.AgentSocket.
+	// AgentSocket is the runelet agent socket; "" means agent.ContainerSocket.
 	AgentSocket string
 }
 
@@ -83,7 +83,7 @@ func EvidenceSource(cfg EvidenceConfig) (enclavetls.EvidenceFunc, string, error)
 	case AttesterAgent:
 		socket := cfg.AgentSocket
 		if socket == "" {
-			socket = runelet.AgentSocket
+			socket = agent.ContainerSocket
 		}
 		return AgentEvidence(socket), "runelet agent at " + socket, nil
 	}
@@ -106,7 +106,7 @@ func AgentEvidence(socket string) enclavetls.EvidenceFunc {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		resp, err := runelet.Evidence(socket, rd[:])
+		resp, err := agent.Evidence(ctx, socket, rd[:])
 		if err != nil {
 			return nil, fmt.Errorf("enclave agent: %w", err)
 		}

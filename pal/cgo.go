@@ -43,7 +43,7 @@ static void palcall_dlclose(void *h)
 
 // One trampoline per PAL call. The Go side names the PAL call after the
 // "palcall_" prefix, so a crash's goroutine trace names the PAL function
-// (see ParseCrash).
+// (see palcrash.Parse).
 
 static int palcall_pal_get_version(void *fn)
 {

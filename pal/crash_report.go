@@ -22,7 +22,7 @@ var reportOnce struct {
 //
 //	PROGRAM: enclave runtime crashed in pal_exec: SIGSEGV: segmentation violation
 //
-// instead of the Go runtime's crash report (which ParseCrash also reads), and with death by that
+// instead of the Go runtime's crash report (which palcrash.Parse also reads), and with death by that
 // signal, without a core dump. The runelet calls it before loading a PAL: once the workload runs,
 // the runelet's stderr is the workload's, and a page of goroutine traces there is noise to the
 // tenant and tells the pod's logs how the runtime is built. Faults outside PAL calls reach the Go

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/pal"
+	"github.com/inclavare-containers/inclavare-go/pal/palcrash"
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 )
 
@@ -69,9 +69,9 @@ func TestPALCrashReported(t *testing.T) {
 			if stderr.String() != want {
 				t.Fatalf("stderr:\n%s\nwant exactly:\n%s", stderr.String(), want)
 			}
-			c, ok := pal.ParseCrash([]byte(stderr.String()))
+			c, ok := palcrash.Parse([]byte(stderr.String()))
 			if !ok || c.Call != tc.call || c.Signal != "SIGSEGV" || !c.InCgo {
-				t.Errorf("ParseCrash = %+v, %v", c, ok)
+				t.Errorf("palcrash.Parse = %+v, %v", c, ok)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/pal"
+	"github.com/inclavare-containers/inclavare-go/pal/palcrash"
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 )
 
@@ -138,12 +139,12 @@ func TestPALCrashIsolated(t *testing.T) {
 				t.Fatalf("child ended with %v, want the Go runtime's crash exit (status 2)", exitErr)
 			}
 
-			crash, ok := pal.ParseCrash([]byte(stderr.String()))
+			crash, ok := palcrash.Parse([]byte(stderr.String()))
 			if !ok {
 				t.Fatalf("no crash report in the child's stderr:\n%s", stderr.String())
 			}
 			if crash.Signal != "SIGSEGV" || !crash.InCgo || crash.Call != tc.call {
-				t.Fatalf("ParseCrash = %+v, want SIGSEGV in cgo in %s\nstderr:\n%s", *crash, tc.call, stderr.String())
+				t.Fatalf("palcrash.Parse = %+v, want SIGSEGV in cgo in %s\nstderr:\n%s", *crash, tc.call, stderr.String())
 			}
 			want := "enclave runtime crashed in " + tc.call + ": SIGSEGV: segmentation violation"
 			if crash.Error() != want {

@@ -14,7 +14,7 @@
 //
 // Isolation: a PAL runs inside the process that loads it. A PAL that
 // crashes takes that process down with it, which is why rune loads PALs only
-// in the runelet, a separate process; ParseCrash turns the runelet's crash
+// in the runelet, a separate process; palcrash.Parse turns the runelet's crash
 // output into an error naming the PAL call that crashed, and ReportCrashes
 // makes that output one line instead of a Go crash report.
 //

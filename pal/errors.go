@@ -3,6 +3,8 @@ package pal
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // CallError is a PAL function's failure: it returned a negative errno.
@@ -16,6 +18,10 @@ type CallError struct {
 func (e *CallError) Error() string {
 	return fmt.Sprintf("%s: %d (%s)", e.Call, e.Code, errnoText(e.Code))
 }
+
+// Is makes a PAL call's failure enclave.ErrPAL, wherever it is looked at (and across the agent
+// protocol, which carries its kind).
+func (e *CallError) Is(target error) bool { return target == enclave.ErrPAL }
 
 // Unwrap gives the errno, so that errors.Is(err, syscall.EINVAL) works.
 func (e *CallError) Unwrap() error {

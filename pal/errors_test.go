@@ -251,3 +251,15 @@ func TestInitChecks(t *testing.T) {
 	}
 	must(t, lib.Destroy())
 }
+
+// TestCallErrorKind: a PAL call's failure is enclave.ErrPAL, and keeps that kind across the
+// agent protocol (enclave.KindOf).
+func TestCallErrorKind(t *testing.T) {
+	err := fmt.Errorf("start: %w", &pal.CallError{Call: "pal_exec", Code: -22})
+	if !errors.Is(err, enclave.ErrPAL) || !errors.Is(err, syscall.EINVAL) || errors.Is(err, enclave.ErrNotFound) {
+		t.Errorf("%v", err)
+	}
+	if k, _ := enclave.KindOf(err); k != enclave.KindPAL {
+		t.Errorf("KindOf = %q", k)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/inclavare-containers/inclavare-go/enclave"
 )
 
 // fileID identifies a file the way the dynamic loader does.
@@ -30,7 +32,13 @@ var (
 // ELF shared object that dlopen accepts, whose pal_get_version (absent means
 // 1) returns 1..MaxVersion, and that exports every symbol its version
 // requires. A process can load a given PAL file once.
-func Load(path string) (*Library, error) {
+func Load(path string) (_ *Library, err error) {
+	// A PAL that cannot be used is the PAL's failure, unless it is not there at all.
+	defer func() {
+		if k, _ := enclave.KindOf(err); err != nil && k == "" {
+			err = enclave.WithKind(enclave.KindPAL, err)
+		}
+	}()
 	if path == "" {
 		return nil, errors.New("load PAL: empty path")
 	}
@@ -39,7 +47,7 @@ func Load(path string) (*Library, error) {
 	case errors.Is(err, syscall.ELOOP):
 		return nil, fmt.Errorf("load PAL %q: symbolic link loop (too many levels of symbolic links)", path)
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("load PAL %q: no such file", path)
+		return nil, enclave.WithKind(enclave.KindNotFound, fmt.Errorf("load PAL %q: no such file", path))
 	case err != nil:
 		return nil, fmt.Errorf("load PAL %q: %w", path, err)
 	case fi.IsDir():

@@ -5,59 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"golang.org/x/sys/unix"
 )
-
-// TestSenderCredentials: with SO_PASSCRED on the receiving end, recv reports the process that
-// sent a message, whether or not it attached its credentials itself; without it, nobody.
-func TestSenderCredentials(t *testing.T) {
-	for _, tc := range []struct {
-		name             string
-		passCred, asSelf bool
-		want             bool
-	}{
-		{"explicit credentials", true, true, true},
-		{"credentials the kernel adds", true, false, true},
-		{"receiver without SO_PASSCRED", false, true, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a, b := socketPair(t)
-			if tc.passCred {
-				if err := passCred(b.c); err != nil {
-					t.Fatal(err)
-				}
-			}
-			send := a.send
-			if tc.asSelf {
-				send = a.sendAsSelf
-			}
-			big := &Request{Op: OpExec, Env: []string{strings.Repeat("x", 200<<10)}}
-			if err := send(big, os.Stdin, os.Stdout, os.Stderr); err != nil {
-				t.Fatal(err)
-			}
-			var got Request
-			files, err := b.recv(&got)
-			closeAll(files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.want {
-				if b.cred != nil {
-					t.Fatalf("sender reported without SO_PASSCRED: %+v", b.cred)
-				}
-				return
-			}
-			if b.cred == nil || int(b.cred.Pid) != os.Getpid() || int(b.cred.Uid) != os.Getuid() {
-				t.Fatalf("sender %+v, want pid %d uid %d", b.cred, os.Getpid(), os.Getuid())
-			}
-		})
-	}
-}
 
 // TestCheckCallerRefusesUnknownSender: an exec request whose sender the kernel did not name, or
 // that came from outside the container's pid namespace (pid 0), never runs.
 func TestCheckCallerRefusesUnknownSender(t *testing.T) {
-	p := &pid1{cfg: &Config{}}
+	p := &pid1{cfg: &agent.Config{}}
 	for _, cred := range []*unix.Ucred{nil, {Pid: 0}} {
 		if err := p.checkCaller(cred); err == nil || !strings.Contains(err.Error(), "exec'd runelet inside the container") {
 			t.Errorf("sender %+v: %v", cred, err)

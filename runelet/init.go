@@ -7,29 +7,28 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
-	"github.com/inclavare-containers/inclavare-go/kbs"
-
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/kbs"
 	"golang.org/x/sys/unix"
 )
 
 // RuntimeOpener makes the enclave.Runtime for a config; cmd/init-runelet supplies one that knows the
 // built-in runtimes and the PAL loader, so this package stays free of cgo.
-type RuntimeOpener func(cfg *Config) (enclave.Runtime, error)
+type RuntimeOpener func(cfg *agent.Config) (enclave.Runtime, error)
 
 // EvidenceSource produces evidence over 64 bytes of report data for this enclave.
 type EvidenceSource func(ctx context.Context, reportData [attestation.ReportDataSize]byte) ([]byte, error)
 
 // EvidenceOpener makes the EvidenceSource for a config (sim key, configfs-tsm, …).
-type EvidenceOpener func(cfg *Config) (EvidenceSource, error)
+type EvidenceOpener func(cfg *agent.Config) (EvidenceSource, error)
 
 // ResourceHook is implemented by runtimes that let the workload fetch its key broker's resources
 // itself (the wasm host import); the runelet connects it to the enclave's broker client.
@@ -51,7 +50,7 @@ type EvidenceHook interface {
 }
 
 type pid1 struct {
-	cfg         *Config
+	cfg         *agent.Config
 	rt          enclave.Runtime
 	evidence    EvidenceSource
 	measurement string
@@ -75,7 +74,7 @@ type pid1 struct {
 
 // Main runs PID 1 of an enclave container and returns its exit status.
 func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
-	cfg, err := readConfig()
+	cfg, err := agent.ReadConfig()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet:", err)
 		return 1
@@ -101,7 +100,7 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 	signal.Notify(sigs)
 
 	p := &pid1{cfg: cfg, startC: make(chan struct{})}
-	if name, _ := cfg.Settings.Builtin(); name == "native" {
+	if cfg.Settings.Runtime() == enclave.NativeRuntime {
 		p.reaper = newReaper()
 	}
 	hostLn, err := net.FileListener(os.NewFile(uintptr(cfg.HostListenFD), "runelet-host"))
@@ -111,7 +110,7 @@ func Main(open RuntimeOpener, openEvidence EvidenceOpener) int {
 	}
 	// Connections accepted from now on report who sends each message: an exec request must come
 	// from the exec'd runelet, whose confinement the enclave process must not exceed.
-	if err := passCred(hostLn.(*net.UnixListener)); err != nil {
+	if err := agent.PassCred(hostLn.(*net.UnixListener)); err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: host socket:", err)
 		return 1
 	}
@@ -226,11 +225,8 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 	}
 	s := p.cfg.Settings
 	ecfg := enclave.Config{
-		Type: s.Type, RuntimePath: p.cfg.RuntimePath, Args: s.Args, LogLevel: s.LogLevel,
+		Type: s.Type, RuntimePath: p.cfg.Runtime().String(), Args: s.Args, LogLevel: s.LogLevel,
 		Rootfs: "/", CacheDir: p.cfg.CacheDir,
-	}
-	if ecfg.RuntimePath == "" {
-		ecfg.RuntimePath = s.RuntimePath
 	}
 	if err := rt.Init(context.Background(), ecfg); err != nil {
 		return err
@@ -259,7 +255,7 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 	}
 	if p.cfg.Measurement != "" && m != p.cfg.Measurement {
 		rt.Destroy()
-		return fmt.Errorf("measurement mismatch: rune measured %s at create, the enclave runtime loaded %s (%s changed?)", p.cfg.Measurement, m, entry.Path)
+		return enclave.WithKind(enclave.KindInvalid, fmt.Errorf("measurement mismatch: rune measured %s at create, the enclave runtime loaded %s (%s changed?)", p.cfg.Measurement, m, entry.Path))
 	}
 	p.measurement = m
 	if openEvidence != nil {
@@ -294,12 +290,12 @@ func (p *pid1) entrypoint() (enclave.Process, error) {
 	return proc, err
 }
 
-// entrypointInLayer is InLayer for args[0].
+// entrypointInLayer is Settings.InLayer for args[0].
 func entrypointInLayer(s *enclave.Settings, args []string) (string, bool) {
 	if len(args) == 0 {
 		return "", false
 	}
-	return InLayer(s, args[0])
+	return s.InLayer(args[0])
 }
 
 // process resolves args[0] as exec(3p) would, in the container's file system.
@@ -320,73 +316,19 @@ func newProcess(args, env []string, cwd string) (enclave.Process, error) {
 }
 
 func lookPath(name string, env []string, cwd string) (string, error) {
-	return LookPath(name, env, cwd, func(p string) bool {
+	return agent.LookPath(name, env, cwd, func(p string) bool {
 		fi, err := os.Stat(p)
 		return err == nil && fi.Mode().IsRegular()
 	})
-}
-
-// defaultPath is the search path when the process environment has no PATH (runc's choice too).
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// LookPath resolves a program name as exec(3p) would, with exists deciding whether a candidate path
-// is a regular file. rune (on the host, inside the rootfs) and the runelet (in the container) share
-// it, so that what rune measures at create is what the runelet runs.
-func LookPath(name string, env []string, cwd string, exists func(path string) bool) (string, error) {
-	if strings.Contains(name, "/") {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if !exists(p) {
-			return "", fmt.Errorf("entrypoint %s: no such file", name)
-		}
-		return p, nil
-	}
-	pathEnv := defaultPath
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathEnv = v
-		}
-	}
-	for _, dir := range filepath.SplitList(pathEnv) {
-		p := filepath.Join(dir, name)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cwd, p)
-		}
-		if exists(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("entrypoint %q: executable file not found in $PATH", name)
-}
-
-// passCred makes the kernel attach the sender's credentials to what s receives (SO_PASSCRED);
-// sockets accepted from a listener inherit it.
-func passCred(s syscall.Conn) error {
-	raw, err := s.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("SO_PASSCRED: %w", serr)
-	}
-	return nil
 }
 
 // listenInContainer creates the agent socket through which any user of the container may ask for
 // evidence. It is created with mode 0666 through the umask rather than chmod, which a seccomp
 // profile may forbid; failing here costs the workload its evidence, not the container.
 func listenInContainer() (*net.UnixListener, error) {
-	os.Remove(AgentSocket)
+	os.Remove(agent.ContainerSocket)
 	old := unix.Umask(0o111)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: AgentSocket, Net: "unix"})
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: agent.ContainerSocket, Net: "unix"})
 	unix.Umask(old)
 	return ln, err
 }
@@ -397,14 +339,14 @@ func (p *pid1) serveReadyError(ln *net.UnixListener) {
 		return
 	}
 	defer c.Close()
-	cc := newConn(c)
-	var req Request
-	files, err := cc.recv(&req)
-	closeAll(files)
+	cc := agent.NewConn(c)
+	var req agent.Request
+	files, err := cc.Recv(&req)
+	agent.CloseFiles(files)
 	if err != nil {
 		return
 	}
-	_ = cc.send(&Response{Error: p.initErr.Error()})
+	_ = cc.Send(agent.ErrorResponse(p.initErr))
 }
 
 func (p *pid1) serve(ln *net.UnixListener, host bool) {
@@ -418,92 +360,92 @@ func (p *pid1) serve(ln *net.UnixListener, host bool) {
 		}
 		if host {
 			// Inherited from the listener already; set again so no kernel's inheritance rules matter.
-			_ = passCred(c)
+			_ = agent.PassCred(c)
 		}
-		go p.handle(newConn(c), host)
+		go p.handle(agent.NewConn(c), host)
 	}
 }
 
-func (p *pid1) handle(c *conn, host bool) {
-	defer c.c.Close()
-	var req Request
-	files, err := c.recv(&req)
+func (p *pid1) handle(c *agent.Conn, host bool) {
+	defer c.Close()
+	var req agent.Request
+	files, err := c.Recv(&req)
 	if err != nil {
 		return
 	}
-	defer closeAll(files)
+	defer agent.CloseFiles(files)
 	// The container's socket serves the workload's own evidence and resources: anyone in the
 	// container may connect to it.
-	allowed := map[string]bool{OpEvidence: true, OpResource: true}
+	allowed := map[string]bool{agent.OpEvidence: true, agent.OpResource: true}
 	if host {
-		allowed = map[string]bool{OpReady: true, OpStart: true, OpExec: true, OpAttest: true, OpEvidence: true}
+		allowed = map[string]bool{agent.OpReady: true, agent.OpStart: true, agent.OpExec: true, agent.OpAttest: true, agent.OpEvidence: true}
 	}
 	if !allowed[req.Op] {
-		_ = c.send(&Response{Error: fmt.Sprintf("operation %q is not served on this socket", req.Op)})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("operation %q is not served on this socket", req.Op))))
 		return
 	}
 	switch req.Op {
-	case OpReady:
-		_ = c.send(p.info())
-	case OpStart:
+	case agent.OpReady:
+		_ = c.Send(p.info())
+	case agent.OpStart:
 		resp := p.start()
 		// Answer before PID 1 starts waiting for the workload: a workload that ends at once would
 		// otherwise end PID 1 before rune start hears that it started.
-		_ = c.send(resp)
+		_ = c.Send(resp)
 		if resp.Started {
 			close(p.startC)
 		}
-	case OpExec:
+	case agent.OpExec:
 		p.exec(c, &req, files)
-	case OpAttest:
+	case agent.OpAttest:
 		if len(req.Nonce) > attestation.ReportDataSize {
-			_ = c.send(&Response{Error: fmt.Sprintf("nonce of %d bytes: at most %d", len(req.Nonce), attestation.ReportDataSize)})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("nonce of %d bytes: at most %d", len(req.Nonce), attestation.ReportDataSize))))
 			return
 		}
 		var rd [attestation.ReportDataSize]byte
 		copy(rd[:], req.Nonce)
-		_ = c.send(p.evidenceResponse(rd))
-	case OpEvidence:
+		_ = c.Send(p.evidenceResponse(rd))
+	case agent.OpEvidence:
 		if len(req.ReportData) != attestation.ReportDataSize {
-			_ = c.send(&Response{Error: fmt.Sprintf("report data must be exactly %d bytes, got %d", attestation.ReportDataSize, len(req.ReportData))})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("report data must be exactly %d bytes, got %d", attestation.ReportDataSize, len(req.ReportData)))))
 			return
 		}
 		var rd [attestation.ReportDataSize]byte
 		copy(rd[:], req.ReportData)
-		_ = c.send(p.evidenceResponse(rd))
-	case OpResource:
+		_ = c.Send(p.evidenceResponse(rd))
+	case agent.OpResource:
 		if err := kbs.CheckResourcePath(req.Resource); err != nil {
-			_ = c.send(&Response{Error: err.Error()})
+			_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, err)))
 			return
 		}
-		_ = c.send(p.resourceResponse(req.Resource))
+		_ = c.Send(p.resourceResponse(req.Resource))
 	}
 }
 
-func (p *pid1) info() *Response {
-	return &Response{TEE: p.cfg.Settings.Type, Runtime: p.cfg.Settings.RuntimePath, Measurement: p.measurement}
+func (p *pid1) info() *agent.Response {
+	return &agent.Response{TEE: p.cfg.Settings.Type, Runtime: p.cfg.Settings.RuntimePath, Measurement: p.measurement}
 }
 
-func (p *pid1) start() *Response {
+func (p *pid1) start() *agent.Response {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
-		return &Response{Error: "the enclave's entrypoint was already started"}
+		return agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, errors.New("the enclave's entrypoint was already started")))
 	}
 	proc, err := p.entrypoint()
 	if err != nil {
-		return &Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	// The workload's secrets and encrypted layers are in place before it runs, or it does not run.
 	if err := p.placeSecrets(); err != nil {
-		return &Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	if err := p.unpackLayers(); err != nil {
-		return &Response{Error: err.Error()}
+		return agent.ErrorResponse(err)
 	}
 	entry, err := p.spawn(proc)
 	if err != nil {
-		return &Response{Error: fmt.Sprintf("start %s in the enclave: %v", proc.Path, err)}
+		return agent.ErrorResponse(fmt.Errorf("start %s in the enclave: %w", proc.Path, err))
 	}
 	p.started, p.entry = true, entry
 	r := p.info()
@@ -511,15 +453,15 @@ func (p *pid1) start() *Response {
 	return r
 }
 
-func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *Response {
+func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *agent.Response {
 	r := p.info()
 	if p.evidence == nil {
-		r.Error = fmt.Sprintf("no attester for enclave type %q on this host", p.cfg.Settings.Type)
+		r.SetError(enclave.WithKind(enclave.KindHardwareAbsent, fmt.Errorf("no attester for enclave type %q on this host", p.cfg.Settings.Type)))
 		return r
 	}
 	ev, err := p.evidence(context.Background(), rd)
 	if err != nil {
-		r.Error = fmt.Sprintf("evidence: %v", err)
+		r.SetError(fmt.Errorf("evidence: %w", err))
 		return r
 	}
 	r.Evidence, r.ReportData = ev, rd[:]
@@ -531,38 +473,38 @@ func (p *pid1) evidenceResponse(rd [attestation.ReportDataSize]byte) *Response {
 // the process that sent it (the exec'd runelet, which libcontainer confined exactly as the exec
 // spec says) has exactly PID 1's confinement. Built-in runtimes never come here: their exec'd
 // runelet runs the process itself.
-func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
-	if name, builtin := p.cfg.Settings.Builtin(); builtin {
-		_ = c.send(&Response{Error: fmt.Sprintf("builtin:%s runs exec'd processes in the exec'd runelet, not in PID 1", name)})
+func (p *pid1) exec(c *agent.Conn, req *agent.Request, files []*os.File) {
+	if r := p.cfg.Settings.Runtime(); !r.IsPAL() {
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("%s runs exec'd processes in the exec'd runelet, not in PID 1", r))))
 		return
 	}
 	if len(files) != 3 {
-		_ = c.send(&Response{Error: fmt.Sprintf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files))})
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, fmt.Errorf("exec needs the caller's stdin, stdout and stderr, got %d descriptors", len(files)))))
 		return
 	}
-	if err := p.checkCaller(c.cred); err != nil {
-		_ = c.send(&Response{Error: err.Error()})
+	if err := p.checkCaller(c.Sender()); err != nil {
+		_ = c.Send(agent.ErrorResponse(enclave.WithKind(enclave.KindInvalid, err)))
 		return
 	}
 	proc, err := p.process(req.Args, req.Env, req.Cwd)
 	if err != nil {
-		_ = c.send(&Response{Error: err.Error()})
+		_ = c.Send(agent.ErrorResponse(err))
 		return
 	}
 	proc.Stdin, proc.Stdout, proc.Stderr = files[0], files[1], files[2]
 	running, err := p.spawn(proc)
 	if err != nil {
-		_ = c.send(&Response{Error: fmt.Sprintf("exec %s in the enclave: %v", proc.Path, err)})
+		_ = c.Send(agent.ErrorResponse(fmt.Errorf("exec %s in the enclave: %w", proc.Path, err)))
 		return
 	}
-	if err := c.send(&Response{Started: true}); err != nil {
+	if err := c.Send(&agent.Response{Started: true}); err != nil {
 		_ = running.Signal(unix.SIGKILL)
 	}
 	go func() {
 		for {
-			var sreq Request
-			fs, err := c.recv(&sreq)
-			closeAll(fs)
+			var sreq agent.Request
+			fs, err := c.Recv(&sreq)
+			agent.CloseFiles(fs)
 			if err != nil {
 				// The exec'd runelet went away: its process must not outlive it.
 				if !errors.Is(err, net.ErrClosed) {
@@ -570,7 +512,7 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 				}
 				return
 			}
-			if sreq.Op == OpSignal && sreq.Signal > 0 && sreq.Signal < 65 {
+			if sreq.Op == agent.OpSignal && sreq.Signal > 0 && sreq.Signal < 65 {
 				_ = running.Signal(syscall.Signal(sreq.Signal))
 			}
 		}
@@ -582,7 +524,7 @@ func (p *pid1) exec(c *conn, req *Request, files []*os.File) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "init-runelet: exec:", err)
 	}
-	_ = c.send(&Response{ExitCode: &code})
+	_ = c.Send(&agent.Response{ExitCode: &code})
 }
 
 // checkCaller refuses an exec whose sender is not a process of this container or whose

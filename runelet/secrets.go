@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/imagelayer"
@@ -116,11 +117,11 @@ func (p *pid1) resource(ctx context.Context, id string) ([]byte, error) {
 }
 
 // resourceResponse fetches a resource for a process of the enclave at run time.
-func (p *pid1) resourceResponse(id string) *Response {
+func (p *pid1) resourceResponse(id string) *agent.Response {
 	r := p.info()
 	data, err := p.resource(context.Background(), id)
 	if err != nil {
-		r.Error = err.Error()
+		r.SetError(err)
 		return r
 	}
 	r.Resource = data
@@ -134,33 +135,7 @@ func measureLayers(layers []enclave.Layer) ([]string, error) {
 		return nil, err
 	}
 	defer root.Close()
-	return measuredLayers(root, layers)
-}
-
-// measuredLayers is what the measurement covers of the layers in root (enclave.LayerMeasured).
-func measuredLayers(root *os.File, layers []enclave.Layer) ([]string, error) {
-	dirs := make([]string, len(layers))
-	for i, l := range layers {
-		dirs[i] = l.Dir
-	}
-	sums, err := imagelayer.BlobDigests(root, dirs)
-	if err != nil {
-		return nil, err
-	}
-	for i, l := range layers {
-		sums[i] = enclave.LayerMeasured(sums[i], l.Target)
-	}
-	return sums, nil
-}
-
-// MeasuredLayers is measuredLayers for the rootfs at rootfs (init-runelet prepare, on the host).
-func MeasuredLayers(rootfs string, layers []enclave.Layer) ([]string, error) {
-	root, err := os.Open(rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("rootfs: %w", err)
-	}
-	defer root.Close()
-	return measuredLayers(root, layers)
+	return enclave.MeasureLayers(layers, func(dirs []string) ([]string, error) { return imagelayer.BlobDigests(root, dirs) })
 }
 
 // unpackLayers decrypts each encrypted layer with the key-encryption key the broker releases

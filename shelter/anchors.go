@@ -32,7 +32,7 @@ type AnchorFiles struct {
 func (f AnchorFiles) Apply(opts *attestation.Options) error {
 	for _, p := range f.Sim {
 		// A file of certificates (every one of them), or the platform key file itself.
-		certs, err := LoadCertificates([]string{p})
+		certs, err := attestation.LoadCertificates([]string{p})
 		if err != nil {
 			c, kerr := sim.LoadPlatformCertificate(p)
 			if kerr != nil {
@@ -57,7 +57,7 @@ func (f AnchorFiles) Apply(opts *attestation.Options) error {
 		{"--amd-root", f.AMD, snp.CheckAMDRoot, &opts.AMDRoots},
 	} {
 		for _, p := range typed.paths {
-			certs, err := LoadCertificates([]string{p})
+			certs, err := attestation.LoadCertificates([]string{p})
 			if err != nil {
 				return fmt.Errorf("%s %w", typed.flag, err)
 			}
@@ -70,7 +70,7 @@ func (f AnchorFiles) Apply(opts *attestation.Options) error {
 		}
 	}
 	for _, p := range f.Untyped {
-		certs, err := LoadCertificates([]string{p})
+		certs, err := attestation.LoadCertificates([]string{p})
 		if err != nil {
 			return fmt.Errorf("--roots %w", err)
 		}
@@ -86,17 +86,4 @@ func (f AnchorFiles) Apply(opts *attestation.Options) error {
 		}
 	}
 	return nil
-}
-
-// LoadCertPool reads PEM certificates from path into a pool (for example the CA of a PCCS).
-func LoadCertPool(path string) (*x509.CertPool, error) {
-	certs, err := LoadCertificates([]string{path})
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pool.AddCert(c)
-	}
-	return pool, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -258,7 +257,7 @@ func violationsIn(err error) []Violation {
 // data is not a certificate, or an error for a malformed PEM certificate file.
 func certificateIn(data []byte) (*x509.Certificate, error) {
 	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN")) {
-		certs, err := parsePEMCertificates(data)
+		certs, err := attestation.ParsePEMCertificates(data)
 		if err != nil {
 			return nil, err
 		}
@@ -293,56 +292,6 @@ func teeOfCertificate(cert *x509.Certificate) string {
 		}
 	}
 	return ""
-}
-
-func parsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			if len(bytes.TrimSpace(rest)) != 0 {
-				return nil, errors.New("data outside PEM blocks")
-			}
-			return certs, nil
-		}
-		if blk.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %q, want CERTIFICATE", blk.Type)
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-}
-
-// LoadCertificates reads trust anchors: each file holds PEM certificates or one DER certificate.
-func LoadCertificates(paths []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for _, p := range paths {
-		b, err := readBounded(p)
-		if err != nil {
-			return nil, err
-		}
-		if bytes.Contains(b, []byte("-----BEGIN")) {
-			certs, err := parsePEMCertificates(b)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", p, err)
-			}
-			if len(certs) == 0 {
-				return nil, fmt.Errorf("%s: no certificate", p)
-			}
-			out = append(out, certs...)
-			continue
-		}
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: neither PEM nor DER certificate: %w", p, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }
 
 // maxFileSize bounds a certificate or collateral file: real ones are a few KiB, and a device or

@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -346,26 +344,6 @@ func TestWriteText(t *testing.T) {
 			if !strings.Contains(b.String(), e) {
 				t.Errorf("%s: output lacks %q:\n%s", tc.name, e, b.String())
 			}
-		}
-	}
-}
-
-func TestLoadCertificates(t *testing.T) {
-	dir := t.TempDir()
-	s := newSim(t, "roots")
-	der := filepath.Join(dir, "platform.der")
-	os.WriteFile(der, s.platform.Certificate().Raw, 0o644)
-	pemFile := filepath.Join(dir, "platform.pem")
-	os.WriteFile(pemFile, s.platform.CertificatePEM(), 0o644)
-	junk := filepath.Join(dir, "junk")
-	os.WriteFile(junk, []byte("junk"), 0o644)
-	certs, err := LoadCertificates([]string{der, pemFile, filepath.Join(testdata.Attestation(t), "roots", "amd_ask_ark_milan.pem")})
-	if err != nil || len(certs) != 4 {
-		t.Fatalf("%d certificates, %v", len(certs), err)
-	}
-	for _, bad := range []string{junk, filepath.Join(dir, "missing")} {
-		if _, err := LoadCertificates([]string{bad}); err == nil {
-			t.Errorf("%s: accepted", bad)
 		}
 	}
 }

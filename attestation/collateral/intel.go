@@ -177,7 +177,7 @@ func (s *Intel) pckCertificate(ctx context.Context, cd abi.CertificationData, no
 	if err != nil {
 		return nil, nil, err
 	}
-	certs, err := abi.ParsePEMCertificates(bytes.TrimRight(files[0], "\x00"))
+	certs, err := attestation.ParsePEMCertificates(bytes.TrimRight(files[0], "\x00"))
 	if err != nil || len(certs) != 1 {
 		return nil, nil, fmt.Errorf("pckcert response from %s is not one PEM certificate", redact(u))
 	}

@@ -24,6 +24,10 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
 )
 
+// ErrTrailingData is wrapped when bytes follow a quote's signature data (SGX or TDX) and the
+// caller did not allow them.
+var ErrTrailingData = errors.New("trailing data after quote")
+
 // TrailingDataHint names the switch that accepts non-zero bytes after a quote.
 const TrailingDataHint = "accept them with Options.AllowTrailingData, shelter --allow-trailing-data"
 

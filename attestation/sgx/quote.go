@@ -3,7 +3,6 @@ package sgx
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
@@ -15,10 +14,6 @@ const QuoteVersion = 3
 
 // signedSize is the part of a v3 quote the attestation key signs: header and ISV enclave report.
 const signedSize = abi.HeaderSize + abi.EnclaveReportSize
-
-// ErrTrailingData is wrapped when bytes follow the quote's signature data and the caller did not
-// allow them.
-var ErrTrailingData = errors.New("trailing data after quote")
 
 // Quote is a parsed SGX ECDSA quote v3.
 type Quote struct {
@@ -68,7 +63,7 @@ func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	trailing := len(b) - int(end)
 	zero := dcap.ZeroPadding(b[end:])
 	if trailing > 0 && !zero && !allowTrailing {
-		return nil, fmt.Errorf("parse SGX quote: %w: %d bytes after the signature data are not zero padding (%s)", ErrTrailingData, trailing, dcap.TrailingDataHint)
+		return nil, fmt.Errorf("parse SGX quote: %w: %d bytes after the signature data are not zero padding (%s)", dcap.ErrTrailingData, trailing, dcap.TrailingDataHint)
 	}
 	sd, err := abi.ParseSignatureData(b[start:end], abi.LayoutV3)
 	if err != nil {

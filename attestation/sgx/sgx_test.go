@@ -105,7 +105,7 @@ func TestVerifySamples(t *testing.T) {
 			wantTCB: "SWHardeningNeeded", wantAdvisories: []string{"INTEL-SA-00615", "INTEL-SA-00657"},
 			wantDetails: map[string]string{"trailing_bytes": "3", "trailing_zero_padding": "true"}},
 		{name: "non-zero trailing bytes rejected by default, naming the switch", quote: append(sample(t, quoteFile), 0, 1, 0), now: pinned,
-			errIs: ErrTrailingData, errContains: []string{"not zero padding", "--allow-trailing-data"}},
+			errIs: dcap.ErrTrailingData, errContains: []string{"not zero padding", "--allow-trailing-data"}},
 		{name: "non-zero trailing bytes tolerated when allowed", quote: append(sample(t, quoteFile), 0, 1, 0), now: pinned, collateral: full, allowTrail: true,
 			wantTCB: "SWHardeningNeeded", wantAdvisories: []string{"INTEL-SA-00615", "INTEL-SA-00657"},
 			wantDetails: map[string]string{"trailing_bytes": "3", "trailing_zero_padding": "false"}},

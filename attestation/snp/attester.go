@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/tee"
+
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/configfs/linuxtsm"
 	"github.com/google/go-configfs-tsm/report"
@@ -18,9 +20,9 @@ import (
 
 const (
 	// SevGuestDevice is the legacy SNP guest request device.
-	SevGuestDevice = "/dev/sev-guest"
+	SevGuestDevice = tee.SEVGuestDevice
 	// TSMReportDir is the configfs-tsm report directory (Linux 6.7+).
-	TSMReportDir = "/sys/kernel/config/tsm/report"
+	TSMReportDir = tee.TSMReportDir
 
 	tsmProvider = "sev_guest"
 )

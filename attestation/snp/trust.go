@@ -5,11 +5,12 @@ import (
 	"crypto/x509"
 	"embed"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
 )
 
 // ProductLines are the AMD EPYC product lines whose roots are built in.
@@ -48,7 +49,7 @@ func loadBuiltinRoots() (map[string]*productRoots, error) {
 			if err != nil {
 				return nil, fmt.Errorf("built-in AMD roots: %w", err)
 			}
-			certs, err := parsePEMCerts(data)
+			certs, err := attestation.ParsePEMCertificates(data)
 			if err != nil || len(certs) != 2 {
 				return nil, fmt.Errorf("built-in AMD roots %s: want ASK and ARK certificates (%v)", name, err)
 			}
@@ -117,37 +118,12 @@ func CheckAMDRoot(cert *x509.Certificate) error {
 	return nil
 }
 
-// parsePEMCerts decodes every CERTIFICATE block of data and rejects anything else that is not whitespace.
-func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := data
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse PEM certificate: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, fmt.Errorf("%d bytes after the last PEM block are not PEM", len(rest))
-	}
-	return out, nil
-}
-
 // parseCertBlob reads a collateral blob as PEM (one or more certificates) or DER (one or more
 // concatenated certificates). A blob that is neither yields no certificates: collateral for other
 // TEEs travels in the same list.
 func parseCertBlob(b []byte) []*x509.Certificate {
 	if trimmed := strings.TrimSpace(string(b[:min(len(b), 64)])); strings.HasPrefix(trimmed, "-----BEGIN") {
-		certs, err := parsePEMCerts(b)
+		certs, err := attestation.ParsePEMCertificates(b)
 		if err != nil {
 			return nil
 		}

@@ -141,7 +141,7 @@ func TestVerifyRealSample(t *testing.T) {
 
 func TestVerifyRealSampleRejected(t *testing.T) {
 	s := loadSample(t)
-	otherARK, err := parsePEMCerts(s.genoaChain)
+	otherARK, err := attestation.ParsePEMCertificates(s.genoaChain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestVerifyRealSampleRejected(t *testing.T) {
 
 func mustPEM(t testing.TB, b []byte) []*x509.Certificate {
 	t.Helper()
-	c, err := parsePEMCerts(b)
+	c, err := attestation.ParsePEMCertificates(b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package tdx
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
@@ -22,10 +21,6 @@ const (
 	TDReport10Size = 584
 	TDReport15Size = 648
 )
-
-// ErrTrailingData is wrapped when bytes follow the quote's signature data and the caller did not
-// allow them.
-var ErrTrailingData = errors.New("trailing data after quote")
 
 // TDReport is the TD quote body (TDX 1.0 layout, plus the TDX 1.5 fields when Version15).
 type TDReport struct {
@@ -157,7 +152,7 @@ func ParseQuote(b []byte, allowTrailing bool) (*Quote, error) {
 	zero := dcap.ZeroPadding(b[end:])
 	q.TrailingZero = q.Trailing > 0 && zero
 	if q.Trailing > 0 && !zero && !allowTrailing {
-		return nil, fmt.Errorf("parse TDX quote: %w: %d bytes after the signature data are not zero padding (%s)", ErrTrailingData, q.Trailing, dcap.TrailingDataHint)
+		return nil, fmt.Errorf("parse TDX quote: %w: %d bytes after the signature data are not zero padding (%s)", dcap.ErrTrailingData, q.Trailing, dcap.TrailingDataHint)
 	}
 	if q.Signature, err = abi.ParseSignatureData(b[start:end], abi.LayoutV4); err != nil {
 		return nil, fmt.Errorf("parse TDX quote: %w", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/validate"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
@@ -94,7 +95,7 @@ func TestVerifySamples(t *testing.T) {
 			wantDetails: map[string]string{"fmspc": "50806F000000", "pcesvn": "11", "qe_svn": "4"}},
 		{name: "v4 50806F: no TCB level matches", quote: quoteOutOfDate, now: atOasisOOD, collateral: []string{tcb50806F, qe2023, signingChain},
 			errIs: validate.ErrTCBNotSupported},
-		{name: "SPR E4 with 39 trailing text bytes: rejected by default", quote: quoteSPRE4, now: atGoTDX, errIs: ErrTrailingData,
+		{name: "SPR E4 with 39 trailing text bytes: rejected by default", quote: quoteSPRE4, now: atGoTDX, errIs: dcap.ErrTrailingData,
 			errContains: []string{"39 bytes after the signature data are not zero padding", "--allow-trailing-data"}},
 		{name: "SPR E4 tolerant without collateral", quote: quoteSPRE4, now: atGoTDX, allowTrail: true,
 			wantDetails: map[string]string{"fmspc": "50806F000000", "trailing_bytes": "39"}},

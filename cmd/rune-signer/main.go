@@ -26,8 +26,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest/signservice"
 )
 
 const usageText = `Usage: rune-signer --key KEY.pem --tls-cert CERT.pem --tls-key KEY.pem --client-ca CA.pem [--listen ADDR]
@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	key, err := manifest.LoadKeySigner(o.key)
+	key, err := enclavemanifest.LoadKeySigner(o.key)
 	if err != nil {
 		fmt.Fprintln(stderr, "rune-signer:", err)
 		return 1
@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	return 0
 }
 
-func printPublicKey(ctx context.Context, w io.Writer, key *manifest.KeySigner) error {
+func printPublicKey(ctx context.Context, w io.Writer, key *enclavemanifest.KeySigner) error {
 	id, err := key.Identity(ctx)
 	if err != nil {
 		return err
@@ -135,7 +135,7 @@ func printPublicKey(ctx context.Context, w io.Writer, key *manifest.KeySigner) e
 	return pem.Encode(w, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
-func serve(ctx context.Context, o options, key *manifest.KeySigner, log *slog.Logger, ready func(net.Addr)) error {
+func serve(ctx context.Context, o options, key *enclavemanifest.KeySigner, log *slog.Logger, ready func(net.Addr)) error {
 	svc, err := signservice.NewHandler(key, log)
 	if err != nil {
 		return err

@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
-	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest/signservice"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest/testpki"
 )
 
 type lockedBuffer struct {
@@ -95,12 +95,12 @@ func startSigner(t *testing.T, p pkiFiles) (url string, logs *lockedBuffer) {
 	return "https://" + a.String() + "/v1/sign", logs
 }
 
-func sampleManifest() manifest.Manifest {
-	return manifest.Manifest{
+func sampleManifest() enclavemanifest.Manifest {
+	return enclavemanifest.Manifest{
 		Measurement: strings.Repeat("ab", 32),
-		Enclave:     manifest.EnclaveFrom(&enclave.Settings{Type: "sim", RuntimePath: "builtin:native", LogLevel: "info"}),
-		Entrypoint:  manifest.Entrypoint{Path: "/bin/app", Args: []string{"/bin/app"}, Env: []string{"A=1"}, Cwd: "/"},
-		Image:       &manifest.Image{Reference: "registry.example/app:1", Digest: "sha256:" + strings.Repeat("0", 64)},
+		Enclave:     enclavemanifest.EnclaveFrom(&enclave.Settings{Type: "sim", RuntimePath: "builtin:native", LogLevel: "info"}),
+		Entrypoint:  enclavemanifest.Entrypoint{Path: "/bin/app", Args: []string{"/bin/app"}, Env: []string{"A=1"}, Cwd: "/"},
+		Image:       &enclavemanifest.Image{Reference: "registry.example/app:1", Digest: "sha256:" + strings.Repeat("0", 64)},
 	}
 }
 
@@ -115,7 +115,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	trustFile := filepath.Join(p.dir, "trust.pem")
 	os.WriteFile(trustFile, pub.Bytes(), 0o600)
-	trust, err := manifest.LoadTrust(trustFile)
+	trust, err := enclavemanifest.LoadTrust(trustFile)
 	if err != nil {
 		t.Fatalf("trust from --print-public-key: %v\n%s", err, pub.String())
 	}
@@ -124,11 +124,11 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := manifest.Sign(context.Background(), sampleManifest(), signer)
+	data, err := enclavemanifest.Sign(context.Background(), sampleManifest(), signer)
 	if err != nil {
 		t.Fatalf("sign through rune-signer: %v\n%s", err, logs)
 	}
-	m, err := manifest.Verify(data, trust)
+	m, err := enclavemanifest.Verify(data, trust)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := manifest.Sign(context.Background(), sampleManifest(), stranger); err == nil {
+	if _, err := enclavemanifest.Sign(context.Background(), sampleManifest(), stranger); err == nil {
 		t.Fatal("a client of another CA got a signature")
 	}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,7 +9,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/inclavare-containers/inclavare-go/runelet"
+	"github.com/inclavare-containers/inclavare-go/agent"
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/urfave/cli"
 )
 
@@ -35,7 +37,7 @@ evidence (base64); --output also writes the raw evidence to a file.`,
 			return err
 		}
 		root := c.GlobalString("root")
-		est, err := loadEnclaveState(root, container.ID())
+		est, err := enclavehost.LoadState(root, container.ID())
 		if err != nil {
 			return err
 		}
@@ -56,7 +58,7 @@ evidence (base64); --output also writes the raw evidence to a file.`,
 				return err
 			}
 		}
-		resp, err := runelet.Attest(runeletSocket(root, container.ID()), nonce)
+		resp, err := agent.Attest(context.Background(), enclavehost.Socket(root, container.ID()), nonce)
 		if err != nil {
 			return fmt.Errorf("attest %s: %w", container.ID(), err)
 		}

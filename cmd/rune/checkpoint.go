@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/moby/sys/userns"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -55,7 +56,7 @@ checkpointed.`,
 		if err != nil {
 			return err
 		}
-		if est, err := loadEnclaveState(c.GlobalString("root"), container.ID()); err != nil {
+		if est, err := enclavehost.LoadState(c.GlobalString("root"), container.ID()); err != nil {
 			return err
 		} else if est != nil {
 			return errors.New("checkpoint of enclave containers is not supported: enclave memory cannot be dumped")

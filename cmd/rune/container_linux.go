@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/inclavare-containers/inclavare-go/launcher"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
@@ -47,7 +49,7 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 		return -1, err
 	}
 	root := c.GlobalString("root")
-	enc, err := prepareEnclave(spec, root, id, cwd, manifestPolicyFrom(c))
+	enc, err := enclavehost.Create(context.Background(), spec, enclavehost.CreateOptions{Root: root, ID: id, Bundle: cwd, Manifest: manifestPolicyFrom(c)})
 	if err != nil {
 		return -1, err
 	}
@@ -101,8 +103,21 @@ func startContainer(c *cli.Context, act action, criu ...*libcontainer.CriuOpts) 
 		return -1, fmt.Errorf("unknown action %d", act)
 	}
 	if enc != nil {
-		r.BeforeStart = enc.beforeStart
-		r.AfterStart = enc.afterStart(act == actionRun)
+		// PID 1 gets its host socket, its crash pipe and its config after runc's descriptors.
+		var pidFiles []*os.File
+		r.BeforeStart = func(p *libcontainer.Process) error {
+			files, env, err := enc.PID1Files(3 + len(p.ExtraFiles))
+			if err != nil {
+				return err
+			}
+			pidFiles = files
+			p.ExtraFiles = append(p.ExtraFiles, files...)
+			p.Env = append(p.Env, env)
+			return nil
+		}
+		r.AfterStart = func(p *libcontainer.Process) error {
+			return enc.AwaitReady(context.Background(), p, pidFiles, act == actionRun)
+		}
 	}
 	return r.Run(spec.Process)
 }

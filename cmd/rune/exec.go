@@ -9,9 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/inclavare-containers/inclavare-go/launcher"
-	"github.com/inclavare-containers/inclavare-go/runelet"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -85,27 +84,32 @@ func execProcess(c *cli.Context) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	est, err := loadEnclaveState(c.GlobalString("root"), container.ID())
+	est, err := enclavehost.LoadState(c.GlobalString("root"), container.ID())
 	if err != nil {
 		return -1, err
 	}
 	var beforeStart, afterStart func(*libcontainer.Process) error
 	if est != nil {
-		// The exec'd runelet, which libcontainer confines exactly as p says, runs the command in
-		// the enclave runtime.
-		p.Args = runelet.ExecArgs(p.Args)
-		env := p.Env[:0:0]
-		for _, kv := range p.Env {
-			if !enclave.IsSettingsEnv(kv) && !strings.HasPrefix(kv, runelet.EnvExec+"=") {
-				env = append(env, kv)
-			}
-		}
-		p.Env = env
-		if beforeStart, afterStart, err = enclaveExec(c.GlobalString("root"), container.ID(), est); err != nil {
+		ex, err := enclavehost.NewExec(c.GlobalString("root"), container.ID(), est)
+		if err != nil {
 			return -1, err
 		}
 		// Also when the exec fails before its process runs.
-		defer afterStart(nil)
+		defer ex.Close()
+		p.Args, p.Env = ex.Process(p.Args, p.Env)
+		beforeStart = func(lp *libcontainer.Process) error {
+			files, env, err := ex.Files(3 + len(lp.ExtraFiles))
+			if err != nil {
+				return err
+			}
+			lp.ExtraFiles = append(lp.ExtraFiles, files...)
+			lp.Env = append(lp.Env, env)
+			return nil
+		}
+		afterStart = func(*libcontainer.Process) error {
+			ex.Close()
+			return nil
+		}
 	}
 	cgPaths, err := subCgroupPaths(c.StringSlice("cgroup"))
 	if err != nil {
@@ -125,40 +129,6 @@ func execProcess(c *cli.Context) (int, error) {
 		AfterStart:     afterStart,
 	}
 	return r.Run(p)
-}
-
-// enclaveExec tells the exec'd runelet of an enclave container how to run its command. A built-in
-// runtime runs it in the exec'd runelet itself. A PAL's enclave lives in PID 1, which runs exec'd
-// processes only when asked over its host socket, out of the container's reach: rune opens one
-// connection for this exec and hands it to the exec'd runelet, and closes its own copy once the
-// runelet runs, so that PID 1 sees the exec end with the runelet.
-func enclaveExec(root, id string, est *enclaveState) (before, after func(*libcontainer.Process) error, err error) {
-	cfg := runelet.ExecConfig{Settings: est.Settings}
-	var conn *os.File
-	if _, builtin := est.Settings.Builtin(); !builtin {
-		if conn, err = runelet.DialExec(runeletSocket(root, id)); err != nil {
-			return nil, nil, err
-		}
-	}
-	before = func(p *libcontainer.Process) error {
-		if conn != nil {
-			cfg.AgentFD = 3 + len(p.ExtraFiles)
-			p.ExtraFiles = append(p.ExtraFiles, conn)
-		}
-		kv, err := runelet.ExecEnv(&cfg)
-		if err != nil {
-			return err
-		}
-		p.Env = append(p.Env, kv)
-		return nil
-	}
-	after = func(*libcontainer.Process) error {
-		if conn != nil {
-			conn.Close()
-		}
-		return nil
-	}
-	return before, after, nil
 }
 
 // subCgroupPaths parses --cgroup values: "path" alone, or "ctrl[,ctrl]:path" per controller.

@@ -32,6 +32,16 @@ To start a new instance of a container:
     # rune run [ -b bundle ] <container-id>`
 
 func main() {
+	// Usage errors from the cli package go to the log as well, as runc does, so that callers that
+	// read only the log (containerd, Docker) see them.
+	cli.ErrWriter = &logWriter{next: cli.ErrWriter}
+	if err := newApp().Run(os.Args); err != nil {
+		fatal(err)
+	}
+}
+
+// newApp is rune's command line: runc's global flags and commands, and rune's own.
+func newApp() *cli.App {
 	app := cli.NewApp()
 	app.Name = "rune"
 	app.Version = version
@@ -90,12 +100,7 @@ func main() {
 		}
 		return configureLogging(c)
 	}
-	// Usage errors from the cli package go to the log as well, as runc does, so that callers that
-	// read only the log (containerd, Docker) see them.
-	cli.ErrWriter = &logWriter{next: cli.ErrWriter}
-	if err := app.Run(os.Args); err != nil {
-		fatal(err)
-	}
+	return app
 }
 
 type logWriter struct{ next io.Writer }

@@ -1,9 +1,10 @@
 package main
 
 import (
+	"context"
 	"os"
 
-	"github.com/inclavare-containers/inclavare-go/runelet"
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/urfave/cli"
 )
 
@@ -18,11 +19,11 @@ need this certificate (e.g. shelter --sim-root FILE).`,
 		if err := checkArgs(c, 0, exactArgs); err != nil {
 			return err
 		}
-		bin, err := runelet.FindRunelet()
+		bin, err := enclavehost.FindRunelet()
 		if err != nil {
 			return err
 		}
-		pem, err := runelet.SimPlatformCertificate(bin, os.Getenv("RUNE_SIM_PLATFORM_KEY"))
+		pem, err := enclavehost.SimPlatformCertificate(context.Background(), bin, os.Getenv("RUNE_SIM_PLATFORM_KEY"))
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
 	"golang.org/x/sys/unix"
@@ -32,7 +34,7 @@ your host.`,
 			return err
 		}
 		root := c.GlobalString("root")
-		est, err := loadEnclaveState(root, container.ID())
+		est, err := enclavehost.LoadState(root, container.ID())
 		if err != nil {
 			return err
 		}
@@ -42,7 +44,7 @@ your host.`,
 		switch status {
 		case libcontainer.Created:
 			if est != nil {
-				if err := startWorkload(root, container.ID()); err != nil {
+				if err := enclavehost.StartWorkload(context.Background(), root, container.ID()); err != nil {
 					// As after a failed runc start, the container is stopped, not left created with
 					// its init waiting: engines (containerd's client) delete a failed task only
 					// once it has stopped, and would otherwise leak it.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/moby/sys/userns"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/urfave/cli"
@@ -79,4 +80,17 @@ func absPidFile(c *cli.Context) (string, error) {
 		return "", nil
 	}
 	return absPath(p)
+}
+
+// enclaveStatus is libcontainer's status corrected for an enclave container that was created but
+// not started: its runelet runs, but the workload does not.
+func enclaveStatus(root string, c *libcontainer.Container, status libcontainer.Status) libcontainer.Status {
+	if status != libcontainer.Running {
+		return status
+	}
+	st, err := enclavehost.LoadState(root, c.ID())
+	if err == nil && st != nil && !st.Started(root, c.ID()) {
+		return libcontainer.Created
+	}
+	return status
 }

@@ -2,7 +2,7 @@
 # rune-deploy: installs Inclavare Containers' runtime on a Kubernetes node from a privileged
 # DaemonSet pod (deploy/rune-deploy.yaml), the way kata-deploy does. See deploy/README.md.
 #
-#   rune-deploy install   copy rune, init-runelet, containerd-shim-rune-v2 and rune-carrier to the node, install
+#   rune-deploy install   copy rune, init-runelet, containerd-shim-rune-v2 and rune-carrier-helper to the node, install
 #                         /etc/inclavare-containers/config.toml, add the CRI runtime handler "rune"
 #                         to containerd's configuration and restart containerd if that changed
 #   rune-deploy cleanup   undo install; refused while rune containers exist on the node
@@ -32,7 +32,7 @@ set -eu
 : "${RUNE_ROOT:=/run/containerd/rune}" # the shim's rune.root
 : "${READY_FILE:=/tmp/rune-deploy.ready}"
 
-BINARIES="rune init-runelet containerd-shim-rune-v2 rune-carrier"
+BINARIES="rune init-runelet containerd-shim-rune-v2 rune-carrier-helper"
 BEGIN_MARK="# BEGIN inclavare-containers runtime rune (managed by rune-deploy)"
 END_MARK="# END inclavare-containers runtime rune"
 IMPORT_MARK="# added by rune-deploy"

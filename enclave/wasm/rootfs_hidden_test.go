@@ -11,13 +11,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/runelet"
 )
 
 func TestRuneDirIsRuneletDir(t *testing.T) {
-	if "/"+runeDir != runelet.Dir {
-		t.Fatalf("runeDir %q, runelet.Dir %q: the guest would see rune's directory", runeDir, runelet.Dir)
+	if "/"+runeDir != agent.Dir {
+		t.Fatalf("runeDir %q, agent.Dir %q: the guest would see rune's directory", runeDir, agent.Dir)
 	}
 }
 

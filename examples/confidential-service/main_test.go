@@ -17,12 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"github.com/inclavare-containers/inclavare-go/attestation/policy"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim/simtest"
 	"github.com/inclavare-containers/inclavare-go/enclavetls"
 	"github.com/inclavare-containers/inclavare-go/inclavared/wire"
-	"github.com/inclavare-containers/inclavare-go/runelet"
 )
 
 // enclave is a sim platform and an endorsed enclave key, written where the service can read it.
@@ -180,9 +180,9 @@ func fakeAgent(t *testing.T, key *sim.EnclaveKey) (socket string, calls *atomic.
 				if _, err := io.ReadFull(c, b); err != nil {
 					return
 				}
-				var req runelet.Request
-				resp := runelet.Response{TEE: "sim"}
-				if err := json.Unmarshal(b, &req); err != nil || req.Op != runelet.OpEvidence || len(req.ReportData) != 64 {
+				var req agent.Request
+				resp := agent.Response{TEE: "sim"}
+				if err := json.Unmarshal(b, &req); err != nil || req.Op != agent.OpEvidence || len(req.ReportData) != 64 {
 					resp.Error = fmt.Sprintf("bad request %+v", req)
 				} else {
 					calls.Add(1)

@@ -44,7 +44,7 @@ func Options(c *cli.Context) (attestation.Options, error) {
 	cfg := collateral.Config{IntelURL: c.String("collateral-from"), KDSURL: c.String("kds-url"),
 		CacheDir: c.String("collateral-cache"), Offline: c.Bool("offline"), APIKey: os.Getenv("INTEL_PCS_API_KEY")}
 	if ca := c.String("collateral-ca"); ca != "" {
-		if cfg.CA, err = shelter.LoadCertPool(ca); err != nil {
+		if cfg.CA, err = attestation.LoadCertPool(ca); err != nil {
 			return opts, fmt.Errorf("--collateral-ca: %w", err)
 		}
 	}

@@ -346,7 +346,7 @@ func TestCheckFiles(t *testing.T) {
 		{"certificate is not a key", Config{Signing: Signing{KeyFile: cert}}, `signing.key_file: ` + cert + `: PEM block 1 is "CERTIFICATE", want RSA PRIVATE KEY or EC PRIVATE KEY or PRIVATE KEY`},
 		{"public key is not a private key", Config{Signing: Signing{KeyFile: public}}, `is "PUBLIC KEY", want RSA PRIVATE KEY`},
 		{"two keys", Config{Signing: Signing{KeyFile: twoKeys}}, "2 PEM blocks, want one"},
-		// Keys are parsed by the conversion (shim/carrier.CheckFiles), not at every create.
+		// Keys are parsed by the conversion (shim/carrierhelper.CheckFiles), not at every create.
 		{"corrupt key: PEM structure only", Config{Signing: Signing{KeyFile: corrupt}}, ""},
 		{"missing key", Config{Signing: Signing{KeyFile: filepath.Join(dir, "none.pem")}}, "no such file"},
 		{"client pair and CA", Config{Signing: Signing{Service: svc(cert, ecPEM, cert)}}, ""},

@@ -15,7 +15,7 @@ import (
 // CheckFiles looks at every file the configuration names without parsing any key or
 // certificate: it is there, a regular file, and holds PEM blocks of the kinds the key says.
 // A missing or misplaced file fails here, at every create; the keys and certificates
-// themselves are parsed where they are used, by the conversion (rune-carrier) and by rune.
+// themselves are parsed where they are used, by the conversion (rune-carrier-helper) and by rune.
 func (c *Config) CheckFiles() error {
 	var errs []error
 	if c.Rune.Path != "" {

@@ -24,7 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/inclavare-containers/inclavare-go/shim/conversion"
+	"github.com/inclavare-containers/inclavare-go/shim/carrierclient"
 )
 
 // OptionsFile is the bundle file holding the runc options a task was created with; the
@@ -137,23 +137,23 @@ func newContainer(ctx context.Context, platform stdio.Platform, r *taskAPI.Creat
 }
 
 // convertCarrier turns the container into an enclave container when its environment names a
-// carrier (RUNE_CARRIER): the rune-carrier helper writes a signed enclave manifest and the
+// carrier (RUNE_CARRIER): the rune-carrier-helper helper writes a signed enclave manifest and the
 // enclave settings into the bundle, for rune create to verify. The returned release ends
-// the hold on what rune must be told (conversion.HoldRuneEnvironment); call it after rune
+// the hold on what rune must be told (carrierclient.HoldRuneEnvironment); call it after rune
 // create.
 func convertCarrier(ctx context.Context, r *taskAPI.CreateTaskRequest, ns string, cs *createSettings, shimExe string) (release func(), err error) {
-	if _, ok, err := conversion.Requested(r.Bundle); err != nil || !ok {
+	if _, ok, err := carrierclient.Requested(r.Bundle); err != nil || !ok {
 		return func() {}, err
 	}
-	helper, err := conversion.Helper(shimExe)
+	helper, err := carrierclient.Helper(shimExe)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
-	release = conversion.HoldRuneEnvironment(cs.cfg)
-	res, err := conversion.Run(ctx, helper, conversion.Request{
+	release = carrierclient.HoldRuneEnvironment(cs.cfg)
+	res, err := carrierclient.Run(ctx, helper, carrierclient.Request{
 		Bundle: r.Bundle, ContainerID: r.ID, Namespace: ns,
 		ConfigPath: cs.source.ConfigPath, ConfigBody: cs.source.ConfigBody,
-		RunePath: cs.opts.BinaryName, ContainerdAddress: conversion.ContainerdAddress(),
+		RunePath: cs.opts.BinaryName, ContainerdAddress: carrierclient.ContainerdAddress(),
 		LogLevel: log.G(ctx).Logger.GetLevel().String(),
 	})
 	if err != nil {

@@ -10,14 +10,14 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/inclavare-containers/inclavare-go/shim/conversion"
+	"github.com/inclavare-containers/inclavare-go/shim/carrierclient"
 )
 
 // withoutCarrier drops RUNE_CARRIER from the environment of a process to exec: clients such
 // as ctr pass the container's own environment, and the variable is an instruction to the
 // shim (the conversion removed it from the container's), not input to the workload.
 func withoutCarrier(spec *anypb.Any) (*anypb.Any, error) {
-	prefix := conversion.EnvCarrier + "="
+	prefix := carrierclient.EnvCarrier + "="
 	if spec == nil || !bytes.Contains(spec.GetValue(), []byte(prefix)) {
 		return spec, nil
 	}

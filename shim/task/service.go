@@ -48,8 +48,8 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/inclavare-containers/inclavare-go/shim/carrierclient"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
-	"github.com/inclavare-containers/inclavare-go/shim/conversion"
 )
 
 // Service is the shim's task service.
@@ -213,7 +213,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 type createSettings struct {
 	opts   *options.Options // pinned to the configured rune
 	cfg    *config.Config
-	source RequestOptions // where the configuration came from, for rune-carrier
+	source RequestOptions // where the configuration came from, for rune-carrier-helper
 }
 
 // runeOptions reads the configuration the request points at and returns the runc
@@ -228,7 +228,7 @@ func (s *Service) runeOptions(ctx context.Context, r *taskAPI.CreateTaskRequest)
 		return nil, err
 	}
 	applyLogLevel(ctx, cfg)
-	if err := cfg.CheckCarriers(conversion.Names()); err != nil {
+	if err := cfg.CheckCarriers(carrierclient.Names()); err != nil {
 		return nil, err
 	}
 	runePath, err := cfg.ResolveRune(s.shimExe)

@@ -19,8 +19,8 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
-	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/shim/carrier"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
+	"github.com/inclavare-containers/inclavare-go/shim/carrierhelper"
 	"github.com/inclavare-containers/inclavare-go/shim/config"
 )
 
@@ -74,7 +74,7 @@ func convertBundle(t *testing.T, r *runtimeBin, bundle string, signing config.Si
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	ctx := log.WithLogger(context.Background(), logrus.NewEntry(quiet))
-	if _, err := carrier.Convert(ctx, carrier.Request{Bundle: bundle, ContainerID: "t", Namespace: "t", Config: cfg, RunePath: r.path}); err != nil {
+	if _, err := carrierhelper.Convert(ctx, carrierhelper.Request{Bundle: bundle, ContainerID: "t", Namespace: "t", Config: cfg, RunePath: r.path}); err != nil {
 		t.Fatalf("convert %s: %v", bundle, err)
 	}
 }
@@ -95,7 +95,7 @@ func carrierBundle(t *testing.T, r *runtimeBin, c string, signing config.Signing
 // editEnvelope rewrites a member of the bundle's manifest envelope after signing.
 func editEnvelope(t *testing.T, bundle string, edit func(payload, sig []byte) ([]byte, []byte)) {
 	t.Helper()
-	data, err := os.ReadFile(manifest.BundlePath(bundle))
+	data, err := os.ReadFile(enclavemanifest.BundlePath(bundle))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func editEnvelope(t *testing.T, bundle string, edit func(payload, sig []byte) ([
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(manifest.BundlePath(bundle), out, 0o600); err != nil {
+	if err := os.WriteFile(enclavemanifest.BundlePath(bundle), out, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -292,7 +292,7 @@ func TestEnclaveManifest(t *testing.T) {
 			name: "manifest removed when required",
 			make: func(t *testing.T) string {
 				dir := carrierBundle(t, r, "wasm", trusted)
-				if err := os.Remove(manifest.BundlePath(dir)); err != nil {
+				if err := os.Remove(enclavemanifest.BundlePath(dir)); err != nil {
 					t.Fatal(err)
 				}
 				return dir
@@ -313,11 +313,11 @@ func TestEnclaveManifest(t *testing.T) {
 			make: func(t *testing.T) string {
 				src := carrierBundle(t, r, "wasm", trusted)
 				dir, _ := bundle(t, "true")
-				data, err := os.ReadFile(manifest.BundlePath(src))
+				data, err := os.ReadFile(enclavemanifest.BundlePath(src))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(manifest.BundlePath(dir), data, 0o600); err != nil {
+				if err := os.WriteFile(enclavemanifest.BundlePath(dir), data, 0o600); err != nil {
 					t.Fatal(err)
 				}
 				return dir
@@ -328,7 +328,7 @@ func TestEnclaveManifest(t *testing.T) {
 			name: "manifest is a symbolic link",
 			make: func(t *testing.T) string {
 				dir := carrierBundle(t, r, "wasm", trusted)
-				p := manifest.BundlePath(dir)
+				p := enclavemanifest.BundlePath(dir)
 				if err := os.Rename(p, p+".real"); err != nil {
 					t.Fatal(err)
 				}
@@ -349,7 +349,7 @@ func TestEnclaveManifest(t *testing.T) {
 			name: "bad requirement annotation",
 			make: func(t *testing.T) string {
 				dir := carrierBundle(t, r, "wasm", trusted)
-				editSpec(t, dir, func(s *specs.Spec) { s.Annotations[manifest.AnnotationRequired] = "yes" })
+				editSpec(t, dir, func(s *specs.Spec) { s.Annotations[enclavemanifest.AnnotationRequired] = "yes" })
 				return dir
 			},
 			want: `annotation io.inclavare.enclave-manifest.required="yes": want true or false`,

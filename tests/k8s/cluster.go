@@ -59,7 +59,7 @@ type Tools struct {
 	Ctr         string
 	RuncShimDir string // containerd-shim-runc-v2 for containerd 2.x; empty: the one on PATH
 	Runc        string
-	Bin         string // the repository's bin/: rune, init-runelet, containerd-shim-rune-v2, rune-carrier, shelter
+	Bin         string // the repository's bin/: rune, init-runelet, containerd-shim-rune-v2, rune-carrier-helper, shelter
 	Go          string
 }
 

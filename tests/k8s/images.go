@@ -117,7 +117,7 @@ func (c *Cluster) ImportImages(a *Artifacts, busybox string) error {
 	// deploy/image/Dockerfile's node: the installer with its artifacts (the node binaries
 	// this build made: bin/, and the containerd drop-ins), and the device plugin.
 	node := map[string][]byte{"usr/local/bin/rune-device-plugin": a.files["rune-device-plugin"]}
-	for _, b := range []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier"} {
+	for _, b := range []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier-helper"} {
 		data, err := os.ReadFile(filepath.Join(c.Bin, b))
 		if err != nil {
 			return fmt.Errorf("node image: %w (run make build)", err)

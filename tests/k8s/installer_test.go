@@ -75,7 +75,7 @@ func testInstaller(e *env) {
 	installer := e.daemonSetPod(systemNS, "app.kubernetes.io/name=rune-deploy")
 	e.waitLogs(systemNS, installer.Name, "rune-deploy: installed")
 
-	for _, b := range []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier"} {
+	for _, b := range []string{"rune", "init-runelet", "containerd-shim-rune-v2", "rune-carrier-helper"} {
 		if fi, err := os.Stat(filepath.Join(node.installDir, "bin", b)); err != nil || fi.Mode().Perm() != 0o755 {
 			t.Errorf("installed %s: %v %v", b, fi, err)
 		}

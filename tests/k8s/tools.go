@@ -11,7 +11,7 @@ import (
 // FindTools finds the programs a cluster whose node runs containerd of generation gen needs,
 // building Kubernetes, etcd and containerd 2.x into the test cache first where they are not
 // there yet, and returns them with the static busybox the images are made from. The
-// repository's bin/ must hold rune, init-runelet, containerd-shim-rune-v2, rune-carrier and
+// repository's bin/ must hold rune, init-runelet, containerd-shim-rune-v2, rune-carrier-helper and
 // shelter (`make build`).
 func FindTools(gen Generation) (Tools, string, error) {
 	var t Tools
@@ -20,7 +20,7 @@ func FindTools(gen Generation) (Tools, string, error) {
 		return t, "", err
 	}
 	t.Bin = filepath.Dir(runeBin)
-	for _, b := range []string{"init-runelet", "containerd-shim-rune-v2", "rune-carrier", "shelter"} {
+	for _, b := range []string{"init-runelet", "containerd-shim-rune-v2", "rune-carrier-helper", "shelter"} {
 		if _, err := os.Stat(filepath.Join(t.Bin, b)); err != nil {
 			return t, "", fmt.Errorf("%s beside rune: %w (run make build)", b, err)
 		}

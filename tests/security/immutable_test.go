@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/inclavare-containers/inclavare-go/pal/paltest"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -210,7 +210,7 @@ func TestInjectedFilesImmutable(t *testing.T) {
 			runelet = v
 		}
 	}
-	c, err := enclave.ResolveClosure(nil, runelet, pal)
+	c, err := enclavehost.ResolveClosure(nil, runelet, pal)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,9 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/sim"
-	"github.com/inclavare-containers/inclavare-go/manifest"
-	"github.com/inclavare-containers/inclavare-go/manifest/signservice"
-	"github.com/inclavare-containers/inclavare-go/manifest/testpki"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest/signservice"
+	"github.com/inclavare-containers/inclavare-go/enclavemanifest/testpki"
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
 )
 
@@ -32,8 +32,8 @@ import (
 // holding only its public key.
 type carrierSigner struct {
 	keyFile, trustFile string
-	signer             *manifest.KeySigner
-	trust              *manifest.Trust
+	signer             *enclavemanifest.KeySigner
+	trust              *enclavemanifest.Trust
 }
 
 func newCarrierSigner(t *testing.T, dir, name string) carrierSigner {
@@ -53,10 +53,10 @@ func newCarrierSigner(t *testing.T, dir, name string) carrierSigner {
 	cs := carrierSigner{keyFile: filepath.Join(dir, name+"-key.pem"), trustFile: filepath.Join(dir, name+"-trust.pem")}
 	writeFile(t, cs.keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	writeFile(t, cs.trustFile, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})))
-	if cs.signer, err = manifest.NewKeySigner(key); err != nil {
+	if cs.signer, err = enclavemanifest.NewKeySigner(key); err != nil {
 		t.Fatal(err)
 	}
-	cs.trust = manifest.NewTrust()
+	cs.trust = enclavemanifest.NewTrust()
 	if _, err := cs.trust.AddPublicKey(&key.PublicKey); err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +152,12 @@ func TestCarrier(t *testing.T) {
 		// A .wasm file cannot be exec'd by Linux: its output means builtin:wasm runs it.
 		clients.WaitFileLine(t, logPath, "sleeping")
 
-		data, err := manifest.ReadFromBundle(s.bundle(id))
+		data, err := enclavemanifest.ReadFromBundle(s.bundle(id))
 		if err != nil {
 			t.Fatalf("manifest in the bundle: %v", err)
 		}
 		first = data
-		m, err := manifest.Verify(data, key.trust)
+		m, err := enclavemanifest.Verify(data, key.trust)
 		if err != nil {
 			t.Fatalf("the bundle's manifest does not verify with the configured key: %v", err)
 		}
@@ -230,7 +230,7 @@ func TestCarrier(t *testing.T) {
 			t.Errorf("second conversion of the image: %s, want cache=hit", line)
 		}
 		// ECDSA signatures are randomised: the same bytes mean the manifest was reused, not remade.
-		data, err := manifest.ReadFromBundle(s.bundle(id))
+		data, err := enclavemanifest.ReadFromBundle(s.bundle(id))
 		if err != nil || string(data) != string(first) {
 			t.Errorf("second container's manifest differs from the cached one (%v)", err)
 		}
@@ -358,7 +358,7 @@ func TestCarrier(t *testing.T) {
 		if err != nil || string(remade) == string(b) || string(remade) == string(first) {
 			t.Errorf("the damaged entry was not replaced by a new conversion (%v)", err)
 		}
-		if _, err := manifest.Verify(remade, key.trust); err != nil {
+		if _, err := enclavemanifest.Verify(remade, key.trust); err != nil {
 			t.Errorf("the remade entry: %v", err)
 		}
 	})
@@ -380,12 +380,12 @@ func TestCarrier(t *testing.T) {
 		}
 		// A correctly signed entry for the same key, claiming another measurement: the cache
 		// accepts it (it checks the signature, not the workload), rune must not.
-		m, err := manifest.ParseUnverified(data)
+		m, err := enclavemanifest.ParseUnverified(data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.Measurement = strings.Repeat("0", 64)
-		poisoned, err := manifest.Sign(context.Background(), *m, key.signer)
+		poisoned, err := enclavemanifest.Sign(context.Background(), *m, key.signer)
 		if err != nil {
 			t.Fatal(err)
 		}

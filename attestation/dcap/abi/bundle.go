@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
 )
 
@@ -56,7 +57,7 @@ func (c *Collateral) addQVE(b []byte) error {
 		if strings.TrimSpace(strings.TrimRight(f.v, "\x00")) == "" {
 			continue
 		}
-		certs, err := ParsePEMCertificates([]byte(strings.TrimRight(f.v, "\x00")))
+		certs, err := attestation.ParsePEMCertificates([]byte(strings.TrimRight(f.v, "\x00")))
 		if err != nil {
 			return fmt.Errorf("collateral bundle %s: %w", f.name, err)
 		}

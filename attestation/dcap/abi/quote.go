@@ -3,9 +3,10 @@ package abi
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/inclavare-containers/inclavare-go/attestation"
 )
 
 // Sizes of the fixed parts of a DCAP ECDSA quote (Intel SGX ECDSA Quote Library API, Intel TDX
@@ -273,40 +274,12 @@ func (c CertificationData) PCKChain() ([]*x509.Certificate, error) {
 	if c.Type != CertDataPCKCertChain {
 		return nil, fmt.Errorf("%w %d (%s): only type %d (PCK certificate chain) can be verified offline", ErrUnsupportedCertificationData, c.Type, certDataName(c.Type), CertDataPCKCertChain)
 	}
-	certs, err := ParsePEMCertificates(bytes.TrimRight(c.Data, "\x00"))
+	certs, err := attestation.ParsePEMCertificates(bytes.TrimRight(c.Data, "\x00"))
 	if err != nil {
 		return nil, fmt.Errorf("PCK certificate chain: %w", err)
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("PCK certificate chain: no certificate")
-	}
-	return certs, nil
-}
-
-// ParsePEMCertificates decodes consecutive PEM CERTIFICATE blocks. Anything but blocks and
-// whitespace between them is an error: a chain with junk in it is not what the signer produced.
-func ParsePEMCertificates(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	// Quote libraries of 2021 wrote chains with no line break between blocks, which pem.Decode skips.
-	rest := bytes.ReplaceAll(b, []byte("-----END CERTIFICATE----------BEGIN"), []byte("-----END CERTIFICATE-----\n-----BEGIN"))
-	for len(bytes.TrimSpace(rest)) != 0 {
-		// pem.Decode silently skips text before a block; refuse it instead.
-		if begin := bytes.Index(rest, []byte("-----BEGIN")); begin < 0 || len(bytes.TrimSpace(rest[:begin])) != 0 {
-			return nil, fmt.Errorf("non-PEM data after certificate %d", len(certs))
-		}
-		block, next := pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("malformed PEM block after certificate %d", len(certs))
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(certs)+1, block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, cert)
-		rest = next
 	}
 	return certs, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/internal/testdata"
 )
@@ -30,7 +31,7 @@ func sample(t testing.TB, rel string) []byte {
 
 func pemCerts(t testing.TB, rel string) []*x509.Certificate {
 	t.Helper()
-	certs, err := abi.ParsePEMCertificates(sample(t, rel))
+	certs, err := attestation.ParsePEMCertificates(sample(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,15 @@
 
 package main
 
-import "github.com/inclavare-containers/inclavare-go/runelet"
+import (
+	"context"
+
+	"github.com/inclavare-containers/inclavare-go/agent"
+)
 
 // evidence asks the runelet over its in-container agent socket.
 func evidence(rd [64]byte) ([]byte, error) {
-	resp, err := runelet.Evidence(runelet.AgentSocket, rd[:])
+	resp, err := agent.Evidence(context.Background(), agent.ContainerSocket, rd[:])
 	if err != nil {
 		return nil, err
 	}
@@ -15,7 +19,7 @@ func evidence(rd [64]byte) ([]byte, error) {
 
 // resource asks the runelet for a resource of the enclave's key broker.
 func resource(id string) ([]byte, error) {
-	resp, err := runelet.Resource(runelet.AgentSocket, id)
+	resp, err := agent.Resource(context.Background(), agent.ContainerSocket, id)
 	if err != nil {
 		return nil, err
 	}

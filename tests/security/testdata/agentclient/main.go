@@ -25,7 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/inclavare-containers/inclavare-go/runelet"
+	"github.com/inclavare-containers/inclavare-go/agent"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +40,7 @@ func main() {
 	status, _ := os.ReadFile("/proc/self/status")
 	fmt.Printf("=== caller\n%s", status)
 	fmt.Println("=== agent")
-	fmt.Println("=== result: " + execVia(runelet.AgentSocket, os.Args[1:]))
+	fmt.Println("=== result: " + execVia(agent.ContainerSocket, os.Args[1:]))
 	fds, err := os.ReadDir("/proc/1/fd")
 	if err != nil {
 		fmt.Printf("=== pid1 fd: %v\n", err)
@@ -91,14 +91,14 @@ func execVia(path string, args []string) string {
 		return "unreachable: " + err.Error()
 	}
 	defer c.Close()
-	req, _ := json.Marshal(&runelet.Request{Op: runelet.OpExec, Args: args, Env: []string{"PATH=/bin"}, Cwd: "/"})
+	req, _ := json.Marshal(&agent.Request{Op: agent.OpExec, Args: args, Env: []string{"PATH=/bin"}, Cwd: "/"})
 	frame := binary.BigEndian.AppendUint32(nil, uint32(len(req)))
 	frame = append(frame, req...)
 	if _, _, err := c.WriteMsgUnix(frame, unix.UnixRights(0, 1, 2), nil); err != nil {
 		return "unreachable: " + err.Error()
 	}
 	for {
-		var resp runelet.Response
+		var resp agent.Response
 		if err := readFrame(c, &resp); err != nil {
 			return "unreachable: " + err.Error()
 		}
