@@ -186,7 +186,7 @@ func runHandlers(t *testing.T, gen int) {
 		t.Error(p)
 	}
 	for _, r := range results[1:] {
-		for _, p := range Gate(results[0], r) {
+		for _, p := range Gate(results[0], r, gen) {
 			t.Error(p)
 		}
 	}

@@ -43,7 +43,21 @@ var RuncFailures = map[int]map[string]string{
 	},
 }
 
+// RuncFlaky are specs runc passes or fails on this kind of host by a race outside the runtimes
+// (containerd's own shim), per containerd generation, with the reason. A runc failure of one
+// is not a baseline problem, and then any outcome of another handler stands; when runc passes
+// it, every handler must too.
+var RuncFlaky = map[int]map[string]string{
+	1: {
+		oomKilled: "containerd 1.6's runc shim starts watching a container's OOM events only after start " +
+			"returns (runtime/v2/runc/v2 Start); the spec's container allocates at once, and on a loaded " +
+			"host the kernel's OOM kill can come first: the event is lost and the reason is Error. " +
+			"containerd-shim-rune-v2 watches from create (shim/task).",
+	},
+}
+
 const (
+	oomKilled   = "[k8s.io] Container OOM runtime should output OOMKilled reason should terminate with exitCode 137 and reason OOMKilled"
 	maskedPaths       = "[k8s.io] Security Context bucket runtime should support MaskedPaths"
 	maskedPathsReason = "the spec masks /bin/ls and expects `sh -c ls` to fail, but Debian's static busybox " +
 		"shell runs its ls applet without exec'ing /bin/ls (the runtimes do mask the file)"
@@ -66,7 +80,9 @@ func Baseline(runc *Result, gen int) []string {
 	var problems []string
 	for _, n := range runc.Names() {
 		s := runc.Specs[n]
-		if _, known := RuncFailures[gen][n]; failed(s) && !known {
+		_, known := RuncFailures[gen][n]
+		_, flaky := RuncFlaky[gen][n]
+		if failed(s) && !known && !flaky {
 			problems = append(problems, fmt.Sprintf("runc %s (not a known failure on containerd %d.x): %s: %s", s.State, gen, n, shorten(s.Failure)))
 		}
 	}
@@ -76,10 +92,15 @@ func Baseline(runc *Result, gen int) []string {
 // Gate compares other's run with runc's, spec by spec: the same specs, each ending the same
 // way, except Exceptions, which must end as they say (runc passes, other does not): an
 // exception that no longer holds is reported too, so the list stays true.
-func Gate(runc, other *Result) []string {
+func Gate(runc, other *Result, gen int) []string {
 	var problems []string
 	for _, n := range runc.Names() {
 		want := runc.Specs[n]
+		if _, flaky := RuncFlaky[gen][n]; flaky && failed(want) {
+			if _, ok := other.Specs[n]; ok {
+				continue
+			}
+		}
 		got, ok := other.Specs[n]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("%s did not run %q", other.Handler, n))

@@ -46,7 +46,7 @@ func TestGate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Gate(runc, tc.other)
+			got := Gate(runc, tc.other, 2)
 			if len(got) != len(tc.want) {
 				t.Fatalf("Gate = %q, want %d problems like %q", got, len(tc.want), tc.want)
 			}
@@ -120,5 +120,26 @@ func TestLayer(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("layer entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestRuncFlaky: a flaky spec runc failed is no baseline problem and any handler outcome stands;
+// one runc passed must pass under every handler; on another generation it is not flaky at all.
+func TestRuncFlaky(t *testing.T) {
+	runc := result(cri.HandlerRunc, map[string]string{oomKilled: "failed", maskedPaths: "failed"})
+	if got := Baseline(runc, 1); len(got) != 0 {
+		t.Errorf("Baseline on 1.x with runc failing the flaky OOM spec = %q, want nothing", got)
+	}
+	if got := Baseline(runc, 2); len(got) != 1 || !strings.Contains(got[0], oomKilled) {
+		t.Errorf("Baseline on 2.x = %q, want the OOM failure reported (not flaky there)", got)
+	}
+	rune := result(cri.HandlerRune, map[string]string{oomKilled: "passed", maskedPaths: "failed"})
+	if got := Gate(runc, rune, 1); len(got) != 0 {
+		t.Errorf("Gate, runc failed the flaky spec, rune passed: %q, want nothing", got)
+	}
+	runc.Specs[oomKilled] = Spec{State: "passed"}
+	rune.Specs[oomKilled] = Spec{State: "failed", Failure: "reason Error"}
+	if got := Gate(runc, rune, 1); len(got) != 1 || !strings.Contains(got[0], "runc passed, rune failed") {
+		t.Errorf("Gate, runc passed the flaky spec, rune failed: %q, want that reported", got)
 	}
 }
