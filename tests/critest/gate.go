@@ -57,7 +57,7 @@ var RuncFlaky = map[int]map[string]string{
 }
 
 const (
-	oomKilled   = "[k8s.io] Container OOM runtime should output OOMKilled reason should terminate with exitCode 137 and reason OOMKilled"
+	oomKilled         = "[k8s.io] Container OOM runtime should output OOMKilled reason should terminate with exitCode 137 and reason OOMKilled"
 	maskedPaths       = "[k8s.io] Security Context bucket runtime should support MaskedPaths"
 	maskedPathsReason = "the spec masks /bin/ls and expects `sh -c ls` to fail, but Debian's static busybox " +
 		"shell runs its ls applet without exec'ing /bin/ls (the runtimes do mask the file)"
