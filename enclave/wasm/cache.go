@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tetratelabs/wazero/experimental"
+
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm/codecache"
 )
 
@@ -62,6 +64,9 @@ func compileInto(ctx context.Context, cacheDir string, wasmBytes []byte) error {
 	defer cache.Close(ctx)
 	rt := newPlainRuntime(ctx, cache)
 	defer rt.Close(ctx)
+	// A cold entry is on create's critical path: compile the functions on every CPU the
+	// process may use (prepare's bounds count its memory, whatever the workers).
+	ctx = experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
 	if _, err := rt.CompileModule(ctx, wasmBytes); err != nil {
 		return fmt.Errorf("precompile wasm module into %s: %w", cacheDir, err)
 	}
