@@ -43,12 +43,12 @@ Where "<container-id>" is the name for the instance of the container.`,
 			}
 			return err
 		}
-		if force {
-			return killAndDestroy(container)
-		}
 		s, err := container.Status()
 		if err != nil {
 			return err
+		}
+		if force && s != libcontainer.Stopped {
+			return killAndDestroy(container)
 		}
 		s = enclaveStatus(c.GlobalString("root"), container, s)
 		switch s {
@@ -65,12 +65,14 @@ Where "<container-id>" is the name for the instance of the container.`,
 // killAndDestroy SIGKILLs the container's init and removes the container once init is gone.
 func killAndDestroy(c *libcontainer.Container) error {
 	_ = c.Signal(unix.SIGKILL)
-	// Poll finely: delete latency is on every container's critical path.
-	for range 1000 {
-		time.Sleep(10 * time.Millisecond)
+	// Poll finely at first (a killed init is usually gone within a few milliseconds; delete
+	// latency is on every container's critical path), then every 10 ms, for 10 s in all.
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 10*time.Millisecond) {
 		if err := c.Signal(unix.Signal(0)); err != nil {
 			return c.Destroy()
 		}
+		time.Sleep(wait)
 	}
 	return errors.New("container init still running")
 }
