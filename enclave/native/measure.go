@@ -30,7 +30,11 @@ type Launch struct {
 // Measure returns the hex SHA-256 measurement of the executable exe started with launch, as
 // defined in docs/measurement.md. It runs nothing, so rune or the shim can compute it on the host.
 func Measure(exe []byte, launch Launch) string {
-	exeSum := sha256.Sum256(exe)
+	return measureSum(sha256.Sum256(exe), launch)
+}
+
+// measureSum is Measure for an executable whose SHA-256 is exeSum.
+func measureSum(exeSum [sha256.Size]byte, launch Launch) string {
 	dir := launch.Dir
 	if dir == "" {
 		dir = "/"

@@ -10,6 +10,7 @@ package native
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -121,24 +122,28 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 }
 
 // executable reads the regular file the process would execute.
-func (r *Runtime) executable(exePath string) ([]byte, error) {
+func (r *Runtime) executableSum(exePath string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
 	f, err := r.openInRoot(exePath, unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+		return sum, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+		return sum, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
+		return sum, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
 	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
+	// Streamed: the measurement needs the digest only, and a whole executable read into the
+	// heap (megabytes, page-faulted in and collected again) cost create more than the hash.
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
-	return b, nil
+	h.Sum(sum[:0])
+	return sum, nil
 }
 
 // Measurement implements enclave.Runtime: Measure over the executable at p.Path in the rootfs
@@ -151,11 +156,11 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	if l.CodeInLayer != "" {
 		return Measure(nil, l.Launch), nil
 	}
-	exe, err := r.executable(l.exePath)
+	sum, err := r.executableSum(l.exePath)
 	if err != nil {
 		return "", err
 	}
-	return Measure(exe, l.Launch), nil
+	return measureSum(sum, l.Launch), nil
 }
 
 // Spawn implements enclave.Runtime: it starts p as a child process, chrooted into the rootfs
