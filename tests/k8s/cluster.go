@@ -771,6 +771,12 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, err)
 		}
 	}
+	// A shim whose task containerd deleted exits on its own a moment later (containerd 2.x's
+	// runc shim was once seen still exiting as the check ran): give the cluster's processes
+	// up to 15 s to go before calling them survivors.
+	for deadline := time.Now().Add(15 * time.Second); len(processCmdlines(c.Dir+"/")) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	survivors := processCmdlines(c.Dir + "/")
 	if pids, err := clients.KillProcessesUnder(c.Dir); err != nil {
 		errs = append(errs, err)
