@@ -71,13 +71,11 @@ func saveHostState() (*hostState, error) {
 		}
 		h.entries[dir] = list
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/net", bridgeName)); err == nil {
+	if bridgeExists() {
 		return nil, fmt.Errorf("network interface %s exists already: another cluster of this harness is running, or one leaked", bridgeName)
 	}
-	for _, hier := range cgroupHierarchies() {
-		if _, err := os.Stat(filepath.Join(hier, CgroupRoot)); err == nil {
-			return nil, fmt.Errorf("cgroup %s exists already: another cluster of this harness is running, or one leaked", filepath.Join(hier, CgroupRoot))
-		}
+	if roots := existingCgroupRoots(); len(roots) > 0 {
+		return nil, fmt.Errorf("cgroup %s exists already: another cluster of this harness is running, or one leaked", roots[0])
 	}
 	return h, nil
 }
@@ -126,10 +124,8 @@ func (h *hostState) restore() error {
 	if err := removeCgroupRoot(); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/net", bridgeName)); err == nil {
-		if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", bridgeName, err, out))
-		}
+	if _, err := deleteBridge(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -162,12 +158,10 @@ func (h *hostState) leftovers() []string {
 			}
 		}
 	}
-	for _, hier := range cgroupHierarchies() {
-		if _, err := os.Stat(filepath.Join(hier, CgroupRoot)); err == nil {
-			left = append(left, "cgroup "+filepath.Join(hier, CgroupRoot))
-		}
+	for _, root := range existingCgroupRoots() {
+		left = append(left, "cgroup "+root)
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/net", bridgeName)); err == nil {
+	if bridgeExists() {
 		left = append(left, "network interface "+bridgeName)
 	}
 	return left
@@ -194,6 +188,33 @@ func listTree(dir string) ([]string, error) {
 	}
 	sort.Strings(list)
 	return list, nil
+}
+
+func bridgeExists() bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", bridgeName))
+	return err == nil
+}
+
+// deleteBridge deletes the CNI bridge if it exists, and says whether it did.
+func deleteBridge() (bool, error) {
+	if !bridgeExists() {
+		return false, nil
+	}
+	if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
+		return false, fmt.Errorf("ip link delete %s: %w: %s", bridgeName, err, out)
+	}
+	return true, nil
+}
+
+// existingCgroupRoots lists CgroupRoot in every hierarchy that has it.
+func existingCgroupRoots() []string {
+	var roots []string
+	for _, hier := range cgroupHierarchies() {
+		if root := filepath.Join(hier, CgroupRoot); fileExists(root) {
+			roots = append(roots, root)
+		}
+	}
+	return roots
 }
 
 // cgroupHierarchies are the mounted cgroup hierarchies: /sys/fs/cgroup itself on a pure

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -149,20 +148,18 @@ func (l *nodeLock) recover() ([]string, error) {
 			done = append(done, "restored the host state recorded in "+lockPath)
 		}
 	} else {
-		for _, hier := range cgroupHierarchies() {
-			if _, err := os.Stat(filepath.Join(hier, CgroupRoot)); err == nil {
-				done = append(done, "removed cgroup "+filepath.Join(hier, CgroupRoot))
-			}
-		}
+		roots := existingCgroupRoots()
 		if err := removeCgroupRoot(); err != nil {
 			errs = append(errs, err)
-		}
-		if _, err := os.Stat(filepath.Join("/sys/class/net", bridgeName)); err == nil {
-			if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", bridgeName, err, out))
-			} else {
-				done = append(done, "deleted network interface "+bridgeName)
+		} else {
+			for _, root := range roots {
+				done = append(done, "removed cgroup "+root)
 			}
+		}
+		if deleted, err := deleteBridge(); err != nil {
+			errs = append(errs, err)
+		} else if deleted {
+			done = append(done, "deleted network interface "+bridgeName)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
