@@ -342,3 +342,33 @@ func (b *Background) Stop() {
 	b.cancel()
 	<-b.done
 }
+
+// RemoveCgroupTree removes the cgroup directory root and every cgroup below it, deepest first.
+// rmdir fails on a cgroup that still has tasks, so nothing in use is removed: the error names it.
+// A root that does not exist is no error.
+func RemoveCgroupTree(root string) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list cgroups below %s: %w", root, err)
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	var errs []error
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inclavare-containers/inclavare-go/tests/harness"
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
 )
 
 // TestOCIConformance runs run.sh with RUNE_BINARY as the candidate and runc
@@ -38,7 +38,7 @@ func TestOCIConformance(t *testing.T) {
 	}
 	// The suite's cgroup tests use cgroupsPath /testdir/cgrouptest; the runtimes remove
 	// cgrouptest, not the parent the path made.
-	harness.RemoveEmptyCgroupsAtEnd(t, "testdir")
+	clients.RemoveEmptyCgroupsAtEnd(t, "testdir")
 	candidate, err := filepath.Abs(candidate)
 	if err != nil {
 		t.Fatalf("resolve RUNE_BINARY: %v", err)

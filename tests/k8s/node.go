@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/inclavare-containers/inclavare-go/tests/clients"
 )
 
 // The node state the harness creates or the kubelet changes outside the cluster's own
@@ -261,30 +263,7 @@ func createCgroupRoot() error {
 func removeCgroupRoot() error {
 	var errs []error
 	for _, hier := range cgroupHierarchies() {
-		root := filepath.Join(hier, CgroupRoot)
-		var dirs []string
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list cgroups below %s: %w", root, err))
-			continue
-		}
-		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-		for _, d := range dirs {
-			if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
-			}
-		}
+		errs = append(errs, clients.RemoveCgroupTree(filepath.Join(hier, CgroupRoot)))
 	}
 	return errors.Join(errs...)
 }

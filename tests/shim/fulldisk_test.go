@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
-	"github.com/inclavare-containers/inclavare-go/tests/harness"
 )
 
 // fullDiskNamespace keeps the full-disk containers' bundles (and rune state) apart: they live
@@ -30,7 +29,7 @@ const maxFullDiskPages = 64
 func testFullDisk(t *testing.T, s *suite, flags []string, cmd []string, wantOut string) {
 	ns := fullDiskNamespace
 	// containerd puts each container's cgroup below one named after the namespace.
-	harness.RemoveEmptyCgroupsAtEnd(t, ns)
+	clients.RemoveEmptyCgroupsAtEnd(t, ns)
 	tmpfs := filepath.Join(s.dir, "fulldisk-"+strings.ReplaceAll(t.Name(), "/", "-"))
 	bundles := filepath.Join(s.state, "io.containerd.runtime.v2.task", ns)
 	runeState := filepath.Join(s.runeRoot, ns)
