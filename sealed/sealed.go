@@ -3,6 +3,11 @@
 // the registry and the node see only ciphertext. The enclave runtime, after attesting to the
 // broker, fetches the key named in the header and opens the file in memory (docs/sealed.md).
 //
+// A file sealed at conversion by a carrier on the node (envelope encryption) carries its own
+// content key, wrapped (package layerkey) by the broker's key-encryption key: the header's
+// wrapped_key. Then key_id names that KEK, and the enclave fetches the KEK, unwraps the content
+// key and opens the file; the node never holds the KEK.
+//
 // A sealed file is
 //
 //	magic "inclavare-sealed/v1\n" | header length (4 bytes, big-endian) | header | ciphertext
@@ -32,6 +37,7 @@ import (
 
 	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
+	"github.com/inclavare-containers/inclavare-go/layerkey"
 )
 
 const (
@@ -65,11 +71,37 @@ type Header struct {
 	PlaintextSize int64 `json:"plaintext_size"`
 	// Nonce is the GCM nonce, 12 bytes, base64 (standard, padded).
 	Nonce string `json:"nonce"`
+	// WrappedKey, when not empty, is the file's content key wrapped by the key-encryption key
+	// KeyID (the JSON of package layerkey, base64 standard padded): the file was sealed by a
+	// carrier at conversion (SealWrapped). Empty: KeyID is the content key itself (Seal).
+	WrappedKey string `json:"wrapped_key,omitempty"`
+}
+
+// headerJSON is Header as decoded: a pointer tells an absent wrapped_key from an empty one,
+// which is refused (one reading).
+type headerJSON struct {
+	KeyID           string  `json:"key_id"`
+	Alg             string  `json:"alg"`
+	PlaintextSHA256 string  `json:"plaintext_sha256"`
+	PlaintextSize   int64   `json:"plaintext_size"`
+	Nonce           string  `json:"nonce"`
+	WrappedKey      *string `json:"wrapped_key"`
+}
+
+// Wrapped reports whether the file carries its own content key, wrapped by KeyID's KEK.
+func (h *Header) Wrapped() bool { return h.WrappedKey != "" }
+
+// PlaintextSum is the plaintext's SHA-256 as the header states it (a parsed header's is valid).
+func (h *Header) PlaintextSum() [sha256.Size]byte {
+	var sum [sha256.Size]byte
+	hex.Decode(sum[:], []byte(h.PlaintextSHA256))
+	return sum
 }
 
 // File is a parsed, not yet opened, sealed file.
 type File struct {
 	Header
+	wrapped    *layerkey.Wrapped
 	nonce      []byte
 	aad        []byte
 	ciphertext []byte
@@ -83,6 +115,29 @@ func Seal(plaintext, key []byte, keyID string) ([]byte, error) {
 	if err := resourceid.Check(keyID); err != nil {
 		return nil, fmt.Errorf("key id: %w", err)
 	}
+	return seal(plaintext, key, Header{KeyID: keyID})
+}
+
+// SealWrapped encrypts plaintext with the content key dek (KeySize bytes, fresh for this file)
+// and records wrapped, the JSON of dek wrapped (package layerkey) by the key-encryption key
+// keyID, in the header: the enclave fetches keyID, unwraps dek and opens the file. It does not
+// check that wrapped holds dek (it cannot without the KEK); the sealer does (a file whose
+// wrapped key holds another key never opens).
+func SealWrapped(plaintext, dek []byte, keyID string, wrapped []byte) ([]byte, error) {
+	if err := resourceid.Check(keyID); err != nil {
+		return nil, fmt.Errorf("key id: %w", err)
+	}
+	w, err := layerkey.Parse(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	if w.KID != keyID {
+		return nil, fmt.Errorf("the wrapped content key is wrapped by %s, not by the key id %s", w.KID, keyID)
+	}
+	return seal(plaintext, dek, Header{KeyID: keyID, WrappedKey: base64.StdEncoding.EncodeToString(wrapped)})
+}
+
+func seal(plaintext, key []byte, h Header) ([]byte, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("key is %d bytes, want %d (a raw AES-256 key)", len(key), KeySize)
 	}
@@ -94,11 +149,14 @@ func Seal(plaintext, key []byte, keyID string) ([]byte, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(plaintext)
-	h := Header{KeyID: keyID, Alg: Alg, PlaintextSHA256: hex.EncodeToString(sum[:]),
-		PlaintextSize: int64(len(plaintext)), Nonce: base64.StdEncoding.EncodeToString(nonce)}
+	h.Alg, h.PlaintextSHA256, h.PlaintextSize = Alg, hex.EncodeToString(sum[:]), int64(len(plaintext))
+	h.Nonce = base64.StdEncoding.EncodeToString(nonce)
 	hdr, err := strictjson.Encode(h)
 	if err != nil {
 		return nil, err
+	}
+	if len(hdr) > MaxHeader {
+		return nil, fmt.Errorf("header of %d bytes, more than %d", len(hdr), MaxHeader)
 	}
 	aad := binary.BigEndian.AppendUint32([]byte(Magic), uint32(len(hdr)))
 	aad = append(aad, hdr...)
@@ -130,10 +188,11 @@ func ParseHeader(head []byte) (*Header, int, error) {
 	if uint64(len(rest)-4) < uint64(n) {
 		return nil, 0, errors.New("sealed file: truncated in the header")
 	}
-	var h Header
-	if err := strictjson.Decode(rest[4:4+n], &h); err != nil {
+	var hj headerJSON
+	if err := strictjson.Decode(rest[4:4+n], &hj); err != nil {
 		return nil, 0, fmt.Errorf("sealed file: header: %w", err)
 	}
+	h := Header{KeyID: hj.KeyID, Alg: hj.Alg, PlaintextSHA256: hj.PlaintextSHA256, PlaintextSize: hj.PlaintextSize, Nonce: hj.Nonce}
 	if err := resourceid.Check(h.KeyID); err != nil {
 		return nil, 0, fmt.Errorf("sealed file: key_id: %w", err)
 	}
@@ -149,7 +208,55 @@ func ParseHeader(head []byte) (*Header, int, error) {
 	if nonce, err := base64.StdEncoding.Strict().DecodeString(h.Nonce); err != nil || len(nonce) != nonceSize {
 		return nil, 0, fmt.Errorf("sealed file: nonce %q is not %d bytes of base64", h.Nonce, nonceSize)
 	}
+	if hj.WrappedKey != nil {
+		h.WrappedKey = *hj.WrappedKey
+		if _, err := parseWrapped(&h); err != nil {
+			return nil, 0, err
+		}
+	}
 	return &h, len(Magic) + 4 + int(n), nil
+}
+
+// parseWrapped reads a header's wrapped_key: base64 (standard, padded) of a layerkey wrapped key
+// whose kid is the header's key_id.
+func parseWrapped(h *Header) (*layerkey.Wrapped, error) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(h.WrappedKey)
+	if err != nil || len(raw) == 0 {
+		return nil, errors.New("sealed file: wrapped_key is not base64 of a wrapped key")
+	}
+	w, err := layerkey.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("sealed file: wrapped_key: %w", err)
+	}
+	if w.KID != h.KeyID {
+		return nil, fmt.Errorf("sealed file: wrapped_key is wrapped by %s, but key_id is %s", w.KID, h.KeyID)
+	}
+	return w, nil
+}
+
+// CodeDigest is the SHA-256 that measures data as a workload's code (docs/measurement.md): for
+// a file sealed with a wrapped content key, the plaintext's digest its header states (the
+// ciphertext is fresh per sealing; the runtime runs only a plaintext with that digest); for
+// anything else, tenant-sealed files included, the SHA-256 of data itself.
+func CodeDigest(data []byte) [sha256.Size]byte {
+	if sum, ok := WrappedDigest(data); ok {
+		return sum
+	}
+	return sha256.Sum256(data)
+}
+
+// WrappedDigest returns the plaintext digest of a file sealed with a wrapped content key from
+// its start head (at least HeadSize bytes, or the whole file), and false for anything else (not
+// sealed, tenant-sealed, or a header that does not parse: that file never opens).
+func WrappedDigest(head []byte) ([sha256.Size]byte, bool) {
+	if !IsSealed(head) {
+		return [sha256.Size]byte{}, false
+	}
+	h, _, err := ParseHeader(head)
+	if err != nil || !h.Wrapped() {
+		return [sha256.Size]byte{}, false
+	}
+	return h.PlaintextSum(), true
 }
 
 // Parse reads the header of a sealed file and checks it against the rest; it decrypts nothing.
@@ -160,6 +267,9 @@ func Parse(data []byte) (*File, error) {
 	}
 	f := &File{Header: *h, aad: data[:end], ciphertext: data[end:]}
 	f.nonce, _ = base64.StdEncoding.Strict().DecodeString(h.Nonce)
+	if h.Wrapped() {
+		f.wrapped, _ = parseWrapped(h) // ParseHeader checked it
+	}
 	if int64(len(f.ciphertext)) != h.PlaintextSize+tagSize {
 		return nil, fmt.Errorf("sealed file: %d bytes of ciphertext for a %d-byte plaintext (want %d): truncated or extended",
 			len(f.ciphertext), h.PlaintextSize, h.PlaintextSize+tagSize)
@@ -207,7 +317,33 @@ func Unseal(data []byte, key KeyFunc) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch key %s: %w", f.KeyID, err)
 	}
-	return f.Open(k)
+	if f.wrapped == nil {
+		return f.Open(k)
+	}
+	// k is the key-encryption key (the caller's buffer: not cleared here).
+	dek, err := f.UnwrapKey(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	return f.Open(dek)
+}
+
+// UnwrapKey returns the content key of a file sealed with a wrapped content key, unwrapped with
+// kek, the broker's resource KeyID.
+func (f *File) UnwrapKey(kek []byte) ([]byte, error) {
+	if f.wrapped == nil {
+		return nil, errors.New("sealed file: no wrapped content key (key_id is the content key)")
+	}
+	dek, err := f.wrapped.Unwrap(kek)
+	if err != nil {
+		return nil, fmt.Errorf("sealed file: content key: %w", err)
+	}
+	if len(dek) != KeySize {
+		clear(dek)
+		return nil, fmt.Errorf("sealed file: the wrapped content key is %d bytes, want %d", len(dek), KeySize)
+	}
+	return dek, nil
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+
+	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
 // measurementDomain starts every encoded measurement; docs/measurement.md is the normative spec
@@ -29,8 +31,10 @@ type Launch struct {
 
 // Measure returns the hex SHA-256 measurement of the executable exe started with launch, as
 // defined in docs/measurement.md. It runs nothing, so rune or the shim can compute it on the host.
+// The executable's digest is sealed.CodeDigest: for an executable a carrier sealed with a
+// wrapped content key, its plaintext's.
 func Measure(exe []byte, launch Launch) string {
-	return measureSum(sha256.Sum256(exe), launch)
+	return measureSum(sealed.CodeDigest(exe), launch)
 }
 
 // measureSum is Measure for an executable whose SHA-256 is exeSum.

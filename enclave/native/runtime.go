@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
 func init() {
@@ -37,6 +38,10 @@ type Runtime struct {
 	rootFD      int
 	procs       map[*process]struct{}
 	resource    func(ctx context.Context, id string) ([]byte, error)
+	// measured holds, per executable path, the code digest Measurement measured: a sealed
+	// executable runs only if its code digest is still that one, so that a file replaced after
+	// the measurement was attested never opens under the attested identity.
+	measured map[string][sha256.Size]byte
 }
 
 // SetResourceFunc sets how the runtime fetches the key of a sealed executable from the enclave's
@@ -136,9 +141,20 @@ func (r *Runtime) executableSum(exePath string) ([sha256.Size]byte, error) {
 	if !info.Mode().IsRegular() {
 		return sum, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
 	}
+	// A file sealed with a wrapped content key is measured by the plaintext digest in its header
+	// (sealed.CodeDigest), which the start of the file holds.
+	head := make([]byte, sealed.HeadSize)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return sum, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
+	}
+	if wrapped, ok := sealed.WrappedDigest(head[:n]); ok {
+		return wrapped, nil
+	}
 	// Streamed: the measurement needs the digest only, and a whole executable read into the
 	// heap (megabytes, page-faulted in and collected again) cost create more than the hash.
 	h := sha256.New()
+	h.Write(head[:n])
 	if _, err := io.Copy(h, f); err != nil {
 		return sum, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
@@ -160,6 +176,12 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	r.mu.Lock()
+	if r.measured == nil {
+		r.measured = map[string][sha256.Size]byte{}
+	}
+	r.measured[l.exePath] = sum
+	r.mu.Unlock()
 	return measureSum(sum, l.Launch), nil
 }
 

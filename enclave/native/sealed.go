@@ -53,6 +53,12 @@ func (r *Runtime) runnable(ctx context.Context, exePath string) (string, func(),
 	if err != nil {
 		return "", nil, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
+	r.mu.Lock()
+	want, measured := r.measured[exePath]
+	r.mu.Unlock()
+	if got := sealed.CodeDigest(data); measured && got != want {
+		return "", nil, fmt.Errorf("builtin:native: sealed executable %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", exePath, got, want)
+	}
 	plain, err := r.unseal(ctx, data)
 	if err != nil {
 		return "", nil, fmt.Errorf("builtin:native: sealed executable %s: %w", exePath, err)

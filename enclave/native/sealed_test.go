@@ -1,6 +1,7 @@
 package native
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/layerkey"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
@@ -86,5 +88,58 @@ func TestSealedNeedsProc(t *testing.T) {
 	}
 	if fetched {
 		t.Fatal("the key was fetched for an executable that cannot run")
+	}
+}
+
+// wrappedSeal seals plain the way a carrier does: a fresh content key, wrapped by kek for kid.
+func wrappedSeal(t *testing.T, plain, kek []byte, kid string) []byte {
+	t.Helper()
+	dek := make([]byte, sealed.KeySize)
+	rand.Read(dek)
+	w, err := layerkey.Wrap(kek, kid, dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := sealed.SealWrapped(plain, dek, kid, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestWrappedSealedExecutable: an executable sealed at conversion (wrapped content key) runs with
+// the KEK the hook returns and is measured as its plaintext; replaced after the measurement by
+// another program sealed the same way (a node operator can wrap keys of its own), it does not
+// run, and its key is never fetched.
+func TestWrappedSealedExecutable(t *testing.T) {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatalf("this test needs a static busybox at %s (Debian package busybox-static): %v", busybox, err)
+	}
+	kek := make([]byte, sealed.KeySize)
+	rand.Read(kek)
+	exe := filepath.Join(t.TempDir(), "app")
+	writeFile(t, exe, wrappedSeal(t, bb, kek, "tenant/kek/bb"), 0o755)
+	rt := newRuntime(t, "/")
+	p := enclave.Process{Path: exe, Args: []string{"printf", "wrapped %s", "ran"}}
+	m, err := rt.Measurement(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Measure(bb, Launch{Args: p.Args}); m != want {
+		t.Fatalf("measurement %s, want the plaintext's %s", m, want)
+	}
+	fetched := 0
+	rt.SetResourceFunc(func(_ context.Context, id string) ([]byte, error) { fetched++; return kek, nil })
+	if got := run(t, rt, p, ""); got.status != 0 || got.stdout != "wrapped ran" || fetched != 1 {
+		t.Fatalf("got %+v, %d fetches", got, fetched)
+	}
+
+	// The replacement: another program (a script, whatever) with its own true digest.
+	writeFile(t, exe, wrappedSeal(t, append(bytes.Clone(bb), 0), kek, "tenant/kek/bb"), 0o755)
+	fetched = 0
+	_, err = rt.Spawn(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "changed since it was measured") || fetched != 0 {
+		t.Fatalf("a replaced sealed executable: %v (%d fetches)", err, fetched)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
+
+	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
 // measurementDomain starts every encoded measurement, so that a digest from this spec can never
@@ -34,9 +36,14 @@ type Launch struct {
 
 // Measure returns the hex SHA-256 measurement of module started with launch, as defined in
 // docs/measurement.md. It runs nothing, so rune or the shim can compute it on the host and a
-// verifier can recompute it from the image and the container config.
+// verifier can recompute it from the image and the container config. The module's digest is
+// sealed.CodeDigest: for a module a carrier sealed with a wrapped content key, its plaintext's.
 func Measure(module []byte, launch Launch) string {
-	moduleSum := sha256.Sum256(module)
+	return measureSum(sealed.CodeDigest(module), launch)
+}
+
+// measureSum is Measure for a module whose code digest is moduleSum.
+func measureSum(moduleSum [sha256.Size]byte, launch Launch) string {
 	dir := launch.Dir
 	if dir == "" {
 		dir = "/"

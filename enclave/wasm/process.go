@@ -53,6 +53,9 @@ func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, e
 	if sealed.IsSealed(code) {
 		// Measured as stored; run as opened, compiled only in memory: a compilation cache
 		// would keep native code of the plaintext on the host.
+		if err := r.checkMeasured(l.modulePath, code); err != nil {
+			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
+		}
 		if code, err = r.unseal(ctx, code); err != nil {
 			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
 		}

@@ -64,6 +64,10 @@ type Runtime struct {
 	resource   ResourceFunc
 
 	procs map[*process]struct{}
+	// measured holds, per module path, the code digest Measurement measured (guarded by mu):
+	// Spawn runs a sealed module only if its code digest is still that one, so that a file
+	// replaced after the measurement was attested never opens under the attested identity.
+	measured map[string][sha256.Size]byte
 }
 
 // engine is one wazero runtime with the host modules and the modules compiled in it.
@@ -377,7 +381,29 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return Measure(l.module, l.Launch), nil
+	if l.CodeInLayer != "" {
+		return Measure(nil, l.Launch), nil
+	}
+	sum := sealed.CodeDigest(l.module)
+	r.mu.Lock()
+	if r.measured == nil {
+		r.measured = map[string][sha256.Size]byte{}
+	}
+	r.measured[l.modulePath] = sum
+	r.mu.Unlock()
+	return measureSum(sum, l.Launch), nil
+}
+
+// checkMeasured refuses a sealed module whose code digest is not the one Measurement took for
+// its path (none taken: nothing to compare, as for an exec'd process).
+func (r *Runtime) checkMeasured(modulePath string, code []byte) error {
+	r.mu.Lock()
+	want, ok := r.measured[modulePath]
+	r.mu.Unlock()
+	if ok && sealed.CodeDigest(code) != want {
+		return fmt.Errorf("it changed since it was measured (code digest %x, measured %x): refused before fetching its key", sealed.CodeDigest(code), want)
+	}
+	return nil
 }
 
 // Destroy implements enclave.Runtime: it kills what still runs, waits for it, and frees the

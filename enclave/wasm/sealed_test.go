@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/layerkey"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
@@ -66,5 +67,49 @@ func TestSealedModule(t *testing.T) {
 	launch := Launch{Args: p.Args, MemoryLimit: uint64(rt.args.memoryLimitPages) * pageSize}
 	if m != Measure(data, launch) || m == Measure(plain, launch) {
 		t.Fatal("the measurement is not over the sealed module as stored")
+	}
+}
+
+// TestWrappedSealedModule: a module sealed at conversion (a fresh content key wrapped by the
+// broker's KEK) runs with the KEK the hook returns and is measured as its plaintext; a file
+// replaced after the measurement (another program, sealed the same way: a node operator can
+// wrap keys of its own) is refused before any key is fetched.
+func TestWrappedSealedModule(t *testing.T) {
+	rootfs := newRootfs(t)
+	kek, dek := make([]byte, sealed.KeySize), make([]byte, sealed.KeySize)
+	rand.Read(kek)
+	rand.Read(dek)
+	seal := func(plain []byte) []byte {
+		w, err := layerkey.Wrap(kek, "tenant/kek/hello", dek)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := sealed.SealWrapped(plain, dek, "tenant/kek/hello", w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	plain := program(t, "hello")
+	writeFile(t, filepath.Join(rootfs, "app", "sealed.wasm"), seal(plain))
+	rt := newRuntime(t, rootfs, nil)
+	p := enclave.Process{Path: "/app/sealed.wasm", Args: []string{"hello", "args", "wrapped"}}
+	m, err := rt.Measurement(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	launch := Launch{Args: p.Args, MemoryLimit: uint64(rt.args.memoryLimitPages) * pageSize}
+	if m != Measure(plain, launch) {
+		t.Fatal("the measurement of a wrapped sealed module is not its plaintext's")
+	}
+	fetched := 0
+	rt.SetResourceFunc(func(_ context.Context, id string) ([]byte, error) { fetched++; return kek, nil })
+	if got := run(t, rt, p, nil); got.status != 0 || got.stdout != quoteLines("hello", "args", "wrapped") || fetched != 1 {
+		t.Fatalf("got %+v, %d fetches", got, fetched)
+	}
+	writeFile(t, filepath.Join(rootfs, "app", "sealed.wasm"), seal(program(t, "sleeper")))
+	fetched = 0
+	if _, err := rt.Spawn(context.Background(), p); err == nil || !strings.Contains(err.Error(), "changed since it was measured") || fetched != 0 {
+		t.Fatalf("a replaced sealed module: %v (%d fetches)", err, fetched)
 	}
 }
