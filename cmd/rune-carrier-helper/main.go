@@ -104,5 +104,8 @@ func convert(in io.Reader) (*carrierclient.Result, error) {
 	if r.Image != nil {
 		out.ImageReference, out.ImageDigest = r.Image.Reference, r.Image.Digest
 	}
+	if r.Sealed != nil {
+		out.SealKeyID, out.SealedPlaintextSHA256 = r.Sealed.KeyID, r.Sealed.PlaintextSHA256
+	}
 	return out, nil
 }

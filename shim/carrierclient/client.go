@@ -38,6 +38,11 @@ const (
 	// it from the workload's environment: it is an instruction to the shim, not input to the
 	// workload (and would otherwise be part of the measurement).
 	EnvCarrier = "RUNE_CARRIER"
+	// EnvCarrierSeal in a container's environment asks the carrier to seal the entrypoint
+	// for the key broker's key-encryption key it names ("<repository>/<type>/<tag>"):
+	// docs/sealed.md, "Sealing at conversion". Removed from the workload's environment like
+	// EnvCarrier.
+	EnvCarrierSeal = "RUNE_CARRIER_SEAL"
 	// HelperName is the helper binary, looked for beside the shim binary, then on PATH.
 	HelperName = "rune-carrier-helper"
 )
@@ -90,6 +95,33 @@ func Choose(name string, cfg *config.Config) (Carrier, error) {
 		return Carrier{}, fmt.Errorf("%s=%q: carrier %q is not enabled in the shim configuration (carriers.enabled: %s)", EnvCarrier, name, name, enabled)
 	}
 	return c, nil
+}
+
+// IsCarrierEnv reports whether kv ("KEY=VALUE") is an instruction to the carrier, which the
+// workload never sees (nor an exec'd process, whose environment clients copy from the
+// container's).
+func IsCarrierEnv(kv string) bool {
+	return strings.HasPrefix(kv, EnvCarrier+"=") || strings.HasPrefix(kv, EnvCarrierSeal+"=")
+}
+
+// SealRequestedIn returns the key id RUNE_CARRIER_SEAL names in env, if any; set twice to
+// different values or empty is an error. The key id's syntax is the caller's to check.
+func SealRequestedIn(env []string) (string, bool, error) {
+	id, found := "", false
+	for _, kv := range env {
+		v, ok := strings.CutPrefix(kv, EnvCarrierSeal+"=")
+		if !ok {
+			continue
+		}
+		if found && v != id {
+			return "", false, fmt.Errorf("%s is set twice, to %q and %q", EnvCarrierSeal, id, v)
+		}
+		id, found = v, true
+	}
+	if found && id == "" {
+		return "", false, fmt.Errorf("%s is empty: name the key broker's key-encryption key, <repository>/<type>/<tag>", EnvCarrierSeal)
+	}
+	return id, found, nil
 }
 
 // RequestedIn returns the carrier RUNE_CARRIER names in env (an OCI process environment).
@@ -175,6 +207,10 @@ type Result struct {
 	// (not cacheable; CacheNote says why).
 	Cache     string `json:"cache,omitempty"`
 	CacheNote string `json:"cache_note,omitempty"`
+	// SealKeyID, when set, is the key-encryption key the entrypoint was sealed for
+	// (RUNE_CARRIER_SEAL); SealedPlaintextSHA256 is the entrypoint's digest.
+	SealKeyID             string `json:"seal_key_id,omitempty"`
+	SealedPlaintextSHA256 string `json:"sealed_plaintext_sha256,omitempty"`
 }
 
 // Helper returns rune-carrier-helper: beside the shim binary shimExe, else on PATH.

@@ -65,8 +65,18 @@ type Request struct {
 	Image *enclavemanifest.Image
 }
 
+// SealResult says what RUNE_CARRIER_SEAL did.
+type SealResult struct {
+	// KeyID is the key-encryption key the content key is wrapped by.
+	KeyID string
+	// PlaintextSHA256 is the entrypoint's digest, which the measurement covers.
+	PlaintextSHA256 string
+}
+
 // Result says what a conversion did.
 type Result struct {
+	// Sealed is set when the entrypoint was sealed (RUNE_CARRIER_SEAL).
+	Sealed      *SealResult
 	Carrier     string
 	Settings    enclave.Settings
 	Measurement string
@@ -104,6 +114,11 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("carrier %s: %w", c.Name, err)
 	}
 	logger := log.G(ctx).WithFields(logrus.Fields{"id": req.ContainerID, "carrier": c.Name})
+	var sealedEP *sealedEntrypoint
+	seal, err := sealRequested(sp.spec.Process.Env, plan.settings, req.Config.Carriers.KeyProvider)
+	if err != nil {
+		return nil, fmt.Errorf("carrier %s: %w", c.Name, err)
+	}
 
 	signer, err := newSigner(req.Config.Signing)
 	if err != nil {
@@ -130,6 +145,20 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{
 		Carrier: c.Name, Settings: *plan.settings, Entrypoint: plan.entrypoint, Image: img,
 		KeyID: id.KeyID, Ephemeral: id.Ephemeral,
+	}
+	if seal != nil {
+		// On every create, cache hit or not: the rootfs is this container's. The measurement
+		// is the plaintext's (docs/measurement.md), so a cached manifest still holds.
+		start := time.Now()
+		s, err := sealEntrypoint(ctx, plan.rootfs, plan.entrypoint.Path, plan.entrypoint.Cwd, req.Config.Carriers.KeyProvider, seal.keyID)
+		if err != nil {
+			return nil, fmt.Errorf("carrier %s: %s: %w", c.Name, carrierclient.EnvCarrierSeal, err)
+		}
+		defer s.Rollback() // a no-op after Commit
+		res.Sealed = &SealResult{KeyID: seal.keyID, PlaintextSHA256: s.PlaintextSHA256}
+		logger.WithFields(logrus.Fields{"seal_key_id": seal.keyID, "plaintext_sha256": s.PlaintextSHA256,
+			"size": s.Size, "entrypoint": plan.entrypoint.Path, "took": time.Since(start).Round(time.Millisecond)}).Info("entrypoint sealed for the key broker")
+		sealedEP = s
 	}
 	key := enclavemanifest.CacheKey{KeyID: id.KeyID, Enclave: enclavemanifest.EnclaveFrom(plan.settings), Entrypoint: plan.entrypoint}
 	var cache *enclavemanifest.Cache
@@ -187,6 +216,9 @@ func Convert(ctx context.Context, req Request) (*Result, error) {
 
 	if err := sp.convert(req.Bundle, data, plan, c.Name); err != nil {
 		return nil, fmt.Errorf("carrier %s: %w", c.Name, err)
+	}
+	if sealedEP != nil {
+		sealedEP.Commit()
 	}
 	fields := logrus.Fields{
 		"measurement": res.Measurement, "runtime": res.Settings.RuntimePath, "tee": res.Settings.Type,

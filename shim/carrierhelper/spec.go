@@ -18,6 +18,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/enclavehost"
 	"github.com/inclavare-containers/inclavare-go/enclavemanifest"
 	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
+	"github.com/inclavare-containers/inclavare-go/shim/carrierclient"
 )
 
 // maxSpecSize bounds config.json: containerd writes a few kilobytes.
@@ -91,9 +92,7 @@ func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 	cp := *spec
 	proc := *spec.Process
 	cp.Process = &proc
-	proc.Env = slices.DeleteFunc(slices.Clone(spec.Process.Env), func(kv string) bool {
-		return strings.HasPrefix(kv, EnvCarrier+"=")
-	})
+	proc.Env = slices.DeleteFunc(slices.Clone(spec.Process.Env), carrierclient.IsCarrierEnv)
 	cp.Annotations = maps.Clone(spec.Annotations)
 	if cp.Annotations == nil {
 		cp.Annotations = map[string]string{}
@@ -131,6 +130,14 @@ func planFor(c Carrier, spec *specs.Spec, bundle string) (*plan, error) {
 	anns[enclave.AnnotationArgs] = strings.Join(s.Args, ",")
 	anns[enclave.AnnotationLogLevel] = s.LogLevel
 	anns[enclave.AnnotationRAType] = s.RAType
+	// The broker settings (and what they deliver) reach rune as annotations too, exactly as
+	// the container gave them: the conversion removes them from the environment.
+	for _, kv := range [][2]string{{enclave.EnvKBSURL, enclave.AnnotationKBSURL}, {enclave.EnvKBSPin, enclave.AnnotationKBSPin},
+		{enclave.EnvKBSCA, enclave.AnnotationKBSCA}, {enclave.EnvSecrets, enclave.AnnotationSecrets}, {enclave.EnvLayers, enclave.AnnotationLayers}} {
+		if v, ok := setting(spec, kv[0], kv[1]); ok {
+			anns[kv[1]] = v
+		}
+	}
 	anns[enclavemanifest.AnnotationRequired] = "true"
 	anns[AnnotationCarrier] = c.Name
 	return &plan{

@@ -14,11 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,6 +111,11 @@ type SigningService struct {
 type Carriers struct {
 	Enabled  []string `toml:"enabled"`
 	CacheDir string   `toml:"cache_dir"`
+	// KeyProvider is the ocicrypt key provider (gRPC, ocicrypt's keyprovider protocol; the
+	// tenant's verdictd) that wraps the fresh content key of an entrypoint a carrier seals
+	// (RUNE_CARRIER_SEAL): "unix:///abs/path" or "host:port". Empty: sealing is refused. Only
+	// the node's administrator names it; a pod never does.
+	KeyProvider string `toml:"keyprovider"`
 }
 
 // DefaultPALDirs are where PALs are installed: Occlum's build output and this project's own
@@ -226,6 +233,9 @@ func (c *Config) validate() error {
 		}
 		seen[name] = true
 	}
+	if c.Carriers.KeyProvider != "" {
+		errs = append(errs, checkKeyProvider(c.Carriers.KeyProvider))
+	}
 	errs = append(errs, c.Enclave.validate())
 	// A converted image runs as an enclave whose identity is its signer: without a
 	// signer there is nothing to convert to.
@@ -303,6 +313,21 @@ func (s Signing) validate() error {
 		errs = append(errs, fmt.Errorf("signing.service.timeout %v: want more than 0 and at most %v", t, maxSigningTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// checkKeyProvider accepts the gRPC targets ocicrypt dials: "unix:///abs/path" or "host:port".
+func checkKeyProvider(addr string) error {
+	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+		return checkAbsolute("carriers.keyprovider (unix://)", p)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || strings.ContainsAny(addr, "/ ") {
+		return fmt.Errorf("carriers.keyprovider %q: want unix:///absolute/path or host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("carriers.keyprovider %q: port %q is not 1 to 65535", addr, port)
+	}
+	return nil
 }
 
 func checkAbsolute(key, path string) error {

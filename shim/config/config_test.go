@@ -502,3 +502,29 @@ func mustEC(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	}
 	return der
 }
+
+func TestKeyProvider(t *testing.T) {
+	base := "[signing]\nephemeral = true\n[carriers]\nenabled = [\"wasm\"]\n"
+	for addr, want := range map[string]string{
+		"unix:///run/verdictd/kp.sock": "",
+		"127.0.0.1:50000":              "",
+		"[::1]:50000":                  "",
+		"unix://run/kp.sock":           "absolute",
+		"unix:///run/../kp.sock":       "clean",
+		"127.0.0.1":                    "host:port",
+		"127.0.0.1:0":                  "port",
+		"127.0.0.1:http":               "port",
+		":50000":                       "host:port",
+		"http://127.0.0.1:5/x":         "host:port",
+	} {
+		c, err := Parse([]byte(base + "keyprovider = \"" + addr + "\"\n"))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", addr, err)
+		case want == "" && c.Carriers.KeyProvider != addr:
+			t.Errorf("%s: read %q", addr, c.Carriers.KeyProvider)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "carriers.keyprovider")):
+			t.Errorf("%s: got %v, want an error with %q", addr, err, want)
+		}
+	}
+}

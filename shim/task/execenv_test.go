@@ -26,6 +26,7 @@ func TestWithoutCarrier(t *testing.T) {
 		{"no spec", nil, nil},
 		{"no carrier: untouched", anyOf("A=1", "RUNE_CARRIERX=1"), []string{"A=1", "RUNE_CARRIERX=1"}},
 		{"carrier removed", anyOf("A=1", "RUNE_CARRIER=wasm", "B=2", "RUNE_CARRIER=native"), []string{"A=1", "B=2"}},
+		{"seal removed", anyOf("A=1", "RUNE_CARRIER_SEAL=t/k/app", "RUNE_CARRIER=wasm"), []string{"A=1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
