@@ -528,6 +528,7 @@ func scenarios(t *testing.T, s *suite) {
 	})
 
 	t.Run("KeyBroker", func(t *testing.T) { testKBS(t, s) })
+	t.Run("CarrierSeal", func(t *testing.T) { testCarrierSeal(t, s) })
 	t.Run("Faults", func(t *testing.T) { testFaults(t, s) })
 
 	t.Run("FullDisk", func(t *testing.T) {
