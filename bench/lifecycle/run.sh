@@ -5,7 +5,8 @@
 # Usage: run.sh [RUNTIME...]
 #   default: ../../bin/rune runc, plus crun when installed
 # Env: LIFECYCLE_ITERATIONS (50), LIFECYCLE_WARMUP (3), LIFECYCLE_REF (runc),
-#      LIFECYCLE_SAMPLES (CSV file for every measured cycle), BUSYBOX (/bin/busybox)
+#      LIFECYCLE_SAMPLES (CSV file for every measured cycle), BUSYBOX (/bin/busybox),
+#      LIFECYCLE_FLOOR (1: also measure bench/lifecycle/floor, libcontainer's floor)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,7 +15,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-	sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 fi
 [[ $(id -u) == 0 ]] || die "must run as root (runtimes create namespaces and cgroups)"
@@ -44,6 +45,7 @@ cleanup() {
 		umount -l "$m" 2>/dev/null || true
 	done
 	rm -rf --one-file-system "$WORK"
+	rmdir /run/libcontainer-floor 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -85,6 +87,14 @@ EOF
 	fi
 	runtimes+=("$p")
 done
+# The floor: the least a create/start/delete can do on the libcontainer rune links
+# (floor/main.go); LIFECYCLE_FLOOR=0 leaves it out.
+if [[ ${LIFECYCLE_FLOOR:-1} != 0 ]]; then
+	mkdir -p "$WORK/floor"
+	(cd "$REPO" && GOFLAGS=-buildvcs=false go build -trimpath -tags seccomp -o "$WORK/floor/libcontainer-floor" ./bench/lifecycle/floor) ||
+		die "build the libcontainer floor"
+	runtimes+=("$WORK/floor/libcontainer-floor")
+fi
 
 args=(-bundle "$BUNDLE" -n "$ITERATIONS" -warmup "$WARMUP" -ref "$REF")
 [[ -z ${LIFECYCLE_SAMPLES:-} ]] || args+=(-samples "$LIFECYCLE_SAMPLES")
