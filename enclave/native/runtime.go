@@ -38,10 +38,11 @@ type Runtime struct {
 	rootFD      int
 	procs       map[*process]struct{}
 	resource    func(ctx context.Context, id string) ([]byte, error)
-	// measured holds, per executable path, the code digest Measurement measured: a sealed
-	// executable runs only if its code digest is still that one, so that a file replaced after
-	// the measurement was attested never opens under the attested identity.
-	measured map[string][sha256.Size]byte
+	// measured holds, per executable path, the code Measurement measured: a sealed executable
+	// runs only if its code digest is still that one, and one measured sealed only if it is
+	// still sealed, so that a file replaced after the measurement was attested never runs
+	// under the attested identity.
+	measured map[string]measuredCode
 }
 
 // SetResourceFunc sets how the runtime fetches the key of a sealed executable from the enclave's
@@ -126,40 +127,48 @@ func (r *Runtime) prepare(p enclave.Process) (*launch, error) {
 	return l, nil
 }
 
-// executable reads the regular file the process would execute.
-func (r *Runtime) executableSum(exePath string) ([sha256.Size]byte, error) {
+// measuredCode is what Measurement took of an executable: its code digest, and whether it was
+// sealed.
+type measuredCode struct {
+	sum    [sha256.Size]byte
+	sealed bool
+}
+
+// executableSum reads the regular file the process would execute and returns its code digest
+// and whether it is sealed.
+func (r *Runtime) executableSum(exePath string) ([sha256.Size]byte, bool, error) {
 	var sum [sha256.Size]byte
 	f, err := r.openInRoot(exePath, unix.O_RDONLY)
 	if err != nil {
-		return sum, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+		return sum, false, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return sum, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
+		return sum, false, fmt.Errorf("builtin:native: executable %s: %w", exePath, err)
 	}
 	if !info.Mode().IsRegular() {
-		return sum, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
+		return sum, false, fmt.Errorf("builtin:native: executable %s: not a regular file", exePath)
 	}
 	// A file sealed with a wrapped content key is measured by the plaintext digest in its header
 	// (sealed.CodeDigest), which the start of the file holds.
 	head := make([]byte, sealed.HeadSize)
 	n, err := io.ReadFull(f, head)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return sum, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
+		return sum, false, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
 	if wrapped, ok := sealed.WrappedDigest(head[:n]); ok {
-		return wrapped, nil
+		return wrapped, true, nil
 	}
 	// Streamed: the measurement needs the digest only, and a whole executable read into the
 	// heap (megabytes, page-faulted in and collected again) cost create more than the hash.
 	h := sha256.New()
 	h.Write(head[:n])
 	if _, err := io.Copy(h, f); err != nil {
-		return sum, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
+		return sum, false, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
 	h.Sum(sum[:0])
-	return sum, nil
+	return sum, sealed.IsSealed(head[:n]), nil
 }
 
 // Measurement implements enclave.Runtime: Measure over the executable at p.Path in the rootfs
@@ -172,15 +181,15 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	if l.CodeInLayer != "" {
 		return Measure(nil, l.Launch), nil
 	}
-	sum, err := r.executableSum(l.exePath)
+	sum, isSealed, err := r.executableSum(l.exePath)
 	if err != nil {
 		return "", err
 	}
 	r.mu.Lock()
 	if r.measured == nil {
-		r.measured = map[string][sha256.Size]byte{}
+		r.measured = map[string]measuredCode{}
 	}
-	r.measured[l.exePath] = sum
+	r.measured[l.exePath] = measuredCode{sum: sum, sealed: isSealed}
 	r.mu.Unlock()
 	return measureSum(sum, l.Launch), nil
 }

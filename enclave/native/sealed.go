@@ -39,8 +39,16 @@ func (r *Runtime) runnable(ctx context.Context, exePath string) (string, func(),
 	case info.Mode().Perm()&0o111 == 0:
 		return "", nil, fmt.Errorf("builtin:native: executable %s: permission denied (no execute bit)", exePath)
 	}
+	r.mu.Lock()
+	want, measured := r.measured[exePath]
+	r.mu.Unlock()
 	head := make([]byte, len(sealed.Magic))
 	if n, _ := io.ReadFull(f, head); !sealed.IsSealed(head[:n]) {
+		// A plain executable needs no key, so the digest check below would never see it: one
+		// measured sealed must still be sealed.
+		if measured && want.sealed {
+			return "", nil, fmt.Errorf("builtin:native: executable %s was sealed when it was measured and is not now: refused", exePath)
+		}
 		return exePath, func() {}, nil
 	}
 	if err := r.checkProc(); err != nil {
@@ -53,11 +61,8 @@ func (r *Runtime) runnable(ctx context.Context, exePath string) (string, func(),
 	if err != nil {
 		return "", nil, fmt.Errorf("builtin:native: read executable %s: %w", exePath, err)
 	}
-	r.mu.Lock()
-	want, measured := r.measured[exePath]
-	r.mu.Unlock()
-	if got := sealed.CodeDigest(data); measured && got != want {
-		return "", nil, fmt.Errorf("builtin:native: sealed executable %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", exePath, got, want)
+	if got := sealed.CodeDigest(data); measured && got != want.sum {
+		return "", nil, fmt.Errorf("builtin:native: sealed executable %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", exePath, got, want.sum)
 	}
 	plain, err := r.unseal(ctx, data)
 	if err != nil {

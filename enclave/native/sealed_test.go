@@ -143,3 +143,43 @@ func TestWrappedSealedExecutable(t *testing.T) {
 		t.Fatalf("a replaced sealed executable: %v (%d fetches)", err, fetched)
 	}
 }
+
+// TestSealedExecutableSwappedForPlain: the node operator replaces a sealed executable (sealed at
+// conversion or by the tenant), after it was measured at create, by a plain executable of its
+// own, which needs no key. Without a check it would run under the measurement of the sealed one
+// (and could ask PID 1 for the tenant's keys); it is refused before it starts ("sealed when it
+// was measured").
+func TestSealedExecutableSwappedForPlain(t *testing.T) {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatalf("this test needs a static busybox at %s (Debian package busybox-static): %v", busybox, err)
+	}
+	kek := make([]byte, sealed.KeySize)
+	rand.Read(kek)
+	tenantSealed, err := sealed.Seal(bb, kek, "tenant/key/bb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"sealed at conversion": wrappedSeal(t, bb, kek, "tenant/kek/bb"), "tenant-sealed": tenantSealed} {
+		t.Run(name, func(t *testing.T) {
+			exe := filepath.Join(t.TempDir(), "app")
+			writeFile(t, exe, data, 0o755)
+			rt := newRuntime(t, "/")
+			fetched := 0
+			rt.SetResourceFunc(func(context.Context, string) ([]byte, error) { fetched++; return kek, nil })
+			p := enclave.Process{Path: exe, Args: []string{"printf", "node's program ran"}}
+			if _, err := rt.Measurement(p); err != nil {
+				t.Fatal(err)
+			}
+			// The node's own program: busybox with one more byte, in the clear.
+			writeFile(t, exe, append(bytes.Clone(bb), 0), 0o755)
+			proc, err := rt.Spawn(context.Background(), p)
+			if err == nil {
+				proc.Wait()
+			}
+			if err == nil || !strings.Contains(err.Error(), "sealed when it was measured") || fetched != 0 {
+				t.Fatalf("a sealed executable swapped for a plain one after the measurement: %v (%d fetches)", err, fetched)
+			}
+		})
+	}
+}

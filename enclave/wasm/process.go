@@ -50,12 +50,12 @@ func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, e
 		return nil, fmt.Errorf("builtin:wasm: working directory %s: not a directory", dir)
 	}
 	code, private := l.module, false
+	if err := r.checkMeasured(l.modulePath, code); err != nil {
+		return nil, err
+	}
 	if sealed.IsSealed(code) {
-		// Measured as stored; run as opened, compiled only in memory: a compilation cache
-		// would keep native code of the plaintext on the host.
-		if err := r.checkMeasured(l.modulePath, code); err != nil {
-			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
-		}
+		// Run as opened, compiled only in memory: a compilation cache would keep native code
+		// of the plaintext on the host.
 		if code, err = r.unseal(ctx, code); err != nil {
 			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
 		}

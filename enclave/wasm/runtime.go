@@ -64,10 +64,11 @@ type Runtime struct {
 	resource   ResourceFunc
 
 	procs map[*process]struct{}
-	// measured holds, per module path, the code digest Measurement measured (guarded by mu):
-	// Spawn runs a sealed module only if its code digest is still that one, so that a file
-	// replaced after the measurement was attested never opens under the attested identity.
-	measured map[string][sha256.Size]byte
+	// measured holds, per module path, the code Measurement measured (guarded by mu): Spawn
+	// runs a sealed module only if its code digest is still that one, and a module measured
+	// sealed only if it is still sealed, so that a file replaced after the measurement was
+	// attested never runs under the attested identity.
+	measured map[string]measuredCode
 }
 
 // engine is one wazero runtime with the host modules and the modules compiled in it.
@@ -387,21 +388,36 @@ func (r *Runtime) Measurement(p enclave.Process) (string, error) {
 	sum := sealed.CodeDigest(l.module)
 	r.mu.Lock()
 	if r.measured == nil {
-		r.measured = map[string][sha256.Size]byte{}
+		r.measured = map[string]measuredCode{}
 	}
-	r.measured[l.modulePath] = sum
+	r.measured[l.modulePath] = measuredCode{sum: sum, sealed: sealed.IsSealed(l.module)}
 	r.mu.Unlock()
 	return measureSum(sum, l.Launch), nil
 }
 
-// checkMeasured refuses a sealed module whose code digest is not the one Measurement took for
-// its path (none taken: nothing to compare, as for an exec'd process).
+// measuredCode is what Measurement took of a module: its code digest, and whether it was sealed.
+type measuredCode struct {
+	sum    [sha256.Size]byte
+	sealed bool
+}
+
+// checkMeasured refuses a module that Measurement took sealed and that is not sealed now (a
+// plain module needs no key: the digest check below would never see it), and a sealed module
+// whose code digest is not the one Measurement took for its path (none taken: nothing to
+// compare, as for an exec'd process). A plain module measured plain is not hashed again here.
 func (r *Runtime) checkMeasured(modulePath string, code []byte) error {
 	r.mu.Lock()
 	want, ok := r.measured[modulePath]
 	r.mu.Unlock()
-	if ok && sealed.CodeDigest(code) != want {
-		return fmt.Errorf("it changed since it was measured (code digest %x, measured %x): refused before fetching its key", sealed.CodeDigest(code), want)
+	if !ok {
+		return nil
+	}
+	isSealed := sealed.IsSealed(code)
+	if want.sealed && !isSealed {
+		return fmt.Errorf("builtin:wasm: module %s was sealed when it was measured and is not now: refused", modulePath)
+	}
+	if isSealed && sealed.CodeDigest(code) != want.sum {
+		return fmt.Errorf("builtin:wasm: sealed module %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", modulePath, sealed.CodeDigest(code), want.sum)
 	}
 	return nil
 }

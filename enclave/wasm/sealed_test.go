@@ -113,3 +113,49 @@ func TestWrappedSealedModule(t *testing.T) {
 		t.Fatalf("a replaced sealed module: %v (%d fetches)", err, fetched)
 	}
 }
+
+// TestSealedModuleSwappedForPlain: the node operator replaces a sealed module (tenant-sealed or
+// sealed at conversion), after it was measured at create, by a plain module of its own, which
+// needs no key at all. Without a check it would run under the measurement of the sealed one and
+// could fetch the tenant's keys through the resource hook; it is refused before anything runs
+// ("sealed when it was measured").
+func TestSealedModuleSwappedForPlain(t *testing.T) {
+	kek, key := make([]byte, sealed.KeySize), make([]byte, sealed.KeySize)
+	rand.Read(kek)
+	rand.Read(key)
+	wrapped, err := sealed.SealWrapped(program(t, "hello"), key, "tenant/kek/hello", func() []byte {
+		w, err := layerkey.Wrap(kek, "tenant/kek/hello", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantSealed, err := sealed.Seal(program(t, "hello"), key, "tenant/key/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"sealed at conversion": wrapped, "tenant-sealed": tenantSealed} {
+		t.Run(name, func(t *testing.T) {
+			rootfs := newRootfs(t)
+			writeFile(t, filepath.Join(rootfs, "app", "sealed.wasm"), data)
+			rt := newRuntime(t, rootfs, nil)
+			fetched := 0
+			rt.SetResourceFunc(func(context.Context, string) ([]byte, error) { fetched++; return kek, nil })
+			p := enclave.Process{Path: "/app/sealed.wasm", Args: []string{"hello"}}
+			if _, err := rt.Measurement(p); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(rootfs, "app", "sealed.wasm"), trapModule())
+			proc, err := rt.Spawn(context.Background(), p)
+			if err == nil {
+				proc.Wait()
+			}
+			if err == nil || !strings.Contains(err.Error(), "sealed when it was measured") || fetched != 0 {
+				t.Fatalf("a sealed module swapped for a plain one after the measurement: %v (%d fetches)", err, fetched)
+			}
+		})
+	}
+}

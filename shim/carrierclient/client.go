@@ -124,7 +124,8 @@ func SealRequestedIn(env []string) (string, bool, error) {
 	return id, found, nil
 }
 
-// RequestedIn returns the carrier RUNE_CARRIER names in env (an OCI process environment).
+// RequestedIn returns the carrier RUNE_CARRIER names in env (an OCI process environment); a
+// RUNE_CARRIER_SEAL without it is an error.
 func RequestedIn(env []string) (string, bool, error) {
 	name, found := "", false
 	for _, kv := range env {
@@ -139,6 +140,13 @@ func RequestedIn(env []string) (string, bool, error) {
 	}
 	if found && name == "" {
 		return "", false, fmt.Errorf("%s is empty: name a carrier (available: %s)", EnvCarrier, strings.Join(Names(), ", "))
+	}
+	if !found {
+		// A seal asked for without a carrier would be ignored (no conversion runs): the
+		// entrypoint would stay in the clear, silently.
+		if _, seal, err := SealRequestedIn(env); seal || err != nil {
+			return "", false, fmt.Errorf("%s is set but %s is not set: sealing at conversion needs a carrier (available: %s)", EnvCarrierSeal, EnvCarrier, strings.Join(Names(), ", "))
+		}
 	}
 	return name, found, nil
 }

@@ -111,6 +111,7 @@ func testCarrierSeal(t *testing.T, s *suite) {
 	mNative := create("seal-native", nativeFlags, bb, "builtin:native", "/app/echo", "native-seal-ok")
 	mLie := create("seal-swap-lie", wasmFlags(withKP, true), prog, "builtin:wasm", "/app/prog.wasm", "args", "approved")
 	mTrue := create("seal-swap-true", wasmFlags(withKP, true), prog, "builtin:wasm", "/app/prog.wasm", "args", "approved-too")
+	mPlain := create("seal-swap-plain", wasmFlags(withKP, true), prog, "builtin:wasm", "/app/prog.wasm", "args", "approved-plain")
 	create("seal-denied", wasmFlags(withKP, true), prog, "builtin:wasm", "/app/prog.wasm", "args", "not-in-policy")
 	create("seal-no-kp", wasmFlags(noKP, true), prog, "builtin:wasm", "/app/prog.wasm", "args", "x")
 	create("seal-no-kbs", append(wasmFlags(withKP, false), "--net-host"), prog, "builtin:wasm", "/app/prog.wasm", "args", "x")
@@ -119,7 +120,7 @@ func testCarrierSeal(t *testing.T, s *suite) {
 	kek := make([]byte, sealed.KeySize)
 	rand.Read(kek)
 	b := harness.Broker(t, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity,
-		Policy:    harness.SimPolicy(mWasm, mNative, mLie, mTrue),
+		Policy:    harness.SimPolicy(mWasm, mNative, mLie, mTrue, mPlain),
 		Resources: map[string][]byte{sealKEK: kek},
 		Flags:     []string{"--keyprovider-listen", "127.0.0.1:0"}})
 	signing := "[signing]\nkey_file = " + `"` + signer.keyFile + `"`
@@ -218,8 +219,9 @@ func testCarrierSeal(t *testing.T, s *suite) {
 		return w
 	}
 	// evil is another program: the approved module with a custom section, printing what it
-	// would (the test checks that nothing was printed).
-	evil := append(bytes.Clone(prog), 0, 5, 4, 'e', 'v', 'i', 'l')
+	// would (the test checks that nothing was printed). A valid module: refused for what it is,
+	// not for being malformed.
+	evil := append(bytes.Clone(prog), 0, 6, 4, 'e', 'v', 'i', 'l', 1)
 
 	// Party: node operator. Attack: after create, replace the sealed entrypoint with its own
 	// program sealed under its own content key (wrapped by the real KEK through the key
@@ -264,6 +266,23 @@ func testCarrierSeal(t *testing.T, s *suite) {
 		code, stdout, err := run(task)
 		if err == nil || !strings.Contains(err.Error(), "changed since it was measured") || strings.Contains(stdout, "approved") {
 			t.Fatalf("start of a swapped sealed module: %v (exit %d, output %q)", err, code, stdout)
+		}
+	})
+	// Party: node operator. Attack: after create, replace the sealed entrypoint with its own
+	// program in the clear: it needs no key, so no digest check on the way to a key sees it,
+	// and it would run under the attested measurement (free to fetch the tenant's keys).
+	// Expected: the runtime refuses a plain file where it measured a sealed one; nothing ran.
+	t.Run("attack: node swaps in its own program in the clear", func(t *testing.T) {
+		task, _, err := newTask("seal-swap-plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(rootfsFile("seal-swap-plain", "app/prog.wasm"), evil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, err := run(task)
+		if err == nil || !strings.Contains(err.Error(), "was sealed when it was measured and is not now") || strings.Contains(stdout, "approved-plain") {
+			t.Fatalf("start of a sealed module swapped for a plain one: %v (exit %d, output %q)", err, code, stdout)
 		}
 	})
 	// The broker's policy does not admit this launch: start fails with the broker's reason.
