@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
@@ -25,8 +26,9 @@ func compiledCount(rt *Runtime) int {
 }
 
 // TestPreload: Preload compiles the entrypoint's module, and Spawn of the same bytes uses it
-// without compiling again; a module replaced after Preload (between create and start) runs as it
-// is then, not as it was preloaded.
+// without compiling again; a module replaced after Preload runs as it is then, not as it was
+// preloaded, when nothing measured it (an exec'd process; the measured entrypoint:
+// TestModuleReplacedAfterMeasurement).
 func TestPreload(t *testing.T) {
 	rootfs := newRootfs(t)
 	rt := newRuntime(t, rootfs, nil)
@@ -69,5 +71,36 @@ func TestPreloadSealed(t *testing.T) {
 	}
 	if n := compiledCount(rt); n != 0 || fetched {
 		t.Fatalf("Preload of a sealed module: %d modules compiled, key fetched %v", n, fetched)
+	}
+}
+
+// TestModuleReplacedAfterMeasurement: the node operator (whose disk the rootfs is) replaces the
+// entrypoint's plain module between create (PID 1 measured it, and that measurement is what the
+// enclave's evidence reports) and start. Start must refuse it, naming the change, and nothing of
+// the replacement may run: otherwise it would run under an identity that is not its own.
+func TestModuleReplacedAfterMeasurement(t *testing.T) {
+	rootfs := newRootfs(t)
+	rt := newRuntime(t, rootfs, nil)
+	p := enclave.Process{Path: "/app/hello.wasm", Args: []string{"hello"}}
+	if _, err := rt.Measurement(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Preload(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(rootfs, "app", "hello.wasm"), trapModule())
+	proc, err := rt.Spawn(context.Background(), p)
+	if err == nil {
+		code, _ := proc.Wait()
+		t.Fatalf("replaced module ran under the create-time measurement (exit %d)", code)
+	}
+	if !strings.Contains(err.Error(), "changed since it was measured") {
+		t.Fatalf("Spawn of a replaced module: %v, want a refusal naming the change", err)
+	}
+
+	// The module as measured still runs.
+	writeFile(t, filepath.Join(rootfs, "app", "hello.wasm"), program(t, "hello"))
+	if got := run(t, rt, p, nil); got.status != 0 || got.stdout != "hello\n" {
+		t.Fatalf("the measured module after the refusal: %+v", got)
 	}
 }

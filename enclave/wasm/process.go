@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,8 @@ func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, e
 		return nil, fmt.Errorf("builtin:wasm: working directory %s: not a directory", dir)
 	}
 	code, private := l.module, false
-	if err := r.checkMeasured(l.modulePath, code); err != nil {
+	sum, err := r.checkMeasured(l.modulePath, code)
+	if err != nil {
 		return nil, err
 	}
 	if sealed.IsSealed(code) {
@@ -59,9 +61,9 @@ func (r *Runtime) Spawn(ctx context.Context, p enclave.Process) (enclave.Proc, e
 		if code, err = r.unseal(ctx, code); err != nil {
 			return nil, fmt.Errorf("builtin:wasm: sealed module %s: %w", l.modulePath, err)
 		}
-		private = true
+		private, sum = true, sha256.Sum256(code)
 	}
-	eng, cm, err := r.compile(ctx, code, private)
+	eng, cm, err := r.compileSum(ctx, code, sum, private)
 	if err != nil {
 		return nil, fmt.Errorf("builtin:wasm: %s: %w", l.modulePath, err)
 	}

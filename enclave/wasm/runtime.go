@@ -234,7 +234,11 @@ func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) 
 // compile returns the module compiled in one of the runtime's engines, compiling it at most once;
 // a private module (the plaintext of a sealed one) only in the engine without a cache.
 func (r *Runtime) compile(ctx context.Context, wasmBytes []byte, private bool) (*engine, wazero.CompiledModule, error) {
-	sum := sha256.Sum256(wasmBytes)
+	return r.compileSum(ctx, wasmBytes, sha256.Sum256(wasmBytes), private)
+}
+
+// compileSum is compile for a module whose SHA-256 the caller has computed already.
+func (r *Runtime) compileSum(ctx context.Context, wasmBytes []byte, sum [sha256.Size]byte, private bool) (*engine, wazero.CompiledModule, error) {
 	r.compileMu.Lock()
 	defer r.compileMu.Unlock()
 	r.mu.Lock()
@@ -401,25 +405,31 @@ type measuredCode struct {
 	sealed bool
 }
 
-// checkMeasured refuses a module that Measurement took sealed and that is not sealed now (a
-// plain module needs no key: the digest check below would never see it), and a sealed module
-// whose code digest is not the one Measurement took for its path (none taken: nothing to
-// compare, as for an exec'd process). A plain module measured plain is not hashed again here.
-func (r *Runtime) checkMeasured(modulePath string, code []byte) error {
+// checkMeasured refuses a module whose code digest (sealed.CodeDigest) is not the one Measurement
+// took for its path, and a module that Measurement took sealed and that is not sealed now; none
+// taken: nothing to compare, as for an exec'd process. It returns the code digest, which for a
+// plain module is its SHA-256, so that Spawn does not hash it twice.
+func (r *Runtime) checkMeasured(modulePath string, code []byte) ([sha256.Size]byte, error) {
+	got := sealed.CodeDigest(code)
 	r.mu.Lock()
 	want, ok := r.measured[modulePath]
 	r.mu.Unlock()
 	if !ok {
-		return nil
+		return got, nil
 	}
 	isSealed := sealed.IsSealed(code)
 	if want.sealed && !isSealed {
-		return fmt.Errorf("builtin:wasm: module %s was sealed when it was measured and is not now: refused", modulePath)
+		return got, fmt.Errorf("builtin:wasm: module %s was sealed when it was measured and is not now: refused", modulePath)
 	}
-	if isSealed && sealed.CodeDigest(code) != want.sum {
-		return fmt.Errorf("builtin:wasm: sealed module %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", modulePath, sealed.CodeDigest(code), want.sum)
+	if got != want.sum {
+		if isSealed {
+			return got, fmt.Errorf("builtin:wasm: sealed module %s: it changed since it was measured (code digest %x, measured %x): refused before fetching its key", modulePath, got, want.sum)
+		}
+		// The attested measurement names the module read at create: a module replaced since
+		// (the rootfs is the node's) would run under an identity that is not its own.
+		return got, fmt.Errorf("builtin:wasm: module %s changed since it was measured (SHA-256 %x, measured %x): refused", modulePath, got, want.sum)
 	}
-	return nil
+	return got, nil
 }
 
 // Destroy implements enclave.Runtime: it kills what still runs, waits for it, and frees the
