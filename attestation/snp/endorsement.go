@@ -51,6 +51,10 @@ type EndorsementKey struct {
 	NotBefore, NotAfter time.Time
 	// Collateral says when the chain was checked and which CRLs were applied.
 	Collateral *attestation.CollateralInfo
+	// ValidUntil is when the same check with the same inputs stops holding: the earliest
+	// notAfter of the chain's certificates and nextUpdate of the CRLs applied, or the notBefore
+	// of a candidate intermediate not yet valid at CheckedAt (it could build another chain).
+	ValidUntil time.Time
 }
 
 // Details renders k as flat key/value pairs (for shelter's report).
@@ -196,16 +200,20 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
 	}
 	info := &attestation.CollateralInfo{Source: source, CheckedAt: opts.Time()}
-	crlChecked, err := checkRevocation(chains[i], opts, info)
+	exp := &expiry{now: opts.Time()}
+	crlChecked, err := checkRevocation(chains[i], opts, info, exp)
 	if err != nil {
 		return nil, err
 	}
+	exp.chain(chains[i])
+	exp.certificates(intermediates.certs)
 	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
 	info.RevocationChecked = crlChecked
 	out := &EndorsementKey{
 		Kind: key.String(), Product: exts.productName, ProductLine: line, StructVersion: exts.structVersion,
 		HWID: exts.hwID, CSPID: exts.cspID, SPL: exts.spl, TCB: tcb,
 		Serial: ek.SerialNumber.String(), NotBefore: ek.NotBefore, NotAfter: ek.NotAfter, Collateral: info,
+		ValidUntil: exp.until,
 	}
 	for _, c := range chains[i] {
 		out.Chain = append(out.Chain, c.Subject.CommonName)
