@@ -1,6 +1,7 @@
 package snp
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -206,7 +207,13 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		return nil, err
 	}
 	exp.chain(chains[i])
-	exp.certificates(intermediates.certs)
+	// An intermediate not yet valid that bears the name of one on the chain may build another
+	// path from then on (the built-in ASVK of a line, say, never stands in for its ASK).
+	for _, c := range intermediates.certs {
+		if slices.ContainsFunc(chains[i][1:], func(u *x509.Certificate) bool { return bytes.Equal(u.RawSubject, c.RawSubject) }) {
+			exp.starts(c.NotBefore)
+		}
+	}
 	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
 	info.RevocationChecked = crlChecked
 	out := &EndorsementKey{

@@ -36,10 +36,3 @@ func (e *expiry) starts(t time.Time) {
 		e.ends(t)
 	}
 }
-
-// certificates notes the start of every certificate a verification could pick from.
-func (e *expiry) certificates(certs []*x509.Certificate) {
-	for _, c := range certs {
-		e.starts(c.NotBefore)
-	}
-}
