@@ -110,8 +110,9 @@ type Result struct {
 	// checks or fresh collateral; nil when no collateral was used.
 	Collateral *CollateralInfo `json:"collateral,omitempty"`
 	// ValidUntil is when the first certificate or collateral the verdict rests on expires, after
-	// which the same evidence would no longer verify. Zero when the verifier does not say: a
-	// caller that reuses a verdict (enclavetls's verdict cache) must then not reuse it.
+	// which the same evidence would no longer verify, or, if earlier, when an input not yet valid
+	// starts (it could change the verdict). Zero when the verifier does not say: a caller that
+	// reuses a verdict (enclavetls's verdict cache) must then not reuse it.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/inclavare-containers/inclavare-go/attestation/dcap"
 )
 
 // benchHandshakes runs b.N full handshakes over in-memory pipes: mk returns the two TLS ends.
@@ -135,6 +137,36 @@ func BenchmarkECDSAP256Verify(b *testing.B) {
 	for b.Loop() {
 		if !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
 			b.Fatal("signature does not verify")
+		}
+	}
+}
+
+// BenchmarkVerifySGXCertificateCached, …Fresh and …Cold price what a Verifier does with a
+// peer's certificate that carries hardware evidence: the recorded rats-tls certificate (a real
+// SGX quote bound to its key) with Intel's recorded TCB info, QE identity and TCB signing chain,
+// at a time inside their validity. Cached: the verdict is remembered (the policy runs each time);
+// Fresh: no verdict cache, the verification memo warm (a long-lived verifier: only the quote's
+// own signature and the certificate's self-signature are new); Cold: no verdict cache, no memo.
+func BenchmarkVerifySGXCertificateCached(b *testing.B) { benchVerifySGX(b, 0, true) }
+
+func BenchmarkVerifySGXCertificateFresh(b *testing.B) { benchVerifySGX(b, -1, true) }
+
+func BenchmarkVerifySGXCertificateCold(b *testing.B) { benchVerifySGX(b, -1, false) }
+
+func benchVerifySGX(b *testing.B, cacheSize int, memo bool) {
+	cert := legacyCert(b, "ratls_legacy_sgx_ecdsa_rsa_sha256.pem")
+	v := sgxVerifier(b)
+	v.CacheSize = cacheSize
+	v.Options.Now = sgxAt
+	if !memo {
+		dcap.CacheVerifications(false)
+		defer dcap.CacheVerifications(true)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.VerifyCertificate(ctx, cert, nil); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

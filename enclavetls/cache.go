@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -39,22 +40,26 @@ type verdictCache struct {
 	lru     list.List // of *verdict, most recently used first
 }
 
-// verdict is one remembered certificate: VerifyCertificate's Peer (before policy) and when the
-// verdict holds.
+// verdict is one remembered certificate: VerifyCertificate's Peer (before policy), when the
+// verdict holds (from inclusive, until exclusive) and the collateral source it was reached with.
 type verdict struct {
 	key         [32]byte
 	peer        *Peer
 	size        int
 	from, until time.Time
+	source      any // sourceIdentity
 }
 
 func newVerdictCache(size int) *verdictCache {
 	return &verdictCache{max: size, entries: map[[32]byte]*list.Element{}}
 }
 
-// get returns a copy of the verdict stored under k if it holds at now, with cert as its
-// certificate; an entry that no longer holds is dropped.
-func (c *verdictCache) get(k [32]byte, now time.Time, cert *x509.Certificate) *Peer {
+// get returns a copy of the verdict stored under k if it holds at now (from <= now < until) and
+// was reached with the same collateral source, with cert as its certificate; an entry that no
+// longer holds is dropped. The copy's collateral is judged at now: its CheckedAt is now, so that
+// a policy's max_collateral_age measures the collateral's age at this use, as a verification
+// now would (every dated input of the verdict still holds before until).
+func (c *verdictCache) get(k [32]byte, now time.Time, cert *x509.Certificate, source any) *Peer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
@@ -62,21 +67,25 @@ func (c *verdictCache) get(k [32]byte, now time.Time, cert *x509.Certificate) *P
 		return nil
 	}
 	v := e.Value.(*verdict)
-	if now.Before(v.from) || now.After(v.until) {
+	if now.Before(v.from) || !now.Before(v.until) || v.source != source {
 		c.removeLocked(e)
 		return nil
 	}
 	c.lru.MoveToFront(e)
-	return v.peer.clone(cert)
+	p := v.peer.clone(cert)
+	if p.Result != nil && p.Result.Collateral != nil {
+		p.Result.Collateral.CheckedAt = now
+	}
+	return p
 }
 
-// put remembers p (a copy of it) under k from now until until.
-func (c *verdictCache) put(k [32]byte, p *Peer, now, until time.Time) {
+// put remembers p (a copy of it) under k from now until until (exclusive), reached with source.
+func (c *verdictCache) put(k [32]byte, p *Peer, now, until time.Time, source any) {
 	size := len(p.Certificate.Raw)
 	if size > maxCacheBytes/16 {
 		return
 	}
-	v := &verdict{key: k, peer: p.clone(p.Certificate), size: size, from: now, until: until}
+	v := &verdict{key: k, peer: p.clone(p.Certificate), size: size, from: now, until: until, source: source}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[k]; ok {
@@ -129,13 +138,14 @@ func verdictKey(opts *attestation.Options, der, nonce []byte) [32]byte {
 	return memo.Key(parts...)
 }
 
-// verdictUntil is when a verdict reached at now stops holding: the earliest of the certificate's
-// notAfter, what the TEE verifier says (Result.ValidUntil) and MaxVerdictAge. ok is false for a
-// verdict that must not be reused: the TEE verifier did not say how long it holds, or it rests
-// on dated collateral (a policy's max_collateral_age is judged at the verification time).
+// verdictUntil is when a verdict reached at now stops holding (it is reused only strictly
+// before): the earliest of the certificate's notAfter, what the TEE verifier says
+// (Result.ValidUntil: the first expiry of the certificates and collateral it used) and
+// MaxVerdictAge. ok is false for a verdict that must not be reused: the TEE verifier did not say
+// how long it holds.
 func verdictUntil(p *Peer, now time.Time) (until time.Time, ok bool) {
 	res := p.Result
-	if res == nil || res.ValidUntil.IsZero() || res.Collateral != nil {
+	if res == nil || res.ValidUntil.IsZero() {
 		return time.Time{}, false
 	}
 	until = now.Add(MaxVerdictAge)
@@ -145,6 +155,38 @@ func verdictUntil(p *Peer, now time.Time) (until time.Time, ok bool) {
 		}
 	}
 	return until, until.After(now)
+}
+
+// sourceRef names a collateral source by reference: its type and where it lives.
+type sourceRef struct {
+	typ reflect.Type
+	ptr uintptr
+	len int
+}
+
+// sourceIdentity returns a comparable value that names src (nil for none), so that a verdict
+// reached with one collateral source is never served to a verification with another; ok is
+// false for a source that cannot be named (a function, or a value that is not comparable), whose
+// verdicts are then not remembered. A source is named by reference (pointer, map, slice) or by
+// value: the same *collateral.Intel, the same collateral.Sources list.
+func sourceIdentity(src attestation.CollateralSource) (id any, ok bool) {
+	if src == nil {
+		return nil, true
+	}
+	v := reflect.ValueOf(src)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.UnsafePointer:
+		return sourceRef{typ: v.Type(), ptr: v.Pointer()}, true
+	case reflect.Slice:
+		return sourceRef{typ: v.Type(), ptr: v.Pointer(), len: v.Len()}, true
+	case reflect.Func:
+		// Closures share their code pointer: two of them cannot be told apart.
+		return nil, false
+	}
+	if v.Comparable() {
+		return src, true
+	}
+	return nil, false
 }
 
 // clone copies p for one user, with cert as its certificate: a caller that changes the Peer it

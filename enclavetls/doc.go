@@ -56,12 +56,34 @@
 //     the same evidence is verified in full;
 //   - no nonce is asked for: a verification that must bind a nonce (RequireFresh, a caller's
 //     nonce, a mutual challenge) always checks the evidence, and never stores a verdict;
-//   - the verification time (Options.Time) lies between the time the verdict was reached and the
-//     earliest of the certificate's notAfter, the TEE verifier's Result.ValidUntil (for sim, the
-//     platform certificate's notAfter) and MaxVerdictAge (10 minutes) after it;
-//   - the verifier has no collateral Source (which may answer differently next time), and the
-//     TEE verifier said how long its verdict holds (Result.ValidUntil) and used no dated
-//     collateral; SGX, TDX and SNP verdicts are not yet remembered for that reason.
+//   - the TEE verifier said how long its verdict holds: Result.ValidUntil, the earliest time at
+//     which the same evidence with the same inputs would stop verifying or verify differently.
+//     Sim: the platform certificate's notAfter. SGX and TDX: the earliest notAfter of the PCK
+//     chain and of the TCB Signing chains, and nextUpdate of the TCB info, the QE identity and
+//     every CRL applied. SNP: the earliest notAfter of the VCEK/VLEK -> ASK/ASVK -> ARK chain
+//     and nextUpdate of every CRL applied. Both also stop at the start of an input not yet
+//     valid (a newer TCB info, another candidate certificate), which could change the verdict.
+//     A verdict without ValidUntil is never stored;
+//   - the verification time (Options.Time) lies in [verifiedAt, until), until being the earliest
+//     of the certificate's notAfter, ValidUntil and verifiedAt + MaxVerdictAge (10 minutes);
+//   - with a collateral Source, it is the same Source (the same pointer, list or value); a
+//     Source that cannot be told from another (a function) gets no verdicts remembered.
+//
+// A verdict that rests on collateral (Result.Collateral) is judged again on every use: the copy a
+// reuse gets has Collateral.CheckedAt set to the reuse time, so the policy's max_collateral_age
+// measures the collateral's age at that moment and refuses a verdict whose collateral has grown
+// too old since it was stored, exactly as a fresh verification then would (everything dated that
+// the verdict rests on still holds before ValidUntil, and nothing else in CollateralInfo changes
+// with time); require_crl is judged on the stored RevocationChecked, which a fresh verification
+// with the same inputs would report again. Peer.VerifiedAt stays the time the evidence was
+// checked.
+//
+// A collateral Source (Intel PCS or a PCCS, AMD KDS) is not asked again while a verdict is
+// reused. PCS clients keep collateral until its own nextUpdate; a verdict here never outlives
+// the collateral it rests on and lasts at most MaxVerdictAge, so a revocation or TCB info the
+// service publishes in between is seen by the first verification after MaxVerdictAge when the
+// Source fetches afresh (a Source with an on-disk cache, attestation/collateral's, serves what
+// it holds until that document's nextUpdate anyway: the verdict cache adds no delay to it).
 //
 // Only accepted certificates are stored, after the policy and Check accepted them; the policy
 // and Check run again on every use, so a changed policy applies at once. The cache belongs to its

@@ -301,17 +301,18 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 	now := opts.Time()
 	opts.Now = now
 	// A verdict is reused only where no freshness is asked for (a nonce-bound verification
-	// always checks the evidence) and where nothing outside the key decides it (a collateral
-	// source may answer differently next time).
+	// always checks the evidence), and only with the collateral source it was reached with (see
+	// "Verdict cache" for what a source's later answers can change).
 	cache := v.verdicts()
-	if nonce != nil || opts.Source != nil {
+	source, named := sourceIdentity(opts.Source)
+	if nonce != nil || !named {
 		cache = nil
 	}
 	var key [32]byte
 	var p *Peer
 	if cache != nil {
 		key = verdictKey(&opts, cert.Raw, nonce)
-		p = cache.get(key, now, cert)
+		p = cache.get(key, now, cert, source)
 	}
 	reused := p != nil
 	if !reused {
@@ -335,7 +336,7 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 		// Only accepted peers are remembered: a refused certificate is checked again every
 		// time.
 		if until, ok := verdictUntil(p, now); ok {
-			cache.put(key, p, now, until)
+			cache.put(key, p, now, until, source)
 		}
 	}
 	return p, nil

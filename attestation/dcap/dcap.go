@@ -67,6 +67,10 @@ type Outcome struct {
 	Collateral *attestation.CollateralInfo
 	// Details are human-facing facts (FMSPC, PCK CA, collateral used, …).
 	Details map[string]string
+	// ValidUntil is when this outcome stops holding for the same quote and inputs (see expiry):
+	// the earliest notAfter of the PCK chain and of the collateral's signer chains, nextUpdate of
+	// the TCB info, QE identity and applied CRLs, and the start of any input not yet valid.
+	ValidUntil time.Time
 }
 
 // Verify checks the quote's signatures and PCK chain at opts.Time() to the pinned Intel root (plus
@@ -85,13 +89,14 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 		return nil, err
 	}
 	anchors := anchorsKey(opts.IntelRoots)
+	exp := &expiry{now: now}
 	var pck *verify.PCK
 	pckSource := "quote"
 	if ppid, ok := ppidData(q.Signature.Certification); ok {
 		// The quote names the platform by an (encrypted) PPID: the PCK certificate must come
 		// from collateral (Intel PCS pckcert). It is found by what the quote proves: its key
 		// signed the QE report, and its PCE ID is the quote's.
-		if pck, err = pckFromCollateral(q, ppid, opts, roots, anchors, now); err != nil {
+		if pck, err = pckFromCollateral(q, ppid, opts, roots, anchors, now, exp); err != nil {
 			return nil, err
 		}
 		pckSource = "collateral (certification data: " + ppid.name + ")"
@@ -107,18 +112,21 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 			return nil, err
 		}
 	}
+	exp.chain(pck.Chain)
 	out := &Outcome{PCK: pck, Details: pckDetails(pck, q)}
 	out.Details["pck_source"] = pckSource
 	if len(opts.Collateral) == 0 && len(opts.PeerCollateral) == 0 {
 		out.Details["collateral"] = "none: signatures and PCK chain verified, TCB status not evaluated"
+		out.ValidUntil = exp.until
 		return out, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := evaluateCollateral(out, q, opts, roots, anchors, now); err != nil {
+	if err := evaluateCollateral(out, q, opts, roots, anchors, now, exp); err != nil {
 		return nil, err
 	}
+	out.ValidUntil = exp.until
 	return out, nil
 }
 
@@ -159,7 +167,7 @@ func ppidData(cd abi.CertificationData) (*ppid, bool) {
 // pckFromCollateral finds, among the collateral's certificates (the verifier's first), a PCK
 // certificate that chains to roots, has the quote's PCE ID, and whose key made the quote's
 // signatures valid.
-func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time) (*verify.PCK, error) {
+func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *expiry) (*verify.PCK, error) {
 	if strings.Contains(p.name, " bytes, want ") {
 		return nil, fmt.Errorf("certification data: %s", p.name)
 	}
@@ -171,6 +179,8 @@ func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.
 		}
 		certs = append(certs, c.Certificates...)
 	}
+	// The first candidate that verifies wins: one not yet valid may win later.
+	exp.certificates(certs)
 	var leaves, cas []*x509.Certificate
 	for _, c := range certs {
 		switch c.Subject.CommonName {
@@ -239,7 +249,7 @@ func sgxTypeName(t int) string {
 	return strconv.Itoa(t)
 }
 
-func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time) error {
+func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *expiry) error {
 	own, err := parseCollateral(opts.Collateral)
 	if err != nil {
 		return err
@@ -293,6 +303,15 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 		CRLs:         append(append([]*x509.RevocationList(nil), own.CRLs...), peer.CRLs...),
 	}
 	out.Collateral = info
+	// Certificates not yet valid may build other chains later; a TCB info or QE identity not
+	// yet issued may become the newest valid one (and decide another status).
+	exp.certificates(col.Certificates)
+	for _, qi := range qeIdentities {
+		exp.starts(qi.IssueDate)
+	}
+	for _, ti := range tcbInfos {
+		exp.starts(ti.IssueDate)
+	}
 
 	// QE identity first: the quoting enclave vouches for everything else in the quote.
 	chains := [][]*x509.Certificate{out.PCK.Chain}
@@ -307,6 +326,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 			return err
 		}
 		chains = append(chains, chain)
+		exp.chain(chain)
+		exp.ends(qi.NextUpdate)
 	}
 	var ti *abi.TCBInfo
 	if len(tcbInfos) > 0 {
@@ -319,6 +340,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 			return err
 		}
 		chains = append(chains, chain)
+		exp.chain(chain)
+		exp.ends(ti.NextUpdate)
 	}
 
 	rev, err := verify.RevocationWith(chains, col.CRLs, now, crlSignature)
@@ -328,6 +351,9 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	info.CRLs, info.RevocationChecked = rev.Applied, rev.Complete
 	for _, d := range rev.ThisUpdates {
 		info.NoteIssued(d)
+	}
+	for _, d := range rev.NextUpdates {
+		exp.ends(d)
 	}
 	if len(rev.Applied) > 0 {
 		out.Details["crl_checked"] = strings.Join(rev.Applied, ", ")

@@ -80,6 +80,7 @@ func VerifyQuote(ctx context.Context, q *Quote, opts attestation.Options) (*atte
 		res.Details["trailing_zero_padding"] = strconv.FormatBool(q.TrailingZero)
 	}
 	res.Collateral = out.Collateral
+	res.ValidUntil = out.ValidUntil
 	if out.TCB != nil {
 		res.TCBStatus = out.TCB.Status
 		res.Advisories = out.TCB.Advisories

@@ -113,6 +113,7 @@ type ekSpec struct {
 	cspID       string
 	spl         map[int]int // leaf of 1.3.6.1.4.1.3704.1.3.<leaf> → value
 	notAfter    time.Time
+	notBefore   time.Time // with notAfter; zero: 2020-01-01
 }
 
 func (c *testChain) issueEK(t testing.TB, s ekSpec) (*x509.Certificate, *ecdsa.PrivateKey) {
@@ -148,6 +149,9 @@ func (c *testChain) issueEK(t testing.TB, s ekSpec) (*x509.Certificate, *ecdsa.P
 	tmpl := &x509.Certificate{Subject: named(cn), ExtraExtensions: exts}
 	if !s.notAfter.IsZero() {
 		tmpl.NotBefore = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		if !s.notBefore.IsZero() {
+			tmpl.NotBefore = s.notBefore
+		}
 		tmpl.NotAfter = s.notAfter
 	}
 	return createCert(t, tmpl, c.ica, &key.PublicKey, c.icaKey), key

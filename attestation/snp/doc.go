@@ -29,6 +29,9 @@
 //   - an AMD CRL (DER or PEM) in the collateral that the chain's ARK signed is applied: a revoked
 //     ASK/ASVK, a bad CRL signature or a CRL not valid at the verification time fails.
 //     Details["crl_checked"] tells whether one was applied.
+//   - Result.ValidUntil is the earliest notAfter of the chain and nextUpdate of the CRLs applied
+//     (or the start of a candidate certificate not yet valid): the report is not dated, so the
+//     verdict holds as long as those do (enclavetls's verdict cache reuses it until then).
 //
 // VerifyEndorsementKey checks a VCEK or VLEK certificate alone (everything above that needs no
 // report), for `shelter verify vcek.der`.

@@ -1,6 +1,7 @@
 package snp
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -51,6 +52,10 @@ type EndorsementKey struct {
 	NotBefore, NotAfter time.Time
 	// Collateral says when the chain was checked and which CRLs were applied.
 	Collateral *attestation.CollateralInfo
+	// ValidUntil is when the same check with the same inputs stops holding: the earliest
+	// notAfter of the chain's certificates and nextUpdate of the CRLs applied, or the notBefore
+	// of a candidate intermediate not yet valid at CheckedAt (it could build another chain).
+	ValidUntil time.Time
 }
 
 // Details renders k as flat key/value pairs (for shelter's report).
@@ -196,9 +201,18 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
 	}
 	info := &attestation.CollateralInfo{Source: source, CheckedAt: opts.Time()}
-	crlChecked, err := checkRevocation(chains[i], opts, info)
+	exp := &expiry{now: opts.Time()}
+	crlChecked, err := checkRevocation(chains[i], opts, info, exp)
 	if err != nil {
 		return nil, err
+	}
+	exp.chain(chains[i])
+	// An intermediate not yet valid that bears the name of one on the chain may build another
+	// path from then on (the built-in ASVK of a line, say, never stands in for its ASK).
+	for _, c := range intermediates.certs {
+		if slices.ContainsFunc(chains[i][1:], func(u *x509.Certificate) bool { return bytes.Equal(u.RawSubject, c.RawSubject) }) {
+			exp.starts(c.NotBefore)
+		}
 	}
 	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
 	info.RevocationChecked = crlChecked
@@ -206,6 +220,7 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		Kind: key.String(), Product: exts.productName, ProductLine: line, StructVersion: exts.structVersion,
 		HWID: exts.hwID, CSPID: exts.cspID, SPL: exts.spl, TCB: tcb,
 		Serial: ek.SerialNumber.String(), NotBefore: ek.NotBefore, NotAfter: ek.NotAfter, Collateral: info,
+		ValidUntil: exp.until,
 	}
 	for _, c := range chains[i] {
 		out.Chain = append(out.Chain, c.Subject.CommonName)

@@ -100,7 +100,7 @@ func (v *Verifier) Verify(ctx context.Context, evidence []byte, opts attestation
 		if own[c] {
 			source = attestation.SourceVerifier
 		}
-		res, err := v.verifyWith(ev, c, source, intermediates, builtin, opts)
+		res, err := v.verifyWith(ev, c, candidates, source, intermediates, builtin, opts)
 		if err == nil {
 			return res, nil
 		}
@@ -123,7 +123,7 @@ func (v *Verifier) lines() []string {
 }
 
 // verifyWith checks the report against one endorsement-key certificate.
-func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source string, intermediates *certSet,
+func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, candidates []*x509.Certificate, source string, intermediates *certSet,
 	builtin map[string]*productRoots, opts attestation.Options) (*attestation.Result, error) {
 	ek, err := v.checkEndorsementKey(cert, ev.Signer.SigningKey, intermediates, builtin, opts, source)
 	if err != nil {
@@ -169,6 +169,14 @@ func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, source strin
 	res.Details["crl_checked"] = strconv.FormatBool(ek.Collateral.RevocationChecked)
 	res.Details["collateral_source"] = source
 	res.Collateral = ek.Collateral
+	// The report itself is not dated: the verdict holds as long as the endorsement key's chain
+	// and CRLs do, and until a candidate key certificate not yet valid could be picked instead
+	// (Verify tries them in order).
+	exp := &expiry{now: opts.Time(), until: ek.ValidUntil}
+	for _, c := range candidates {
+		exp.starts(c.NotBefore)
+	}
+	res.ValidUntil = exp.until
 	return res, nil
 }
 

@@ -5,7 +5,9 @@
 #      for the one-way handshakes, plain mutual TLS 1.3 for the mutual ones; the same key type
 #      (ECDSA P-256); and the floor the mandatory signatures leave;
 #   2. a CPU profile of the mutual fresh attested handshake: where the extra cost goes;
-#   3. verifications/s of the SGX, TDX and SNP samples (and sim evidence), beside go-tdx-guest and
+#   3. the verification of an RA-TLS certificate with hardware (SGX) evidence and collateral, with
+#      the verdict remembered (verdict cache) against verified afresh (warm memo, and cold);
+#   4. verifications/s of the SGX, TDX and SNP samples (and sim evidence), beside go-tdx-guest and
 #      go-sev-guest on the same samples.
 # See README.md.
 #
@@ -128,6 +130,36 @@ for f in 'crypto/tls.(*Conn).HandshakeContext' \
 done
 echo "(cum % of all samples, both ends of the handshake; a function's share includes what it calls;" \
 	"ecdsa.Verify is sim's report signature, VerifyASN1 the certificate self-signatures and CertificateVerify)"
+
+echo
+echo "== RA-TLS certificate with SGX evidence (recorded rats-tls certificate, Intel's recorded TCB info, QE identity," \
+	"TCB signing chain; Verifier with policy; $COUNT alternating rounds of -benchtime $BENCHTIME; medians)"
+VS=(VerifySGXCertificateFresh VerifySGXCertificateCached VerifySGXCertificateCold)
+for ((r = 1; r <= COUNT; r++)); do
+	order=("${VS[@]}")
+	((r % 2 == 0)) && order=("${VS[2]}" "${VS[1]}" "${VS[0]}")
+	for n in "${order[@]}"; do
+		ns=$("$TMP/enclavetls.test" -test.run '^$' -test.bench "^Benchmark$n\$" -test.benchtime "$BENCHTIME" |
+			awk '/^Benchmark/ { print $3; exit }')
+		[[ -n $ns ]] || die "benchmark $n gave no result"
+		echo "$r $n $ns"
+	done
+done >"$TMP/vrounds"
+vns() { awk -v n="$1" '$2 == n { print $3 }' "$TMP/vrounds" | median; }
+# vratio A B: the median over rounds of A's ns/op / B's ns/op.
+vratio() {
+	awk -v a="$1" -v b="$2" '$2 == a { x[$1] = $3 } $2 == b { y[$1] = $3 } END { for (r in x) print x[r] / y[r] }' "$TMP/vrounds" |
+		median | awk '{ printf "%.1f", $1 }'
+}
+printf '%-32s %10s %16s   %s\n' benchmark ns/op verifications/s note
+printf '%-32s %10.0f %16s   %s\n' VerifySGXCertificateCached "$(vns VerifySGXCertificateCached)" \
+	"$(rate "$(vns VerifySGXCertificateCached)")" "verdict reused (key lookup, copy, policy)"
+printf '%-32s %10.0f %16s   %s\n' VerifySGXCertificateFresh "$(vns VerifySGXCertificateFresh)" \
+	"$(rate "$(vns VerifySGXCertificateFresh)")" "no verdict cache, memo warm (a known platform)"
+printf '%-32s %10.0f %16s   %s\n' VerifySGXCertificateCold "$(vns VerifySGXCertificateCold)" \
+	"$(rate "$(vns VerifySGXCertificateCold)")" "no verdict cache, no memo"
+echo "cached verdict: $(vratio VerifySGXCertificateFresh VerifySGXCertificateCached)x the verifications/s of a fresh" \
+	"(warm) verification, $(vratio VerifySGXCertificateCold VerifySGXCertificateCached)x of a cold one (medians of per-round ratios)"
 
 echo
 echo "== Evidence verification (samples from testdata/attestation, benchtime $BENCHTIME, median of $COUNT)"

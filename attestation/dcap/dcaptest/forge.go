@@ -69,6 +69,19 @@ func NewPKI(rootKey *ecdsa.PrivateKey, root *x509.Certificate, notBefore, notAft
 	return p, nil
 }
 
+// ReissueTCBSigning replaces the TCB Signing certificate by one for the same key valid from
+// notBefore to notAfter (Intel re-issues it that way), so that collateral signed before stays
+// valid under the new certificate.
+func (p *PKI) ReissueTCBSigning(notBefore, notAfter time.Time) error {
+	tcb := leafTemplate(pkix.Name{CommonName: "Intel SGX TCB Signing", Organization: []string{"Intel Corporation"}}, notBefore, notAfter)
+	c, err := create(tcb, p.Root, &p.TCBSignKey.PublicKey, p.RootKey)
+	if err != nil {
+		return err
+	}
+	p.TCBSigning = c
+	return nil
+}
+
 // IssuerChainPEM is the TCB info / QE identity issuer chain (TCB Signing, root) as PEM: collateral
 // as Intel PCS delivers it in its TCB-Info-Issuer-Chain header.
 func (p *PKI) IssuerChainPEM() []byte {
@@ -78,7 +91,12 @@ func (p *PKI) IssuerChainPEM() []byte {
 // CRLs returns an empty CRL of the root (revoking nothing) and one of the PCK CA revoking the
 // given serials, both issued at thisUpdate and valid for a month, as DER.
 func (p *PKI) CRLs(thisUpdate time.Time, revoked ...*big.Int) (rootCRL, pckCRL []byte, err error) {
-	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(30 * 24 * time.Hour)}
+	return p.CRLsUntil(thisUpdate, thisUpdate.Add(30*24*time.Hour), revoked...)
+}
+
+// CRLsUntil is CRLs with the given nextUpdate.
+func (p *PKI) CRLsUntil(thisUpdate, nextUpdate time.Time, revoked ...*big.Int) (rootCRL, pckCRL []byte, err error) {
+	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
 	if rootCRL, err = x509.CreateRevocationList(rand.Reader, tmpl, p.Root, p.RootKey); err != nil {
 		return nil, nil, err
 	}
@@ -100,6 +118,9 @@ type Options struct {
 	// platform's CPUSVN, PCESVN and PCE ID) instead of the PCK chain: the PCK certificate then
 	// comes from collateral (PKI.LastPCK).
 	EncryptedPPID bool
+	// PCKNotBefore and PCKNotAfter, when set, are the forged PCK certificate's validity
+	// (default: the PCK CA's).
+	PCKNotBefore, PCKNotAfter time.Time
 }
 
 // Reforge re-signs a real quote (SGX v3 or TDX v4) under p: a new attestation key signs header
@@ -162,7 +183,14 @@ func (p *PKI) Reforge(quote []byte, o Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl := leafTemplate(realChain[0].Subject, p.PCKCA.NotBefore, p.PCKCA.NotAfter)
+	notBefore, notAfter := p.PCKCA.NotBefore, p.PCKCA.NotAfter
+	if !o.PCKNotBefore.IsZero() {
+		notBefore = o.PCKNotBefore
+	}
+	if !o.PCKNotAfter.IsZero() {
+		notAfter = o.PCKNotAfter
+	}
+	tmpl := leafTemplate(realChain[0].Subject, notBefore, notAfter)
 	for _, e := range realChain[0].Extensions {
 		if e.Id.Equal(oidSGXExtensions) {
 			tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, e)

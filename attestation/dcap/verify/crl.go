@@ -21,6 +21,9 @@ type RevocationResult struct {
 	Complete bool
 	// ThisUpdates are the thisUpdate times of the CRLs applied.
 	ThisUpdates []time.Time
+	// NextUpdates are the nextUpdate times of the CRLs applied: after the earliest of them the
+	// same check fails (the CRL is stale).
+	NextUpdates []time.Time
 }
 
 // Revocation checks certificates of verified chains against the CRLs whose issuer is a CA of one
@@ -67,6 +70,7 @@ func RevocationWith(chains [][]*x509.Certificate, crls []*x509.RevocationList, n
 		}
 		res.Applied = appendUnique(res.Applied, name)
 		res.ThisUpdates = append(res.ThisUpdates, crl.ThisUpdate)
+		res.NextUpdates = append(res.NextUpdates, crl.NextUpdate)
 	}
 	for _, chain := range chains {
 		for i := 1; i < len(chain); i++ {
