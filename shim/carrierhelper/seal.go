@@ -106,7 +106,15 @@ func sealEntrypoint(ctx context.Context, rootfs, entry, cwd, keyProvider, keyID 
 	}
 	var plain []byte
 	if err == nil {
-		plain, err = io.ReadAll(io.LimitReader(f, sealed.MaxPlaintext+1))
+		// Exactly the size fstat gave, read once: the helper runs as root without a memory
+		// bound, and a growing buffer would hold up to twice a pod author's file. A file that
+		// grows meanwhile is refused rather than read past that size.
+		plain = make([]byte, st.Size)
+		if _, err = io.ReadFull(f, plain); err == nil {
+			if n, _ := f.Read(make([]byte, 1)); n != 0 {
+				err = errors.New("it grew while it was read")
+			}
+		}
 	}
 	f.Close()
 	if err != nil {
