@@ -1,6 +1,8 @@
-# Build tags: libcontainer enforces seccomp profiles only with the seccomp tag (cgo + libseccomp).
+# Build tags: libcontainer enforces seccomp profiles only with the seccomp tag (cgo + libseccomp);
+# urfave_cli_no_docs leaves out urfave/cli's man-page generator, whose markdown package's init
+# cost every rune invocation 0.3 ms and 210 KB (bench/lifecycle/README.md).
 GO        ?= go
-TAGS      ?= seccomp
+TAGS      ?= seccomp urfave_cli_no_docs
 BIN       ?= $(CURDIR)/bin
 GOFLAGS_B := -trimpath -tags "$(TAGS)"
 TEST_TIMEOUT ?= 40m

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -42,7 +41,19 @@ type copyStore struct {
 	created []string
 }
 
-var layerName = regexp.MustCompile(`^[0-9a-f]{16}-[0-9a-f]{16}$`)
+// isLayerName reports whether n is a copy layer's name, ^[0-9a-f]{16}-[0-9a-f]{16}$ (a loop: a
+// package-level regexp would be compiled at every rune invocation).
+func isLayerName(n string) bool {
+	if len(n) != 33 || n[16] != '-' {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; i != 16 && (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // openCopyStore opens (creating it if needed) the copy directory dir, which must be root's alone.
 func openCopyStore(dir string) (*copyStore, error) {
@@ -192,7 +203,7 @@ func (s *copyStore) collect() {
 	var candidates []string
 	for _, e := range entries {
 		n := e.Name()
-		if !strings.HasPrefix(n, ".new-") && (!layerName.MatchString(n) || s.current(n)) {
+		if !strings.HasPrefix(n, ".new-") && (!isLayerName(n) || s.current(n)) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > copyGrace {
@@ -250,7 +261,7 @@ func (s *copyStore) layersInUse() map[string]bool {
 					break
 				}
 				line = line[i+len(prefix):]
-				if len(line) >= 33 && layerName.MatchString(line[:33]) {
+				if len(line) >= 33 && isLayerName(line[:33]) {
 					used[line[:33]] = true
 				}
 			}

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/inclavare-containers/inclavare-go/enclavemanifest/internal/boundedread"
 	"github.com/inclavare-containers/inclavare-go/internal/atomicfile"
 )
@@ -68,7 +66,7 @@ func (k CacheKey) fileName() string {
 }
 
 func (k CacheKey) validate() error {
-	if _, err := digest.Parse(k.ImageDigest); err != nil {
+	if err := checkDigest(k.ImageDigest); err != nil {
 		return fmt.Errorf("cache key: image digest %q: %v", clip(k.ImageDigest), err)
 	}
 	if !isKeyID(k.KeyID) {
@@ -79,7 +77,7 @@ func (k CacheKey) validate() error {
 	case builtin && k.RuntimeDigest != "":
 		return fmt.Errorf("cache key: a runtime digest is given for the built-in runtime %s", k.Enclave.RuntimePath)
 	case !builtin:
-		if _, err := digest.Parse(k.RuntimeDigest); err != nil {
+		if err := checkDigest(k.RuntimeDigest); err != nil {
 			return fmt.Errorf("cache key: the enclave runtime %s is a host file: its digest is required (%q: %v)", clip(k.Enclave.RuntimePath), clip(k.RuntimeDigest), err)
 		}
 	}

@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/inclavare-containers/inclavare-go/attestation/tee"
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/internal/strictjson"
@@ -170,7 +168,7 @@ func (m *Manifest) validate() error {
 			add("image has neither reference nor digest (omit it instead)")
 		}
 		if img.Digest != "" {
-			if _, err := digest.Parse(img.Digest); err != nil {
+			if err := checkDigest(img.Digest); err != nil {
 				add("image.digest %q: %v", clip(img.Digest), err)
 			}
 		}

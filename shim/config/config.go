@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -204,8 +203,21 @@ func describeDecodeError(err error) error {
 	return fmt.Errorf("decode: %w", err)
 }
 
-// carrierName is the syntax of a carrier name (the value of RUNE_CARRIER).
-var carrierName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+// isCarrierName reports whether name has the syntax of a carrier name (the value of
+// RUNE_CARRIER): ^[a-z0-9][a-z0-9_-]{0,62}$. A loop, not a regexp: rune links this package, and
+// a package-level regexp is compiled at every rune invocation.
+func isCarrierName(name string) bool {
+	if name == "" || len(name) > 63 || name[0] == '_' || name[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 func (c *Config) validate() error {
 	var errs []error
@@ -226,7 +238,7 @@ func (c *Config) validate() error {
 	seen := make(map[string]bool)
 	for _, name := range c.Carriers.Enabled {
 		switch {
-		case !carrierName.MatchString(name):
+		case !isCarrierName(name):
 			errs = append(errs, fmt.Errorf("carriers.enabled: %q is not a carrier name (lower-case letters, digits, - and _)", name))
 		case seen[name]:
 			errs = append(errs, fmt.Errorf("carriers.enabled: %q listed twice", name))
