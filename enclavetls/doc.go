@@ -76,7 +76,9 @@
 // the verdict rests on still holds before ValidUntil, and nothing else in CollateralInfo changes
 // with time); require_crl is judged on the stored RevocationChecked, which a fresh verification
 // with the same inputs would report again. Peer.VerifiedAt stays the time the evidence was
-// checked.
+// checked. With a collateral Source, a reused verdict the policy refuses is not final: the
+// certificate is verified again with what the Source serves now (younger collateral may pass),
+// so that the cache never refuses what a verification at that time would accept.
 //
 // A collateral Source (Intel PCS or a PCCS, AMD KDS) is not asked again while a verdict is
 // reused. PCS clients keep collateral until its own nextUpdate; a verdict here never outlives

@@ -315,16 +315,28 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 		p = cache.get(key, now, cert, source)
 	}
 	reused := p != nil
+	// The policy and Check run every time, on a reused verdict too: they may have changed, and
+	// they are cheap.
+	var policyErr error
+	if reused {
+		// A collateral Source may by now serve other collateral than the verdict rests on (a
+		// younger TCB info, say, where max_collateral_age refuses the verdict's): a reused verdict
+		// the policy refuses is then reached afresh, so that the cache never refuses what a
+		// verification now would accept. Without a Source the inputs are the verdict's own, and a
+		// new verification would be refused alike.
+		if policyErr = v.Policy.Check(p.Result); policyErr != nil && opts.Source != nil {
+			p, reused = nil, false
+		}
+	}
 	if !reused {
 		var err error
 		if p, err = VerifyCertificate(ctx, cert, opts, nonce); err != nil {
 			return nil, err
 		}
+		policyErr = v.Policy.Check(p.Result)
 	}
-	// The policy and Check run every time, on a reused verdict too: they may have changed, and
-	// they are cheap.
-	if err := v.Policy.Check(p.Result); err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+	if policyErr != nil {
+		return nil, fmt.Errorf("policy: %w", policyErr)
 	}
 	p.PolicyChecked = true
 	if v.Check != nil {
