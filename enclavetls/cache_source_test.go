@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +102,36 @@ func TestVerdictKeyCoversOptions(t *testing.T) {
 	}
 	if !slices.Equal(fields, handled) {
 		t.Fatalf("attestation.Options has fields %v; the verdict cache handles %v: put the new ones in verdictKey (or say why not) and here", fields, handled)
+	}
+}
+
+// TestVerdictCacheWallClock: a verdict is reused only while the verification time lies in
+// [verifiedAt, until), on the wall clock that every validity check of a fresh verification reads.
+// Attack (whoever sets the verifier's system clock back or forward, the node operator where the
+// verifier runs on the node): with Options.Now unset, time.Now() carries a monotonic reading and
+// Go compares two such times by it, so a verdict reached at 12:00 was still served after the
+// clock was set back to 11:00 (or forward past a ValidUntil more than MaxVerdictAge away), where
+// a fresh verification judges certificates and collateral at the changed time. The test cannot
+// set this machine's clock; it checks that the times the cache stores and compares carry no
+// monotonic reading (Time.String shows one as "m=").
+func TestVerdictCacheWallClock(t *testing.T) {
+	srv := newSimTEE(t, "server")
+	v := verifierFor(t, false, srv)
+	v.Options.Now = time.Time{}
+	cert := leafOf(t, srv.identity(t))
+	p, err := v.VerifyCertificate(context.Background(), cert, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := verdictKey(&v.Options, cert.Raw, nil)
+	e, ok := v.verdicts().entries[k]
+	if !ok {
+		t.Fatal("verdict not remembered")
+	}
+	d := e.Value.(*verdict)
+	for name, tm := range map[string]time.Time{"VerifiedAt": p.VerifiedAt, "from": d.from, "until": d.until} {
+		if strings.Contains(tm.String(), " m=") {
+			t.Errorf("%s %s carries a monotonic reading: a clock set back or forward is not seen", name, tm)
+		}
 	}
 }

@@ -64,8 +64,9 @@
 //     and nextUpdate of every CRL applied. Both also stop at the start of an input not yet
 //     valid (a newer TCB info, another candidate certificate), which could change the verdict.
 //     A verdict without ValidUntil is never stored;
-//   - the verification time (Options.Time) lies in [verifiedAt, until), until being the earliest
-//     of the certificate's notAfter, ValidUntil and verifiedAt + MaxVerdictAge (10 minutes);
+//   - the verification time (Options.Time, on the wall clock: a clock set back or forward is
+//     seen) lies in [verifiedAt, until), until being the earliest of the certificate's notAfter,
+//     ValidUntil and verifiedAt + MaxVerdictAge (10 minutes);
 //   - with a collateral Source, it is the same Source (the same pointer, list or value); a
 //     Source that cannot be told from another (a function) gets no verdicts remembered.
 //

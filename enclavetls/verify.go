@@ -298,7 +298,9 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, cert *x509.Certificate
 		return nil, errors.New("no certificate")
 	}
 	opts := v.Options
-	now := opts.Time()
+	// The wall clock only: every validity check reads it, and the verdict cache must compare its
+	// times the same way (time.Now's monotonic reading would hide a clock set back or forward).
+	now := opts.Time().Round(0)
 	opts.Now = now
 	// A verdict is reused only where no freshness is asked for (a nonce-bound verification
 	// always checks the evidence), and only with the collateral source it was reached with (see
