@@ -22,6 +22,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/abi"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/validate"
 	"github.com/inclavare-containers/inclavare-go/attestation/dcap/verify"
+	"github.com/inclavare-containers/inclavare-go/attestation/internal/validity"
 )
 
 // ErrTrailingData is wrapped when bytes follow a quote's signature data (SGX or TDX) and the
@@ -67,7 +68,7 @@ type Outcome struct {
 	Collateral *attestation.CollateralInfo
 	// Details are human-facing facts (FMSPC, PCK CA, collateral used, …).
 	Details map[string]string
-	// ValidUntil is when this outcome stops holding for the same quote and inputs (see expiry):
+	// ValidUntil is when this outcome stops holding for the same quote and inputs (see package attestation/internal/validity):
 	// the earliest notAfter of the PCK chain and of the collateral's signer chains, nextUpdate of
 	// the TCB info, QE identity and applied CRLs, and the start of any input not yet valid.
 	ValidUntil time.Time
@@ -89,7 +90,7 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 		return nil, err
 	}
 	anchors := anchorsKey(opts.IntelRoots)
-	exp := &expiry{now: now}
+	exp := &validity.Window{Now: now}
 	var pck *verify.PCK
 	pckSource := "quote"
 	if ppid, ok := ppidData(q.Signature.Certification); ok {
@@ -112,12 +113,12 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 			return nil, err
 		}
 	}
-	exp.chain(pck.Chain)
+	exp.Chain(pck.Chain)
 	out := &Outcome{PCK: pck, Details: pckDetails(pck, q)}
 	out.Details["pck_source"] = pckSource
 	if len(opts.Collateral) == 0 && len(opts.PeerCollateral) == 0 {
 		out.Details["collateral"] = "none: signatures and PCK chain verified, TCB status not evaluated"
-		out.ValidUntil = exp.until
+		out.ValidUntil = exp.Until
 		return out, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -126,7 +127,7 @@ func Verify(ctx context.Context, q *Quote, opts attestation.Options) (*Outcome, 
 	if err := evaluateCollateral(out, q, opts, roots, anchors, now, exp); err != nil {
 		return nil, err
 	}
-	out.ValidUntil = exp.until
+	out.ValidUntil = exp.Until
 	return out, nil
 }
 
@@ -167,7 +168,7 @@ func ppidData(cd abi.CertificationData) (*ppid, bool) {
 // pckFromCollateral finds, among the collateral's certificates (the verifier's first), a PCK
 // certificate that chains to roots, has the quote's PCE ID, and whose key made the quote's
 // signatures valid.
-func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *expiry) (*verify.PCK, error) {
+func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *validity.Window) (*verify.PCK, error) {
 	if strings.Contains(p.name, " bytes, want ") {
 		return nil, fmt.Errorf("certification data: %s", p.name)
 	}
@@ -180,7 +181,7 @@ func pckFromCollateral(q *Quote, p *ppid, opts attestation.Options, roots *x509.
 		certs = append(certs, c.Certificates...)
 	}
 	// The first candidate that verifies wins: one not yet valid may win later.
-	exp.certificates(certs)
+	exp.Certificates(certs)
 	var leaves, cas []*x509.Certificate
 	for _, c := range certs {
 		switch c.Subject.CommonName {
@@ -249,7 +250,7 @@ func sgxTypeName(t int) string {
 	return strconv.Itoa(t)
 }
 
-func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *expiry) error {
+func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots *x509.CertPool, anchors []byte, now time.Time, exp *validity.Window) error {
 	own, err := parseCollateral(opts.Collateral)
 	if err != nil {
 		return err
@@ -305,12 +306,12 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 	out.Collateral = info
 	// Certificates not yet valid may build other chains later; a TCB info or QE identity not
 	// yet issued may become the newest valid one (and decide another status).
-	exp.certificates(col.Certificates)
+	exp.Certificates(col.Certificates)
 	for _, qi := range qeIdentities {
-		exp.starts(qi.IssueDate)
+		exp.Starts(qi.IssueDate)
 	}
 	for _, ti := range tcbInfos {
-		exp.starts(ti.IssueDate)
+		exp.Starts(ti.IssueDate)
 	}
 
 	// QE identity first: the quoting enclave vouches for everything else in the quote.
@@ -326,8 +327,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 			return err
 		}
 		chains = append(chains, chain)
-		exp.chain(chain)
-		exp.ends(qi.NextUpdate)
+		exp.Chain(chain)
+		exp.Ends(qi.NextUpdate)
 	}
 	var ti *abi.TCBInfo
 	if len(tcbInfos) > 0 {
@@ -340,8 +341,8 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 			return err
 		}
 		chains = append(chains, chain)
-		exp.chain(chain)
-		exp.ends(ti.NextUpdate)
+		exp.Chain(chain)
+		exp.Ends(ti.NextUpdate)
 	}
 
 	rev, err := verify.RevocationWith(chains, col.CRLs, now, crlSignature)
@@ -353,7 +354,7 @@ func evaluateCollateral(out *Outcome, q *Quote, opts attestation.Options, roots 
 		info.NoteIssued(d)
 	}
 	for _, d := range rev.NextUpdates {
-		exp.ends(d)
+		exp.Ends(d)
 	}
 	if len(rev.Applied) > 0 {
 		out.Details["crl_checked"] = strings.Join(rev.Applied, ", ")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/internal/validity"
 )
 
 // checkRevocation applies every CRL in the collateral that the chain's ARK signed. AMD publishes
@@ -17,7 +18,7 @@ import (
 // applied (and notes it in info). A CRL that was offered but is stale or not yet valid fails the check: the caller asked
 // for revocation checking with it. Without a CRL nothing is checked (offline verification cannot
 // fetch one); Result.Details["crl_checked"] says which happened.
-func checkRevocation(chain []*x509.Certificate, opts attestation.Options, info *attestation.CollateralInfo, exp *expiry) (bool, error) {
+func checkRevocation(chain []*x509.Certificate, opts attestation.Options, info *attestation.CollateralInfo, exp *validity.Window) (bool, error) {
 	ica, ark := chain[len(chain)-2], chain[len(chain)-1]
 	now := opts.Time()
 	checked := false
@@ -44,7 +45,7 @@ func checkRevocation(chain []*x509.Certificate, opts attestation.Options, info *
 		checked = true
 		info.NoteIssued(crl.ThisUpdate)
 		if !crl.NextUpdate.IsZero() {
-			exp.ends(crl.NextUpdate)
+			exp.Ends(crl.NextUpdate)
 		}
 		if !slices.Contains(info.CRLs, ark.Subject.CommonName) {
 			info.CRLs = append(info.CRLs, ark.Subject.CommonName)

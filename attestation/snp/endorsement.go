@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/attestation/internal/validity"
 	"github.com/inclavare-containers/inclavare-go/internal/memo"
 
 	"github.com/google/go-sev-guest/abi"
@@ -201,17 +202,17 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		return nil, fmt.Errorf("no chain %s -> %s -> ARK-%s", ek.Subject.CommonName, wantICA, line)
 	}
 	info := &attestation.CollateralInfo{Source: source, CheckedAt: opts.Time()}
-	exp := &expiry{now: opts.Time()}
+	exp := &validity.Window{Now: opts.Time()}
 	crlChecked, err := checkRevocation(chains[i], opts, info, exp)
 	if err != nil {
 		return nil, err
 	}
-	exp.chain(chains[i])
+	exp.Chain(chains[i])
 	// An intermediate not yet valid that bears the name of one on the chain may build another
 	// path from then on (the built-in ASVK of a line, say, never stands in for its ASK).
 	for _, c := range intermediates.certs {
 		if slices.ContainsFunc(chains[i][1:], func(u *x509.Certificate) bool { return bytes.Equal(u.RawSubject, c.RawSubject) }) {
-			exp.starts(c.NotBefore)
+			exp.Starts(c.NotBefore)
 		}
 	}
 	// AMD revokes ASKs/ASVKs through the ARK's CRL; VCEKs are superseded by TCB updates, not revoked.
@@ -220,7 +221,7 @@ func (v *Verifier) checkEndorsementKey(ek *x509.Certificate, key abi.ReportSigne
 		Kind: key.String(), Product: exts.productName, ProductLine: line, StructVersion: exts.structVersion,
 		HWID: exts.hwID, CSPID: exts.cspID, SPL: exts.spl, TCB: tcb,
 		Serial: ek.SerialNumber.String(), NotBefore: ek.NotBefore, NotAfter: ek.NotAfter, Collateral: info,
-		ValidUntil: exp.until,
+		ValidUntil: exp.Until,
 	}
 	for _, c := range chains[i] {
 		out.Chain = append(out.Chain, c.Subject.CommonName)

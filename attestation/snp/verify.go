@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-sev-guest/verify"
 
 	"github.com/inclavare-containers/inclavare-go/attestation"
+	"github.com/inclavare-containers/inclavare-go/attestation/internal/validity"
 )
 
 func init() {
@@ -172,11 +173,11 @@ func (v *Verifier) verifyWith(ev *Evidence, cert *x509.Certificate, candidates [
 	// The report itself is not dated: the verdict holds as long as the endorsement key's chain
 	// and CRLs do, and until a candidate key certificate not yet valid could be picked instead
 	// (Verify tries them in order).
-	exp := &expiry{now: opts.Time(), until: ek.ValidUntil}
+	exp := &validity.Window{Now: opts.Time(), Until: ek.ValidUntil}
 	for _, c := range candidates {
-		exp.starts(c.NotBefore)
+		exp.Starts(c.NotBefore)
 	}
-	res.ValidUntil = exp.until
+	res.ValidUntil = exp.Until
 	return res, nil
 }
 
