@@ -50,22 +50,7 @@ func testCarrierSeal(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layer, err := clients.BusyboxRootfsTar(tools["busybox"])
-	if err == nil {
-		layer, err = clients.WithFiles(layer, map[string][]byte{"app/prog.wasm": prog, "app/echo": bb})
-	}
-	var archive []byte
-	if err == nil {
-		archive, err = clients.OCIArchive(layer, "latest")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	archivePath := filepath.Join(t.TempDir(), "seal-image.tar")
-	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(sealImage, ":latest"), archivePath)
+	s.importImage(t, tools["busybox"], sealImage, map[string][]byte{"app/prog.wasm": prog, "app/echo": bb})
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -53,7 +53,7 @@ func testFullDisk(t *testing.T, s *suite, flags []string, cmd []string, wantOut 
 		t.Cleanup(func() { _ = unix.Unmount(dst, unix.MNT_DETACH) })
 	}
 	ctr := clients.Ctr{Bin: s.ctr, Sock: s.sock, Namespace: ns}.CtrCmd
-	if res := ctr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), filepath.Join(s.dir, "image.tar")); res.ExitCode != 0 {
+	if res := ctr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), s.archiveOf(image)); res.ExitCode != 0 {
 		t.Fatalf("import the image into namespace %s: %s", ns, res)
 	}
 	filler := filepath.Join(tmpfs, "filler")

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,22 +29,7 @@ func testKBS(t *testing.T, s *suite) {
 	_, tools := clients.Prerequisites(t, "busybox", "go")
 	prog := buildWasm(t, tools["go"], "./tests/integration/testdata/enclaveprog")
 	sealedModule, key, marker := harness.SealedProgram(t, prog, true, "tenant/key/prog")
-	layer, err := clients.BusyboxRootfsTar(tools["busybox"])
-	if err == nil {
-		layer, err = clients.WithFiles(layer, map[string][]byte{"app/prog.wasm": prog, "app/sealed.wasm": sealedModule})
-	}
-	var archive []byte
-	if err == nil {
-		archive, err = clients.OCIArchive(layer, "latest")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	archivePath := filepath.Join(t.TempDir(), "kbs-image.tar")
-	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(kbsImage, ":latest"), archivePath)
+	s.importImage(t, tools["busybox"], kbsImage, map[string][]byte{"app/prog.wasm": prog, "app/sealed.wasm": sealedModule})
 
 	secret := []byte("shim-delivered secret " + hex.EncodeToString(marker[:8]))
 	sum := sha256.Sum256(secret)

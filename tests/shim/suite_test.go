@@ -128,27 +128,39 @@ func startSuiteOn(t *testing.T, containerd, ctr string) *suite {
 	writeFile(t, s.shimConfig, fmt.Sprintf("log_level = \"debug\"\n\n[rune]\npath = %q\nroot = %q\n", s.rune, s.runeRoot))
 	s.startDaemon(t, "containerd")
 
-	layer, err := clients.BusyboxRootfsTar(tools["busybox"])
-	if err != nil {
-		t.Fatalf("build image rootfs: %v", err)
-	}
-	layer, err = clients.WithFiles(layer, map[string][]byte{
+	s.importImage(t, tools["busybox"], image, map[string][]byte{
 		"app/hello.wasm": buildWasm(t, tools["go"], "./examples/hello"),
 		"app/prog.wasm":  buildWasm(t, tools["go"], "./tests/integration/testdata/enclaveprog"),
 	})
-	if err != nil {
-		t.Fatalf("add the wasm workloads to the image: %v", err)
+	return s
+}
+
+// importImage imports into the suite's containerd, as image (a "name:latest" reference), a
+// busybox rootfs with files added. The archive stays in the suite's directory (archiveOf: the
+// full-disk tests import the suite's image again).
+func (s *suite) importImage(t *testing.T, busybox, image string, files map[string][]byte) {
+	t.Helper()
+	layer, err := clients.BusyboxRootfsTar(busybox)
+	if err == nil {
+		layer, err = clients.WithFiles(layer, files)
 	}
-	archive, err := clients.OCIArchive(layer, "latest")
-	if err != nil {
-		t.Fatalf("build OCI archive: %v", err)
+	var archive []byte
+	if err == nil {
+		archive, err = clients.OCIArchive(layer, "latest")
 	}
-	archivePath := filepath.Join(dir, "image.tar")
+	if err != nil {
+		t.Fatalf("build image %s: %v", image, err)
+	}
+	archivePath := s.archiveOf(image)
 	if err := os.WriteFile(archivePath, archive, 0o644); err != nil {
 		t.Fatalf("write OCI archive: %v", err)
 	}
 	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), archivePath)
-	return s
+}
+
+// archiveOf is where importImage keeps image's archive.
+func (s *suite) archiveOf(image string) string {
+	return filepath.Join(s.dir, filepath.Base(strings.TrimSuffix(image, ":latest"))+".tar")
 }
 
 // startDaemon starts containerd with the shim's directory first on its PATH (containerd
