@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +29,6 @@ import (
 	"github.com/inclavare-containers/inclavare-go/sealed"
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
-	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
 
 const sealImage = "docker.io/library/rune-shim-seal:latest"
@@ -52,18 +50,7 @@ func testCarrierSeal(t *testing.T, s *suite) {
 	}
 	s.importImage(t, tools["busybox"], sealImage, map[string][]byte{"app/prog.wasm": prog, "app/echo": bb})
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	simRoot, err := clients.Run(context.Background(), clientTimeout, nil, s.rune, "sim-platform-cert")
-	if err != nil || simRoot.ExitCode != 0 {
-		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
-	}
-	identity, leaf := verdictdtest.TLSIdentity(t)
-	identity.Leaf = leaf
+	addr, leaf, brokerOpts := s.planBroker(t)
 	dir := t.TempDir()
 	signer := newCarrierSigner(t, dir, "seal")
 	withKP, noKP := filepath.Join(dir, "with-kp.toml"), filepath.Join(dir, "no-kp.toml")
@@ -104,10 +91,10 @@ func testCarrierSeal(t *testing.T, s *suite) {
 
 	kek := make([]byte, sealed.KeySize)
 	rand.Read(kek)
-	b := harness.Broker(t, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity,
-		Policy:    harness.SimPolicy(mWasm, mNative, mLie, mTrue, mPlain),
-		Resources: map[string][]byte{sealKEK: kek},
-		Flags:     []string{"--keyprovider-listen", "127.0.0.1:0"}})
+	brokerOpts.Policy = harness.SimPolicy(mWasm, mNative, mLie, mTrue, mPlain)
+	brokerOpts.Resources = map[string][]byte{sealKEK: kek}
+	brokerOpts.Flags = []string{"--keyprovider-listen", "127.0.0.1:0"}
+	b := harness.Broker(t, brokerOpts)
 	signing := "[signing]\nkey_file = " + `"` + signer.keyFile + `"`
 	s.carrierConfig(t, noKP, signing, signer.trustFile, filepath.Join(dir, "cache"))
 	s.carrierConfig(t, withKP, signing, signer.trustFile, filepath.Join(dir, "cache"))

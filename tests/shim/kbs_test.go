@@ -1,11 +1,9 @@
 package shim
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/inclavare-containers/inclavare-go/kbs"
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
-	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
 
 const kbsImage = "docker.io/library/rune-shim-kbs:latest"
@@ -33,18 +30,7 @@ func testKBS(t *testing.T, s *suite) {
 
 	secret := []byte("shim-delivered secret " + hex.EncodeToString(marker[:8]))
 	sum := sha256.Sum256(secret)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	simRoot, err := clients.Run(context.Background(), clientTimeout, nil, s.rune, "sim-platform-cert")
-	if err != nil || simRoot.ExitCode != 0 {
-		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
-	}
-	identity, leaf := verdictdtest.TLSIdentity(t)
-	identity.Leaf = leaf
+	addr, leaf, brokerOpts := s.planBroker(t)
 	broker := []string{"--net-host", "--env", "ENCLAVE_TYPE=sim", "--env", "ENCLAVE_RUNTIME_PATH=builtin:wasm",
 		"--env", "ENCLAVE_KBS_URL=https://" + addr, "--env", "ENCLAVE_KBS_PIN=" + kbs.PinOf(leaf)}
 	withSecret := append(append([]string{}, broker...), "--env", "ENCLAVE_SECRETS=tenant/key/db:/run/secrets/db")
@@ -64,9 +50,9 @@ func testKBS(t *testing.T, s *suite) {
 	m1 := create("kbs-secret", withSecret, prog, "/app/prog.wasm", "digest", "/run/secrets/db")
 	m2 := create("kbs-sealed", broker, sealedModule, "/app/sealed.wasm", "args", "sealed-ok")
 	create("kbs-other", withSecret, prog, "/app/prog.wasm", "digest", "/run/secrets/db", "operator")
-	b := harness.Broker(t, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity,
-		Policy:    harness.SimPolicy(m1, m2),
-		Resources: map[string][]byte{"tenant/key/db": secret, "tenant/key/prog": key}})
+	brokerOpts.Policy = harness.SimPolicy(m1, m2)
+	brokerOpts.Resources = map[string][]byte{"tenant/key/db": secret, "tenant/key/prog": key}
+	b := harness.Broker(t, brokerOpts)
 
 	start := func(id string) clients.Result {
 		return s.CtrCmd(t, "task", "start", "--fifo-dir", s.fifoDir, id)

@@ -3,7 +3,9 @@ package shim
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/inclavare-containers/inclavare-go/tests/clients"
+	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
 
 const (
@@ -156,6 +159,27 @@ func (s *suite) importImage(t *testing.T, busybox, image string, files map[strin
 		t.Fatalf("write OCI archive: %v", err)
 	}
 	s.MustCtr(t, "images", "import", "--base-name", strings.TrimSuffix(image, ":latest"), archivePath)
+}
+
+// planBroker prepares a verdictd that a test starts once it knows its policy (the measurements of
+// the containers it created): the free loopback address it will listen on, the leaf of its TLS
+// identity (which containers pin), and its process options with the listen address, the sim
+// platform certificate rune's enclaves are endorsed under and that identity filled in.
+func (s *suite) planBroker(t *testing.T) (addr string, leaf *x509.Certificate, opts verdictdtest.ProcessOptions) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	simRoot, err := clients.Run(context.Background(), clientTimeout, nil, s.rune, "sim-platform-cert")
+	if err != nil || simRoot.ExitCode != 0 {
+		t.Fatalf("rune sim-platform-cert: %v %s", err, simRoot)
+	}
+	identity, leaf := verdictdtest.TLSIdentity(t)
+	identity.Leaf = leaf
+	return addr, leaf, verdictdtest.ProcessOptions{Listen: addr, SimRootPEM: []byte(simRoot.Stdout), Identity: &identity}
 }
 
 // archiveOf is where importImage keeps image's archive.
