@@ -10,15 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/inclavare-containers/inclavare-go/enclave"
 	"github.com/inclavare-containers/inclavare-go/enclave/native"
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
-	"github.com/inclavare-containers/inclavare-go/kbs"
 	"github.com/inclavare-containers/inclavare-go/layerkey"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
-	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
 
 // Encrypted image layers are decrypted only inside the attested enclave (the key broker issue,
@@ -43,13 +39,7 @@ func layerContainerDesc(t *testing.T, c secretsCase, blob []byte, write func(bun
 	k := &enclave.KBS{URL: "https://" + addr, Pin: pin}
 	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+c.runtime,
 		"ENCLAVE_KBS_URL="+k.URL, "ENCLAVE_KBS_PIN="+pin, "ENCLAVE_LAYERS=/layers/0:/app")
-	var nss []specs.LinuxNamespace
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type != specs.NetworkNamespace {
-			nss = append(nss, ns)
-		}
-	}
-	spec.Linux.Namespaces = nss
+	withoutNetworkNamespace(spec)
 	harness.WriteSpec(t, dir, spec)
 	sum := sha256.Sum256(blob)
 	layers := []string{enclave.LayerMeasured(hex.EncodeToString(sum[:]), "/app")}
@@ -69,11 +59,8 @@ func TestEncryptedLayerOnlyInTheAttestedEnclave(t *testing.T) {
 	for _, c := range secretsCases {
 		t.Run(c.name, func(t *testing.T) {
 			r := enclaveRune(t)
-			cert := []byte(r.Must(t, "sim-platform-cert").Stdout)
-			addr := freeLoopback(t)
-			tc, leaf := verdictdtest.TLSIdentity(t)
-			tc.Leaf = leaf
-			pin := kbs.PinOf(leaf)
+			kb := planBroker(t, r)
+			addr, pin := kb.addr, kb.pin
 			prog, err := os.ReadFile(harness.BuildGo(t, "./tests/integration/testdata/enclaveprog", c.goos, c.goarch))
 			if err != nil {
 				t.Fatal(err)
@@ -88,9 +75,9 @@ func TestEncryptedLayerOnlyInTheAttestedEnclave(t *testing.T) {
 			writeLayer := func(bundle string) { harness.WriteLayerDir(t, bundle, "layers/0", blob, desc) }
 			good, m := layerContainerDesc(t, c, blob, writeLayer, addr, pin, "digest", "/app/data/secret.txt")
 			swapped, m2 := layerContainerDesc(t, c, blob, writeLayer, addr, pin, "digest", "/app/data/secret.txt", "x")
-			b := kbsStart(t, kbsSetup{simRootPEM: cert, listen: addr, identity: &tc,
+			b := kbsStart(t, kb.with(kbsSetup{
 				policies:  func(string) string { return kbsPoliciesFor(m, m2) },
-				resources: map[string]string{"tenant/key/image": string(kek)}})
+				resources: map[string]string{"tenant/key/image": string(kek)}}))
 
 			want := sha256.Sum256([]byte(hex.EncodeToString(marker)))
 			res := r.Run(t, "run", "-b", good, "layer-ok-"+c.name)

@@ -7,12 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/inclavare-containers/inclavare-go/enclave"
-	"github.com/inclavare-containers/inclavare-go/kbs"
 	"github.com/inclavare-containers/inclavare-go/tests/harness"
-	"github.com/inclavare-containers/inclavare-go/verdictd/verdictdtest"
 )
 
 // Sealed workloads run only in the attested enclave (the key broker issue, part 3).
@@ -35,13 +31,7 @@ func sealedContainer(t *testing.T, c secretsCase, data []byte, addr, pin string,
 		k = &enclave.KBS{URL: "https://" + addr, Pin: pin}
 		spec.Process.Env = append(spec.Process.Env, "ENCLAVE_KBS_URL="+k.URL, "ENCLAVE_KBS_PIN="+pin)
 	}
-	var nss []specs.LinuxNamespace
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type != specs.NetworkNamespace {
-			nss = append(nss, ns)
-		}
-	}
-	spec.Linux.Namespaces = nss
+	withoutNetworkNamespace(spec)
 	harness.WriteSpec(t, dir, spec)
 	return dir, c.measure(data, spec, k)
 }
@@ -55,11 +45,8 @@ func TestSealedWorkloadRunsOnlyInTheAttestedEnclave(t *testing.T) {
 	for _, c := range secretsCases {
 		t.Run(c.name, func(t *testing.T) {
 			r := enclaveRune(t)
-			cert := []byte(r.Must(t, "sim-platform-cert").Stdout)
-			addr := freeLoopback(t)
-			tc, leaf := verdictdtest.TLSIdentity(t)
-			tc.Leaf = leaf
-			pin := kbs.PinOf(leaf)
+			kb := planBroker(t, r)
+			addr, pin := kb.addr, kb.pin
 
 			plain, err := os.ReadFile(harness.BuildGo(t, "./tests/integration/testdata/enclaveprog", c.goos, c.goarch))
 			if err != nil {
@@ -68,9 +55,9 @@ func TestSealedWorkloadRunsOnlyInTheAttestedEnclave(t *testing.T) {
 			data, key, marker := harness.SealedProgram(t, plain, c.goos == "wasip1", "repo/key/prog")
 			good, m := sealedContainer(t, c, data, addr, pin, "args", "sealed-ok")
 			long, m2 := sealedContainer(t, c, data, addr, pin, "sleep")
-			b := kbsStart(t, kbsSetup{simRootPEM: cert, listen: addr, identity: &tc,
+			b := kbsStart(t, kb.with(kbsSetup{
 				policies:  func(string) string { return kbsPoliciesFor(m, m2) },
-				resources: map[string]string{"repo/key/prog": string(key)}})
+				resources: map[string]string{"repo/key/prog": string(key)}}))
 
 			res := r.Run(t, "run", "-b", good, "sealed-ok-"+c.name)
 			if res.Code != 0 || strings.TrimSpace(res.Stdout) != "|sealed-ok|" {

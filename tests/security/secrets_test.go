@@ -2,6 +2,7 @@ package security
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"net"
 	"os"
@@ -39,6 +40,42 @@ func freeLoopback(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// plannedBroker is a verdictd for rune's enclave containers, planned before their bundles are
+// made (they pin its key and name its address) and started once their measurements are known.
+type plannedBroker struct {
+	addr, pin string
+	simRoot   []byte // rune's sim platform certificate: the broker's --sim-root
+	identity  tls.Certificate
+}
+
+func planBroker(t *testing.T, r *harness.Runtime) plannedBroker {
+	t.Helper()
+	identity, leaf := verdictdtest.TLSIdentity(t)
+	identity.Leaf = leaf
+	return plannedBroker{
+		addr: freeLoopback(t), pin: kbs.PinOf(leaf),
+		simRoot:  []byte(r.Must(t, "sim-platform-cert").Stdout),
+		identity: identity,
+	}
+}
+
+// with is s served as planned.
+func (p plannedBroker) with(s kbsSetup) kbsSetup {
+	s.simRootPEM, s.listen, s.identity = p.simRoot, p.addr, &p.identity
+	return s
+}
+
+// withoutNetworkNamespace lets the container reach the broker on the host's loopback.
+func withoutNetworkNamespace(spec *specs.Spec) {
+	var nss []specs.LinuxNamespace
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.NetworkNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	spec.Linux.Namespaces = nss
 }
 
 type secretsCase struct {
@@ -82,13 +119,7 @@ func secretsContainer(t *testing.T, c secretsCase, addr, pin, secretPath string,
 	k := &enclave.KBS{URL: "https://" + addr, Pin: pin, Secrets: []enclave.Secret{{ID: "repo/key/db", Path: secretPath}}}
 	spec.Process.Env = append(spec.Process.Env, "ENCLAVE_TYPE=sim", "ENCLAVE_RUNTIME_PATH="+c.runtime,
 		"ENCLAVE_KBS_URL="+k.URL, "ENCLAVE_KBS_PIN="+pin, "ENCLAVE_SECRETS=repo/key/db:"+secretPath)
-	var nss []specs.LinuxNamespace
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type != specs.NetworkNamespace {
-			nss = append(nss, ns)
-		}
-	}
-	spec.Linux.Namespaces = nss
+	withoutNetworkNamespace(spec)
 	harness.WriteSpec(t, dir, spec)
 	return dir, c.measure(exe, spec, k)
 }
@@ -104,16 +135,13 @@ func TestSecretsReachOnlyTheAttestedEnclave(t *testing.T) {
 	for _, c := range secretsCases {
 		t.Run(c.name, func(t *testing.T) {
 			r := enclaveRune(t)
-			cert := []byte(r.Must(t, "sim-platform-cert").Stdout)
-			addr := freeLoopback(t)
-			tc, leaf := verdictdtest.TLSIdentity(t)
-			tc.Leaf = leaf
-			pin := kbs.PinOf(leaf)
+			kb := planBroker(t, r)
+			addr, pin := kb.addr, kb.pin
 			good, m := secretsContainer(t, c, addr, pin, "/run/secrets/db", "digest", "/run/secrets/db")
 			atRunTime, m2 := secretsContainer(t, c, addr, pin, "/run/secrets/db", "resource", "repo/key/db")
-			b := kbsStart(t, kbsSetup{simRootPEM: cert, listen: addr, identity: &tc,
+			b := kbsStart(t, kb.with(kbsSetup{
 				policies:  func(string) string { return kbsPoliciesFor(m, m2) },
-				resources: map[string]string{"repo/key/db": secretText}})
+				resources: map[string]string{"repo/key/db": secretText}}))
 
 			res := r.Run(t, "run", "-b", good, "secret-ok-"+c.name)
 			if res.Code != 0 || strings.TrimSpace(res.Stdout) != want {
