@@ -41,6 +41,10 @@ type ResourceHook interface {
 // initialised, so it runs while create finishes and start is on its way, not after start asks.
 type Preloader interface {
 	Preload(ctx context.Context, p enclave.Process) error
+	// PreloadChecks reports whether the host checked nothing of the entrypoint at create (the
+	// wasm interpreter: prepare validates nothing), so that the preload is the check: it then
+	// runs before the runtime reports ready, and its failure fails create.
+	PreloadChecks() bool
 }
 
 // EvidenceHook is implemented by runtimes that let the workload ask for evidence itself (the wasm
@@ -244,9 +248,16 @@ func (p *pid1) initialise(open RuntimeOpener, openEvidence EvidenceOpener) error
 		return err
 	}
 	if pl, ok := rt.(Preloader); ok {
-		// Beside the measurement and while create finishes; whatever it fails on, Spawn meets
-		// again at start and reports. Nothing of the module runs before start.
-		go pl.Preload(context.Background(), entry)
+		if pl.PreloadChecks() {
+			if err := pl.Preload(context.Background(), entry); err != nil {
+				rt.Destroy()
+				return err
+			}
+		} else {
+			// Beside the measurement and while create finishes; whatever it fails on, Spawn
+			// meets again at start and reports. Nothing of the module runs before start.
+			go pl.Preload(context.Background(), entry)
+		}
 	}
 	m, err := rt.Measurement(entry)
 	if err != nil {

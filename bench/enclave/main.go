@@ -1,6 +1,7 @@
 // Command enclave-bench measures the lifecycle (create → start → wait → delete) of the same hello
 // workload as an enclave container (builtin:wasm on the sim TEE), with the compiled-module cache cold
-// and warm, and as an ordinary container (a native binary), alternating them in one run, and prints
+// and warm and on wazero's interpreter (engine=interpreter: nothing compiled), and as an ordinary
+// container (a native binary), alternating them in one run, and prints
 // medians and ratios.
 package main
 
@@ -52,7 +53,18 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(work)
-	tiny, err := tinyBundle(*encl, work)
+	tiny, err := derivedBundle(*encl, filepath.Join(work, "tiny"), func(process map[string]any) {
+		process["args"] = []string{"/app/tiny.wasm"}
+	})
+	if err == nil {
+		err = os.WriteFile(filepath.Join(*encl, "rootfs", "app", "tiny.wasm"), tinyHello("Hello from an enclave container!\n"), 0o644)
+	}
+	if err != nil {
+		fail(err)
+	}
+	interp, err := derivedBundle(*encl, filepath.Join(work, "interp"), func(process map[string]any) {
+		process["env"] = append(process["env"].([]any), "ENCLAVE_RUNTIME_ARGS=engine=interpreter")
+	})
 	if err != nil {
 		fail(err)
 	}
@@ -61,6 +73,7 @@ func main() {
 		{name: "enclave Go hello.wasm, warm", bundle: *encl},
 		{name: "enclave Go hello.wasm, cold", bundle: *encl, cold: true},
 		{name: "enclave tiny hello, warm", bundle: tiny},
+		{name: "enclave Go hello.wasm, interpreter", bundle: interp},
 	}
 	cache := filepath.Join(work, "cache")
 	os.Setenv("RUNE_CACHE_DIR", cache)
@@ -166,9 +179,9 @@ func pick(v *variant, f func(sample) time.Duration) time.Duration {
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
 
 func report(vs []*variant) {
-	fmt.Printf("%-28s %8s %8s %8s %8s %8s %6s\n", "median ms", "create", "start", "wait", "delete", "total", "n")
+	fmt.Printf("%-36s %8s %8s %8s %8s %8s %6s\n", "median ms", "create", "start", "wait", "delete", "total", "n")
 	for _, v := range vs {
-		fmt.Printf("%-28s %8s %8s %8s %8s %8s %6d\n", v.name,
+		fmt.Printf("%-36s %8s %8s %8s %8s %8s %6d\n", v.name,
 			ms(pick(v, func(s sample) time.Duration { return s.create })),
 			ms(pick(v, func(s sample) time.Duration { return s.start })),
 			ms(pick(v, func(s sample) time.Duration { return s.wait })),
@@ -186,15 +199,9 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// tinyBundle copies the enclave bundle's config to run a minimal hand-assembled hello module instead.
-func tinyBundle(encl, work string) (string, error) {
-	dir := filepath.Join(work, "tiny")
-	if err := os.MkdirAll(filepath.Join(encl, "rootfs", "app"), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(encl, "rootfs", "app", "tiny.wasm"), tinyHello("Hello from an enclave container!\n"), 0o644); err != nil {
-		return "", err
-	}
+// derivedBundle writes, in dir, a bundle with the enclave bundle's config and rootfs (read-only),
+// its process changed by edit.
+func derivedBundle(encl, dir string, edit func(process map[string]any)) (string, error) {
 	cfg, err := os.ReadFile(filepath.Join(encl, "config.json"))
 	if err != nil {
 		return "", err
@@ -203,7 +210,7 @@ func tinyBundle(encl, work string) (string, error) {
 	if err := json.Unmarshal(cfg, &spec); err != nil {
 		return "", err
 	}
-	spec["process"].(map[string]any)["args"] = []string{"/app/tiny.wasm"}
+	edit(spec["process"].(map[string]any))
 	root, _ := filepath.Abs(filepath.Join(encl, "rootfs"))
 	spec["root"] = map[string]any{"path": root, "readonly": true}
 	out, err := json.Marshal(spec)

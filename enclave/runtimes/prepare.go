@@ -104,6 +104,16 @@ func prepareWasm(ctx context.Context, req *agent.PrepareRequest, phase func(stri
 		}
 		return "", needBroker(req, f.KeyID)
 	}
+	interpreted, err := wasm.Interpreted(req.Settings.Args)
+	if err != nil {
+		return "", enclave.WithKind(enclave.KindInvalid, err)
+	}
+	if interpreted {
+		// engine=interpreter: nothing is compiled to native code, so the host has nothing to do;
+		// PID 1 validates and loads the module while it initialises, inside the container's
+		// bounds, and an invalid module fails create there (runelet.Preloader).
+		return "", nil
+	}
 	if req.CacheDir == "" {
 		phase(agent.PhaseValidate)
 		if err := wasm.Validate(data); err != nil {

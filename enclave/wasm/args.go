@@ -18,6 +18,8 @@ type runtimeArgs struct {
 	// memoryLimitPages caps every linear memory of every instance; 0 leaves wazero's default
 	// (maxPages).
 	memoryLimitPages uint32
+	// interpreter runs the module on wazero's interpreter instead of compiling it to native code.
+	interpreter bool
 }
 
 // parseRuntimeArgs reads ENCLAVE_RUNTIME_ARGS entries (already split at commas). Each entry is
@@ -26,6 +28,10 @@ type runtimeArgs struct {
 //
 //	memory=<size>  size is a decimal number of bytes with an optional binary suffix K, M or G
 //	               (KiB, MiB, GiB; case-insensitive), a multiple of 64K and at most 4G.
+//	engine=<name>  compiler (the default: native code, compiled once per module digest into the
+//	               host's code cache) or interpreter (no compilation at all: the first start of a
+//	               module costs its validation only, every start runs slower; for short-lived
+//	               workloads whose first start matters more than their speed).
 func parseRuntimeArgs(args []string) (runtimeArgs, error) {
 	var out runtimeArgs
 	seen := map[string]bool{}
@@ -49,11 +55,26 @@ func parseRuntimeArgs(args []string) (runtimeArgs, error) {
 				return runtimeArgs{}, fmt.Errorf("builtin:wasm runtime argument %q: %w", arg, err)
 			}
 			out.memoryLimitPages = pages
+		case "engine":
+			switch value {
+			case "compiler":
+			case "interpreter":
+				out.interpreter = true
+			default:
+				return runtimeArgs{}, fmt.Errorf("builtin:wasm runtime argument %q: engine %q (known: compiler, interpreter)", arg, value)
+			}
 		default:
-			return runtimeArgs{}, fmt.Errorf("builtin:wasm runtime argument %q: unknown key %q (known: memory)", arg, key)
+			return runtimeArgs{}, fmt.Errorf("builtin:wasm runtime argument %q: unknown key %q (known: memory, engine)", arg, key)
 		}
 	}
 	return out, nil
+}
+
+// Interpreted reports whether ENCLAVE_RUNTIME_ARGS args choose wazero's interpreter
+// (engine=interpreter): prepare then validates the module and compiles nothing.
+func Interpreted(args []string) (bool, error) {
+	a, err := parseRuntimeArgs(args)
+	return a.interpreter, err
 }
 
 // parseMemoryPages converts a size such as "64M" to wasm pages.

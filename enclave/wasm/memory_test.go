@@ -34,6 +34,11 @@ func TestParseRuntimeArgs(t *testing.T) {
 		{args: []string{"memory"}, wantErr: "want key=value"},
 		{args: []string{"memory=1M", "memory=2M"}, wantErr: "memory given twice"},
 		{args: []string{"debug=1"}, wantErr: `unknown key "debug"`},
+		{args: []string{"engine=compiler", "memory=64K"}, wantPages: 1},
+		{args: []string{"engine=interpreter"}},
+		{args: []string{"engine=jit"}, wantErr: `engine "jit" (known: compiler, interpreter)`},
+		{args: []string{"engine="}, wantErr: `engine "" (known`},
+		{args: []string{"engine=interpreter", "engine=compiler"}, wantErr: "engine given twice"},
 	}
 	for _, tt := range tests {
 		got, err := parseRuntimeArgs(tt.args)

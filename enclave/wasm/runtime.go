@@ -126,14 +126,18 @@ func (r *Runtime) Init(ctx context.Context, cfg enclave.Config) error {
 	if err != nil {
 		return fmt.Errorf("builtin:wasm: %w", err)
 	}
-	cache, readOnly, err := openCache(cfg.CacheDir, cfg.Rootfs)
+	cacheDir := cfg.CacheDir
+	if args.interpreter {
+		cacheDir = "" // nothing is compiled to native code, so no code cache is read
+	}
+	cache, readOnly, err := openCache(cacheDir, cfg.Rootfs)
 	if err != nil {
 		root.Close()
 		return fmt.Errorf("builtin:wasm: %w", err)
 	}
 	r.cfg, r.args, r.rootfs, r.cache, r.cacheReadOnly = cfg, args, root, cache, readOnly
-	if cache != nil && codecache.HasManifest(cfg.CacheDir) {
-		r.cacheEntry = cfg.CacheDir
+	if cache != nil && codecache.HasManifest(cacheDir) {
+		r.cacheEntry = cacheDir
 	}
 	r.primary, err = r.newEngine(ctx, cache)
 	if err != nil {
@@ -223,7 +227,7 @@ func evalExisting(p string) (string, error) {
 }
 
 func (r *Runtime) newEngine(ctx context.Context, cache wazero.CompilationCache) (*engine, error) {
-	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, r.args.memoryLimitPages))
+	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, r.args.memoryLimitPages, r.args.interpreter))
 	if err := instantiateHostModules(ctx, rt, hostHooks{evidence: r.evidenceFunc, resource: r.resourceFunc}); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -367,6 +371,14 @@ func (r *Runtime) prepare(p enclave.Process, unpacked bool) (*launch, error) {
 // against its manifest) so that a Spawn of the same bytes finds it compiled. Spawn compiles
 // whatever bytes it reads then, so a module changed after Preload is compiled anew and measured
 // as it is. A sealed module or one in an encrypted layer is not preloaded: it has no plaintext yet.
+// PreloadChecks implements runelet.Preloader: with engine=interpreter the host validated nothing
+// at create (prepare has nothing to compile), so PID 1's preload is the module's check.
+func (r *Runtime) PreloadChecks() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.args.interpreter
+}
+
 func (r *Runtime) Preload(ctx context.Context, p enclave.Process) error {
 	l, err := r.prepare(p, false)
 	if err != nil {

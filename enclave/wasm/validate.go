@@ -14,9 +14,14 @@ import (
 // runtimeConfig is the one wazero configuration every builtin:wasm engine uses. Precompile must
 // use the same options as Init: wazero's cache key covers the module bytes and whether
 // termination checks are compiled in (WithCloseOnContextDone), so any drift here would make the
-// host-filled cache miss.
-func runtimeConfig(cache wazero.CompilationCache, memoryLimitPages uint32) wazero.RuntimeConfig {
-	cfg := wazero.NewRuntimeConfig().
+// host-filled cache miss. The interpreter (engine=interpreter) has no cache: it compiles nothing
+// to native code.
+func runtimeConfig(cache wazero.CompilationCache, memoryLimitPages uint32, interpreter bool) wazero.RuntimeConfig {
+	cfg := wazero.NewRuntimeConfig()
+	if interpreter {
+		cfg, cache = wazero.NewRuntimeConfigInterpreter(), nil
+	}
+	cfg = cfg.
 		// Compiled code checks for Close/cancel at function entries and loop back-edges, so a
 		// signal stops even a guest that never calls into the host.
 		WithCloseOnContextDone(true)
@@ -161,5 +166,5 @@ func newCompilationCache(dir string) (wazero.CompilationCache, error) {
 
 // newPlainRuntime is a runtime with runtimeConfig and no host modules: enough to compile.
 func newPlainRuntime(ctx context.Context, cache wazero.CompilationCache) wazero.Runtime {
-	return wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, 0))
+	return wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cache, 0, false))
 }

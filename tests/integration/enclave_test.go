@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,68 @@ func TestEnclaveWasmRun(t *testing.T) {
 	if res := r.run(t, "run", "-b", dir, "wasm-env"); res.stdout != "unset\n" || res.code != 0 {
 		t.Errorf("ENCLAVE_TYPE visible to the workload: %q %d %s", res.stdout, res.code, res.stderr)
 	}
+}
+
+// TestEnclaveWasmInterpreter: ENCLAVE_RUNTIME_ARGS=engine=interpreter runs the module with the
+// same output, exit status and measurement as the compiler, and compiles nothing: the host's code
+// cache stays empty (a cold start pays validation only); an invalid module still fails create. A
+// bad engine name fails create naming it.
+func TestEnclaveWasmInterpreter(t *testing.T) {
+	r := rune(t)
+	r.cleanup(t)
+	simPlatform(t, r)
+	cache := os.Getenv("RUNE_CACHE_DIR")
+	dir, _ := enclaveBundle(t, append(simWasm(), "ENCLAVE_RUNTIME_ARGS=engine=interpreter"), "/app/prog.wasm", "exit", "7")
+	res := r.run(t, "run", "-b", dir, "wasm-interp")
+	if res.stdout != "exit 7\n" || res.code != 7 {
+		t.Fatalf("interpreted run: code %d stdout %q stderr %q", res.code, res.stdout, res.stderr)
+	}
+	assertNothingLeft(t, r, "wasm-interp", dir)
+	var compiled []string
+	_ = filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			compiled = append(compiled, p)
+		}
+		return nil
+	})
+	if len(compiled) != 0 {
+		t.Fatalf("engine=interpreter compiled into the host cache: %v", compiled)
+	}
+	// The engine is not measured (docs/measurement.md): both containers attest the same value.
+	measure := func(bundle, id string) string {
+		if res := r.run(t, "create", "-b", bundle, id); res.code != 0 {
+			t.Fatalf("create %s: %d %s", id, res.code, res.stderr)
+		}
+		defer r.run(t, "delete", "-f", id)
+		res := r.run(t, "attest", "--nonce", "00112233445566778899aabbccddeeff", "--output", filepath.Join(t.TempDir(), "ev"), id)
+		var att struct{ Measurement string }
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &att) != nil || len(att.Measurement) != 64 {
+			t.Fatalf("attest %s: %d %q %s", id, res.code, res.stdout, res.stderr)
+		}
+		return att.Measurement
+	}
+	plain, _ := enclaveBundle(t, simWasm(), "/app/prog.wasm", "exit", "7")
+	if mi, mc := measure(dir, "wasm-interp-m"), measure(plain, "wasm-compiled-m"); mi != mc {
+		t.Fatalf("the engine changed the measurement: interpreter %s, compiler %s", mi, mc)
+	}
+
+	// The host validated nothing: PID 1 does, before it reports ready, so create still refuses an
+	// invalid module, and leaves nothing.
+	invalid, _ := enclaveBundle(t, append(simWasm(), "ENCLAVE_RUNTIME_ARGS=engine=interpreter"), "/app/prog.wasm", "exit", "0")
+	if err := os.WriteFile(filepath.Join(invalid, "rootfs", "app", "prog.wasm"), []byte("\x00asm\x01\x00\x00\x00\x0a\x05\x01\x03\x00\x00\x0b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.run(t, "create", "-b", invalid, "wasm-interp-invalid"); res.code == 0 || !strings.Contains(res.stderr, "invalid wasm module") {
+		t.Fatalf("create of an invalid module on the interpreter: code %d stderr %q", res.code, res.stderr)
+	}
+	assertNothingLeft(t, r, "wasm-interp-invalid", invalid)
+
+	bad, _ := enclaveBundle(t, append(simWasm(), "ENCLAVE_RUNTIME_ARGS=engine=jit"), "/app/prog.wasm", "exit", "0")
+	res = r.run(t, "run", "-b", bad, "wasm-jit")
+	if res.code == 0 || !strings.Contains(res.stderr, "engine=jit") || !strings.Contains(res.stderr, "known: compiler, interpreter") {
+		t.Fatalf("engine=jit: code %d stderr %q", res.code, res.stderr)
+	}
+	assertNothingLeft(t, r, "wasm-jit", bad)
 }
 
 // TestEnclaveWasmLifecycle: create initialises the enclave and reports "created"; exec runs in the
