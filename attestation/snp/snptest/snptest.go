@@ -191,7 +191,7 @@ type ReportSpec struct {
 	KeyInfo     uint32
 	ChipID      []byte // CHIP_ID (64 bytes; shorter is zero-padded)
 	ReportedTCB uint64
-	CurrentTCB  uint64 // also the COMMITTED and LAUNCH TCB
+	CurrentTCB  uint64  // also the COMMITTED and LAUNCH TCB
 	FMS         [3]byte // CPUID family, model, stepping, for version 3 and later
 	Policy      uint64  // zero: reserved bit 16 and SMT (0x30000)
 	Measurement byte    // every byte of MEASUREMENT
