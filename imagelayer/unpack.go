@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	"golang.org/x/sys/unix"
 )
 
@@ -229,13 +230,7 @@ func mkdirAll(dirfd int, rel string) (int, error) {
 func openBeneath(dirfd int, rel string, flags int) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dirfd, rel, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		return fd, err
-	}
+	return openat2.Open(dirfd, rel, how)
 }
 
 // clearDir removes everything in the directory dirfd, following no link.
@@ -277,16 +272,11 @@ func openIn(root *os.File, p string, flags int) (*os.File, error) {
 	if flags&unix.O_PATH != 0 {
 		how.Flags = uint64(flags | unix.O_CLOEXEC)
 	}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(int(root.Fd()), p, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), p), nil
+	fd, err := openat2.Open(int(root.Fd()), p, how)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 func regular(f *os.File) error {

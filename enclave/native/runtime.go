@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 )
 
@@ -88,16 +89,11 @@ func (r *Runtime) Init(_ context.Context, cfg enclave.Config) error {
 // resolves it for a chrooted process: symlinks and ".." never leave the rootfs.
 func (r *Runtime) openInRoot(p string, flags int) (*os.File, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(r.rootFD, p, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), p), nil
+	fd, err := openat2.Open(r.rootFD, p, how)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // launch is what Spawn and Measurement derive from a Process.

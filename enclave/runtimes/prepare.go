@@ -13,6 +13,7 @@ import (
 	"github.com/inclavare-containers/inclavare-go/enclave/wasm"
 	"github.com/inclavare-containers/inclavare-go/imagelayer"
 	"github.com/inclavare-containers/inclavare-go/internal/bytesize"
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 	"golang.org/x/sys/unix"
 )
@@ -179,16 +180,11 @@ func openInRoot(rootfs, p string) (*os.File, error) {
 	defer unix.Close(dir)
 	how := &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dir, p, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), p), nil
+	fd, err := openat2.Open(dir, p, how)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // readModule reads the regular file module inside rootfs (resolved by the kernel as if rootfs

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
@@ -15,10 +16,6 @@ import (
 // resolveInRoot makes the kernel resolve every path as if the rootfs were "/": absolute symlinks
 // and ".." stop at the rootfs, and /proc magic links (which could name any host file) are refused.
 const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
-
-// maxResolveRetries bounds retries of openat2 when the kernel reports EAGAIN (a rename raced
-// with ".." resolution under RESOLVE_IN_ROOT).
-const maxResolveRetries = 64
 
 // rootFS is the guest's view of the rootfs, mounted at "/".
 //
@@ -95,13 +92,7 @@ func (r *rootFS) openRaw(p string, flags int, perm uint32) (int, error) {
 	if flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE {
 		how.Mode = uint64(perm)
 	}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(r.fd, p, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < maxResolveRetries {
-			continue
-		}
-		return fd, err
-	}
+	return openat2.Open(r.fd, p, how)
 }
 
 // maxModuleSize bounds the module file read into memory: image content is untrusted, and real

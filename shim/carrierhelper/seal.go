@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/inclavare-containers/inclavare-go/enclave"
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	"github.com/inclavare-containers/inclavare-go/internal/resourceid"
 	"github.com/inclavare-containers/inclavare-go/sealed"
 	"github.com/inclavare-containers/inclavare-go/shim/carrierclient"
@@ -225,7 +226,7 @@ func resolveInRoot(rootfs, p string) (*os.File, string, error) {
 		return nil, "", fmt.Errorf("rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	fd, err := openat2(root, p, unix.O_PATH, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+	fd, err := openat2.Open(root, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 	if err != nil {
 		return nil, "", err
 	}
@@ -246,22 +247,12 @@ func resolveInRoot(rootfs, p string) (*os.File, string, error) {
 	if dirRel == "" {
 		dirRel = "."
 	}
-	dfd, err := openat2(root, dirRel, unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_MAGICLINKS)
+	dfd, err := openat2.Open(root, dirRel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
 	if err != nil {
 		return nil, "", err
 	}
 	return os.NewFile(uintptr(dfd), path.Join(rootfs, dirRel)), name, nil
-}
-
-func openat2(dir int, p string, flags uint64, resolve uint64) (int, error) {
-	how := &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dir, p, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		return fd, err
-	}
 }
 
 func openat(dir *os.File, name string, flags int, mode uint32) (*os.File, error) {

@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inclavare-containers/inclavare-go/internal/openat2"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,13 +136,7 @@ func openBeneath(dirfd int, name string, flags int) (int, error) {
 	if flags&unix.O_CREAT != 0 {
 		how.Mode = entryFileMode
 	}
-	for i := 0; ; i++ {
-		fd, err := unix.Openat2(dirfd, name, how)
-		if (err == unix.EAGAIN || err == unix.EINTR) && i < 64 {
-			continue
-		}
-		return fd, err
-	}
+	return openat2.Open(dirfd, name, how)
 }
 
 // validName reports whether name may be a directory name of the cache.
