@@ -369,16 +369,9 @@ func (r *Runtime) prepare(p enclave.Process, unpacked bool) (*launch, error) {
 
 // Preload compiles the module p would run (validation, and code from the cache entry checked
 // against its manifest) so that a Spawn of the same bytes finds it compiled. Spawn compiles
-// whatever bytes it reads then, so a module changed after Preload is compiled anew and measured
-// as it is. A sealed module or one in an encrypted layer is not preloaded: it has no plaintext yet.
-// PreloadChecks implements runelet.Preloader: with engine=interpreter the host validated nothing
-// at create (prepare has nothing to compile), so PID 1's preload is the module's check.
-func (r *Runtime) PreloadChecks() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.args.interpreter
-}
-
+// whatever bytes it reads then: a module changed after Preload is refused when Measurement took
+// it (checkMeasured), and compiled anew otherwise (an exec'd process). A sealed module or one in
+// an encrypted layer is not preloaded: it has no plaintext yet.
 func (r *Runtime) Preload(ctx context.Context, p enclave.Process) error {
 	l, err := r.prepare(p, false)
 	if err != nil {
@@ -389,6 +382,14 @@ func (r *Runtime) Preload(ctx context.Context, p enclave.Process) error {
 	}
 	_, _, err = r.compile(ctx, l.module, false)
 	return err
+}
+
+// PreloadChecks implements runelet.Preloader: with engine=interpreter the host validated nothing
+// at create (prepare has nothing to compile), so PID 1's preload is the module's check.
+func (r *Runtime) PreloadChecks() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.args.interpreter
 }
 
 // Measurement implements enclave.Runtime: Measure over the module at p.Path in the rootfs and the
