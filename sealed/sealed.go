@@ -174,47 +174,55 @@ const HeadSize = len(Magic) + 4 + MaxHeader
 // file or only its first HeadSize bytes. It returns the header and the size of what precedes
 // the ciphertext.
 func ParseHeader(head []byte) (*Header, int, error) {
+	h, _, n, err := parseHeader(head)
+	return h, n, err
+}
+
+// parseHeader is ParseHeader that also returns the parsed wrapped_key (nil without one).
+func parseHeader(head []byte) (*Header, *layerkey.Wrapped, int, error) {
 	if !IsSealed(head) {
-		return nil, 0, ErrNotSealed
+		return nil, nil, 0, ErrNotSealed
 	}
 	rest := head[len(Magic):]
 	if len(rest) < 4 {
-		return nil, 0, errors.New("sealed file: truncated before the header length")
+		return nil, nil, 0, errors.New("sealed file: truncated before the header length")
 	}
 	n := binary.BigEndian.Uint32(rest)
 	if n == 0 || n > MaxHeader {
-		return nil, 0, fmt.Errorf("sealed file: header length %d (want 1 to %d)", n, MaxHeader)
+		return nil, nil, 0, fmt.Errorf("sealed file: header length %d (want 1 to %d)", n, MaxHeader)
 	}
 	if uint64(len(rest)-4) < uint64(n) {
-		return nil, 0, errors.New("sealed file: truncated in the header")
+		return nil, nil, 0, errors.New("sealed file: truncated in the header")
 	}
 	var hj headerJSON
 	if err := strictjson.Decode(rest[4:4+n], &hj); err != nil {
-		return nil, 0, fmt.Errorf("sealed file: header: %w", err)
+		return nil, nil, 0, fmt.Errorf("sealed file: header: %w", err)
 	}
 	h := Header{KeyID: hj.KeyID, Alg: hj.Alg, PlaintextSHA256: hj.PlaintextSHA256, PlaintextSize: hj.PlaintextSize, Nonce: hj.Nonce}
 	if err := resourceid.Check(h.KeyID); err != nil {
-		return nil, 0, fmt.Errorf("sealed file: key_id: %w", err)
+		return nil, nil, 0, fmt.Errorf("sealed file: key_id: %w", err)
 	}
 	if h.Alg != Alg {
-		return nil, 0, fmt.Errorf("sealed file: alg %q (only %s is defined)", h.Alg, Alg)
+		return nil, nil, 0, fmt.Errorf("sealed file: alg %q (only %s is defined)", h.Alg, Alg)
 	}
 	if sum, err := hex.DecodeString(h.PlaintextSHA256); err != nil || len(sum) != sha256.Size || hex.EncodeToString(sum) != h.PlaintextSHA256 {
-		return nil, 0, fmt.Errorf("sealed file: plaintext_sha256 %q is not 64 lower-case hex digits", h.PlaintextSHA256)
+		return nil, nil, 0, fmt.Errorf("sealed file: plaintext_sha256 %q is not 64 lower-case hex digits", h.PlaintextSHA256)
 	}
 	if h.PlaintextSize < 0 || h.PlaintextSize > MaxPlaintext {
-		return nil, 0, fmt.Errorf("sealed file: plaintext_size %d (want 0 to %d)", h.PlaintextSize, MaxPlaintext)
+		return nil, nil, 0, fmt.Errorf("sealed file: plaintext_size %d (want 0 to %d)", h.PlaintextSize, MaxPlaintext)
 	}
 	if nonce, err := base64.StdEncoding.Strict().DecodeString(h.Nonce); err != nil || len(nonce) != nonceSize {
-		return nil, 0, fmt.Errorf("sealed file: nonce %q is not %d bytes of base64", h.Nonce, nonceSize)
+		return nil, nil, 0, fmt.Errorf("sealed file: nonce %q is not %d bytes of base64", h.Nonce, nonceSize)
 	}
+	var w *layerkey.Wrapped
 	if hj.WrappedKey != nil {
 		h.WrappedKey = *hj.WrappedKey
-		if _, err := parseWrapped(&h); err != nil {
-			return nil, 0, err
+		var err error
+		if w, err = parseWrapped(&h); err != nil {
+			return nil, nil, 0, err
 		}
 	}
-	return &h, len(Magic) + 4 + int(n), nil
+	return &h, w, len(Magic) + 4 + int(n), nil
 }
 
 // parseWrapped reads a header's wrapped_key: base64 (standard, padded) of a layerkey wrapped key
@@ -261,15 +269,12 @@ func WrappedDigest(head []byte) ([sha256.Size]byte, bool) {
 
 // Parse reads the header of a sealed file and checks it against the rest; it decrypts nothing.
 func Parse(data []byte) (*File, error) {
-	h, end, err := ParseHeader(data)
+	h, w, end, err := parseHeader(data)
 	if err != nil {
 		return nil, err
 	}
-	f := &File{Header: *h, aad: data[:end], ciphertext: data[end:]}
+	f := &File{Header: *h, wrapped: w, aad: data[:end], ciphertext: data[end:]}
 	f.nonce, _ = base64.StdEncoding.Strict().DecodeString(h.Nonce)
-	if h.Wrapped() {
-		f.wrapped, _ = parseWrapped(h) // ParseHeader checked it
-	}
 	if int64(len(f.ciphertext)) != h.PlaintextSize+tagSize {
 		return nil, fmt.Errorf("sealed file: %d bytes of ciphertext for a %d-byte plaintext (want %d): truncated or extended",
 			len(f.ciphertext), h.PlaintextSize, h.PlaintextSize+tagSize)
