@@ -3,7 +3,6 @@ package carrierhelper
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -124,9 +123,6 @@ func sealEntrypoint(ctx context.Context, rootfs, entry, cwd, keyProvider, keyID 
 	if sealed.IsSealed(plain) {
 		return nil, fmt.Errorf("entrypoint %s is sealed already: drop %s (the enclave opens a tenant-sealed file with its own key)", entry, carrierclient.EnvCarrierSeal)
 	}
-	sum := sha256.Sum256(plain)
-	s.PlaintextSHA256, s.Size = hex.EncodeToString(sum[:]), int64(len(plain))
-
 	dek := make([]byte, sealed.KeySize)
 	defer clear(dek)
 	if _, err := rand.Read(dek); err != nil {
@@ -140,6 +136,12 @@ func sealEntrypoint(ctx context.Context, rootfs, entry, cwd, keyProvider, keyID 
 	if err != nil {
 		return nil, fmt.Errorf("seal entrypoint %s: %w", entry, err)
 	}
+	// The plaintext's digest as sealing computed it, for the log (not hashed a second time).
+	h, _, err := sealed.ParseHeader(data)
+	if err != nil {
+		return nil, fmt.Errorf("seal entrypoint %s: %w", entry, err)
+	}
+	s.PlaintextSHA256, s.Size = h.PlaintextSHA256, h.PlaintextSize
 	if err := s.replace(data, &st); err != nil {
 		return nil, fmt.Errorf("seal entrypoint %s: %w", entry, err)
 	}
