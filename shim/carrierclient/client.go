@@ -107,36 +107,39 @@ func IsCarrierEnv(kv string) bool {
 // SealRequestedIn returns the key id RUNE_CARRIER_SEAL names in env, if any; set twice to
 // different values or empty is an error. The key id's syntax is the caller's to check.
 func SealRequestedIn(env []string) (string, bool, error) {
-	id, found := "", false
+	id, found, err := onlyValue(env, EnvCarrierSeal)
+	if err == nil && found && id == "" {
+		err = fmt.Errorf("%s is empty: name the key broker's key-encryption key, <repository>/<type>/<tag>", EnvCarrierSeal)
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return id, found, nil
+}
+
+// onlyValue returns the value of key in env (an OCI process environment) and whether it is
+// there; set twice to different values is an error.
+func onlyValue(env []string, key string) (string, bool, error) {
+	value, found := "", false
 	for _, kv := range env {
-		v, ok := strings.CutPrefix(kv, EnvCarrierSeal+"=")
+		v, ok := strings.CutPrefix(kv, key+"=")
 		if !ok {
 			continue
 		}
-		if found && v != id {
-			return "", false, fmt.Errorf("%s is set twice, to %q and %q", EnvCarrierSeal, id, v)
+		if found && v != value {
+			return "", false, fmt.Errorf("%s is set twice, to %q and %q", key, value, v)
 		}
-		id, found = v, true
+		value, found = v, true
 	}
-	if found && id == "" {
-		return "", false, fmt.Errorf("%s is empty: name the key broker's key-encryption key, <repository>/<type>/<tag>", EnvCarrierSeal)
-	}
-	return id, found, nil
+	return value, found, nil
 }
 
 // RequestedIn returns the carrier RUNE_CARRIER names in env (an OCI process environment); a
 // RUNE_CARRIER_SEAL without it is an error.
 func RequestedIn(env []string) (string, bool, error) {
-	name, found := "", false
-	for _, kv := range env {
-		v, ok := strings.CutPrefix(kv, EnvCarrier+"=")
-		if !ok {
-			continue
-		}
-		if found && v != name {
-			return "", false, fmt.Errorf("%s is set twice, to %q and %q", EnvCarrier, name, v)
-		}
-		name, found = v, true
+	name, found, err := onlyValue(env, EnvCarrier)
+	if err != nil {
+		return "", false, err
 	}
 	if found && name == "" {
 		return "", false, fmt.Errorf("%s is empty: name a carrier (available: %s)", EnvCarrier, strings.Join(Names(), ", "))
