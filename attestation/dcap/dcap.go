@@ -68,9 +68,10 @@ type Outcome struct {
 	Collateral *attestation.CollateralInfo
 	// Details are human-facing facts (FMSPC, PCK CA, collateral used, …).
 	Details map[string]string
-	// ValidUntil is when this outcome stops holding for the same quote and inputs (see package attestation/internal/validity):
-	// the earliest notAfter of the PCK chain and of the collateral's signer chains, nextUpdate of
-	// the TCB info, QE identity and applied CRLs, and the start of any input not yet valid.
+	// ValidUntil is when this outcome stops holding for the same quote and inputs (package
+	// attestation/internal/validity): the earliest notAfter of the PCK chain and of the
+	// collateral's signer chains, nextUpdate of the TCB info, QE identity and applied CRLs, and
+	// the start of any input not yet valid.
 	ValidUntil time.Time
 }
 
